@@ -1,0 +1,16 @@
+"""The audit log: every read and write of child data, in the same transaction as the access."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from tillsammans_common.auth import Principal
+from tillsammans_common.models import AuditRecord
+from tillsammans_common.telemetry import current_trace_id
+
+
+def audit(session: Session, principal: Principal, action: str, *, case_id: str | None = None,
+          purpose: str | None = None, outcome: str = "ok") -> None:
+    """Record who did what to which case and why."""
+    session.add(AuditRecord(org=principal.org, user=principal.user, role=principal.role.value, action=action,
+                            case_id=case_id, purpose=purpose, outcome=outcome, trace_id=current_trace_id()))

@@ -1,0 +1,67 @@
+"""Database engines, sessions and migrations: SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, event
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session, create_engine
+
+MIGRATIONS_ENV = Path(__file__).parent / "migrations"
+COMMON_VERSIONS = MIGRATIONS_ENV / "versions"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine tuned for the backend: WAL and a busy timeout for SQLite files."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_conn.cursor()
+            # WAL lets readers proceed while the relay writes; NORMAL is durable across process crashes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A unit of work: commits on success, rolls back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def migrate(engine: Engine, versions_dir: Path, *, version_table: str = "alembic_version") -> None:
+    """Bring the schema to the newest revision: the shared tables plus the service's own."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_ENV))
+    config.set_main_option("version_locations", f"{COMMON_VERSIONS} {versions_dir}")
+    config.set_main_option("path_separator", "space")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        config.attributes["version_table"] = version_table
+        command.upgrade(config, "heads")

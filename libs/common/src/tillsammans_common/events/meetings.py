@@ -1,0 +1,99 @@
+"""Events produced by meetings, including the cross-organisation invitation and consultation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from tillsammans_common.events import Event
+from tillsammans_common.wheel import AreaCode
+
+
+class ChildIdentity(BaseModel):
+    """Who the child is; only ever inside an organisation or under a consent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    personnummer: str
+    name: str
+    protected_identity: bool = False
+
+
+class MeetingCalled(Event):
+    """A BBA called a coordination meeting (samverkansmöte) for a case."""
+
+    type: ClassVar[str] = "meetings.meeting.called.v1"
+    meeting_id: str
+    case_id: str
+    kind: str
+    scheduled_at: datetime
+    invited_orgs: list[str]
+
+
+class InvitationSent(Event):
+    """An invitation to another organisation's meetings service; identifies the child."""
+
+    type: ClassVar[str] = "meetings.invitation.sent.v1"
+    identifying: ClassVar[bool] = True
+    consent_categories: ClassVar[tuple[str, ...]] = ("identity", "concern", "mapping_summary")
+    consent_purpose: ClassVar[str] = "coordination_meeting"
+    invitation_id: str
+    meeting_id: str
+    case_id: str
+    kind: str
+    scheduled_at: datetime
+    child_key: str
+    child: ChildIdentity
+    flagged_areas: list[AreaCode]
+    concern_summary: str
+    contact_user: str
+
+
+class InvitationReceived(Event):
+    """This organisation stored an invitation from another one."""
+
+    type: ClassVar[str] = "meetings.invitation.received.v1"
+    invitation_id: str
+    meeting_id: str
+    from_org: str
+
+
+class ConsultationRequested(Event):
+    """An anonymous consultation: age band, wheel areas and a question, never an identity."""
+
+    type: ClassVar[str] = "meetings.consultation.requested.v1"
+    consultation_id: str
+    age_band: str
+    wheel_areas: list[AreaCode]
+    question: str
+    proposed_at: datetime | None = None
+
+
+class CoordinatorAppointed(Event):
+    """A samordningsperson was appointed; ``matches_child_wish`` false means a reason was recorded."""
+
+    type: ClassVar[str] = "meetings.coordinator.appointed.v1"
+    meeting_id: str
+    case_id: str
+    coordinator_org: str
+    matches_child_wish: bool
+
+
+class PlanItemAdded(Event):
+    """An action was added to the plan with the organisation responsible for it."""
+
+    type: ClassVar[str] = "meetings.plan_item.added.v1"
+    meeting_id: str
+    case_id: str
+    plan_item_id: str
+    responsible_org: str
+
+
+class FollowUpBooked(Event):
+    """The coordinator booked the follow-up (uppföljning)."""
+
+    type: ClassVar[str] = "meetings.follow_up.booked.v1"
+    meeting_id: str
+    case_id: str
+    follow_up_at: datetime

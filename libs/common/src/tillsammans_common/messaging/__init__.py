@@ -1,0 +1,1 @@
+"""Messaging: outbox and relay, idempotent consumers, consent replica and the egress gate."""

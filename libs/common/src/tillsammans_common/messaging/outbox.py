@@ -1,0 +1,63 @@
+"""The transactional outbox: events are rows written in the same transaction as the change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+from sqlalchemy import event as sa_event
+from sqlmodel import Session
+
+from tillsammans_common.events import (
+    EVENTS_STREAM,
+    INBOX_STREAM,
+    Envelope,
+    Event,
+    inbox_subject,
+    internal_subject,
+)
+from tillsammans_common.models import OutboxMessage
+from tillsammans_common.telemetry import current_traceparent
+
+_wakers: dict[int, Callable[[], None]] = {}
+
+
+def record_event(session: Session, event: Event, *, source: str, org: str, subject: str) -> Envelope:
+    """Queue an event for this organisation's own stream."""
+    envelope = Envelope.wrap(event, source=source, subject=subject)
+    _add(session, envelope, nats_subject=internal_subject(org, event.type), stream=EVENTS_STREAM)
+    return envelope
+
+
+def record_cross_org(session: Session, envelope: Envelope, *, from_org: str, to_org: str) -> None:
+    """Queue a message for another organisation's inbox; only the egress gate calls this."""
+    _add(session, envelope, nats_subject=inbox_subject(to_org, from_org, envelope.type), stream=INBOX_STREAM)
+
+
+def _add(session: Session, envelope: Envelope, *, nats_subject: str, stream: str) -> None:
+    session.add(OutboxMessage(
+        event_id=envelope.id,
+        nats_subject=nats_subject,
+        stream=stream,
+        body=envelope.to_bytes(),
+        traceparent=current_traceparent(),
+    ))
+    session.info["outbox_dirty"] = True
+
+
+def on_outbox_commit(engine: Engine, wake: Callable[[], None]) -> None:
+    """Call ``wake`` after each commit on ``engine`` that wrote outbox rows (no polling delay)."""
+    _wakers[id(engine)] = wake
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop("outbox_dirty", False):
+        wake = _wakers.get(id(session.get_bind()))
+        if wake is not None:
+            wake()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop("outbox_dirty", None)

@@ -1,0 +1,148 @@
+"""The outbox relay: publishes committed outbox rows to JetStream, woken by each commit.
+
+Waking on commit (not polling) keeps the relay off the latency path; the periodic sweep only
+catches rows left by a crash or a failed publish. ``Nats-Msg-Id`` is the event id, so a row
+published twice (crash between publish and mark) is dropped by the stream's duplicate window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import anyio
+from faststream.nats import NatsBroker
+from sqlalchemy import Engine, delete, select, update
+from sqlmodel import Session, col
+
+from tillsammans_common.db import utcnow
+from tillsammans_common.messaging.outbox import on_outbox_commit
+from tillsammans_common.models import OutboxMessage
+from tillsammans_common.telemetry import attach_traceparent, detach
+
+log = logging.getLogger(__name__)
+PUBLISHED_RETENTION = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    seq: int
+    event_id: str
+    nats_subject: str
+    stream: str
+    body: bytes
+    traceparent: str | None
+
+    @property
+    def destination(self) -> str:
+        # Order is kept per destination: a failing receiver must not let later messages overtake.
+        return ".".join(self.nats_subject.split(".")[:2]) if self.stream == "INBOX" else self.stream
+
+
+class OutboxRelay:
+    """Moves outbox rows of one service's database to NATS."""
+
+    def __init__(self, engine: Engine, broker: NatsBroker, *, sweep_seconds: float = 1.0, batch: int = 200) -> None:
+        self.engine = engine
+        self.broker = broker
+        self.sweep_seconds = sweep_seconds
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Ask the relay to look now; safe from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def start(self) -> None:
+        """Start relaying in the background."""
+        self._loop = asyncio.get_running_loop()
+        on_outbox_commit(self.engine, self.wake)
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Stop after the current batch; unsent rows stay for the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        sweeps = 0
+        while True:
+            self._wake.clear()
+            try:
+                sent, full = await self.relay_once()
+            except Exception:
+                log.exception("outbox relay pass failed")
+                sent, full = 0, False
+            if full:
+                continue
+            sweeps += 1
+            if sweeps % 600 == 0:
+                await anyio.to_thread.run_sync(self._purge_published)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
+            except TimeoutError:
+                pass
+
+    async def relay_once(self) -> tuple[int, bool]:
+        """Publish one batch of unsent rows; returns (sent, whether the batch was full)."""
+        pending = await anyio.to_thread.run_sync(self._load)
+        if not pending:
+            return 0, False
+        published: list[int] = []
+        failed: dict[int, str] = {}
+        blocked: set[str] = set()
+        for row in pending:
+            if row.destination in blocked:
+                continue
+            token = attach_traceparent(row.traceparent)
+            try:
+                await self.broker.publish(
+                    row.body, row.nats_subject, stream=row.stream, timeout=5.0,
+                    headers={"Nats-Msg-Id": row.event_id, "content-type": "application/cloudevents+json"},
+                )
+                published.append(row.seq)
+            except Exception as exc:  # the receiver's stream may be down; keep the row, keep order
+                failed[row.seq] = type(exc).__name__
+                blocked.add(row.destination)
+                log.warning("outbox publish failed, will retry",
+                            extra={"destination": row.destination, "error_type": failed[row.seq]})
+            finally:
+                detach(token)
+        await anyio.to_thread.run_sync(self._mark, published, failed)
+        return len(published), len(pending) == self.batch and not failed
+
+    def _load(self) -> list[_Pending]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(OutboxMessage.seq, OutboxMessage.event_id, OutboxMessage.nats_subject,
+                       OutboxMessage.stream, OutboxMessage.body, OutboxMessage.traceparent)
+                .where(col(OutboxMessage.published_at).is_(None))
+                .order_by(col(OutboxMessage.seq))
+                .limit(self.batch)
+            ).all()
+            return [_Pending(*row) for row in rows]
+
+    def _mark(self, published: list[int], failed: dict[int, str]) -> None:
+        with Session(self.engine) as session:
+            if published:
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.seq).in_(published))
+                             .values(published_at=utcnow()))
+            for seq, error in failed.items():
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.seq) == seq)
+                             .values(attempts=OutboxMessage.attempts + 1, last_error=error))
+            session.commit()
+
+    def _purge_published(self) -> None:
+        with Session(self.engine) as session:
+            session.execute(delete(OutboxMessage).where(
+                col(OutboxMessage.published_at) < utcnow() - PUBLISHED_RETENTION))
+            session.commit()

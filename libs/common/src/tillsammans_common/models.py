@@ -1,0 +1,117 @@
+"""Tables every service has: outbox, processed messages, dead letters, audit log,
+idempotency records and the local consent replica."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from tillsammans_common.db import utcnow
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kwargs))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An event written in the same transaction as the change it reports, waiting for the relay."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        Index("ix_outbox_unsent", "published_at", "seq"),
+        UniqueConstraint("event_id", "nats_subject", name="uq_outbox_event_subject"),
+    )
+
+    seq: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=64)
+    nats_subject: str = Field(max_length=255)
+    stream: str = Field(max_length=64)
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    traceparent: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    published_at: datetime | None = _ts(nullable=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=255)
+
+
+class ProcessedMessage(SQLModel, table=True):
+    """An event a consumer has applied; written with its effects so each event counts once."""
+
+    __tablename__ = "processed_message"
+
+    consumer: str = Field(primary_key=True, max_length=64)
+    event_id: str = Field(primary_key=True, max_length=64)
+    processed_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class DeadLetter(SQLModel, table=True):
+    """A message that exhausted its deliveries or can never be applied; kept, never dropped."""
+
+    __tablename__ = "dead_letter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    consumer: str = Field(max_length=64)
+    nats_subject: str = Field(max_length=255)
+    event_id: str | None = Field(default=None, max_length=64)
+    event_type: str | None = Field(default=None, max_length=128)
+    reason: str = Field(max_length=255)
+    deliveries: int
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class AuditRecord(SQLModel, table=True):
+    """Who did what to which case, when and why (patient-data style access log)."""
+
+    __tablename__ = "audit_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, default=utcnow, index=True)
+    org: str = Field(max_length=32)
+    user: str = Field(max_length=128)
+    role: str = Field(max_length=32)
+    action: str = Field(max_length=64)
+    case_id: str | None = Field(default=None, max_length=64, index=True)
+    purpose: str | None = Field(default=None, max_length=64)
+    outcome: str = Field(default="ok", max_length=32)
+    trace_id: str | None = Field(default=None, max_length=32)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first response to a POST with an Idempotency-Key, replayed for repeats."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("org", "user", "key", name="uq_idempotency_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org: str = Field(max_length=32)
+    user: str = Field(max_length=128)
+    key: str = Field(max_length=128)
+    fingerprint: str = Field(max_length=64)
+    status_code: int
+    response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class ConsentGrant(SQLModel, table=True):
+    """A consent this service knows of (its own organisation's, or replicated to it).
+
+    Holds no identity: the child is matched on a pseudonymous child key.
+    """
+
+    __tablename__ = "consent_grant"
+    __table_args__ = (Index("ix_consent_lookup", "child_key", "disclosing_org"),)
+
+    consent_id: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(max_length=64)
+    child_key: str = Field(max_length=64)
+    disclosing_org: str = Field(max_length=32)
+    receiving_orgs: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    purpose: str = Field(max_length=64)
+    valid_from: datetime = _ts(nullable=False)
+    valid_until: datetime = _ts(nullable=False)
+    withdrawn_at: datetime | None = _ts(nullable=True)

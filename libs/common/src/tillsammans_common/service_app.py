@@ -1,0 +1,151 @@
+"""What every service's composition root shares: engine, migrations, broker, relay, telemetry,
+auth, problem handlers and health checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from faststream.nats import NatsBroker
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.security import SASLPlaintext
+from nats.js.errors import BadRequestError
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from sqlalchemy import Engine, text
+
+from tillsammans_common.auth import TokenVerifier
+from tillsammans_common.db import make_engine, migrate
+from tillsammans_common.messaging.consumer import stream_configs
+from tillsammans_common.messaging.relay import OutboxRelay
+from tillsammans_common.settings import ServiceSettings
+from tillsammans_common.telemetry import current_trace_id, setup_logging, setup_telemetry, shutdown_telemetry
+from tillsammans_common.web import PROBLEM_RESPONSES, install_problem_handlers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Infrastructure:
+    """The parts a service's routes and handlers are built on."""
+
+    settings: ServiceSettings
+    engine: Engine
+    broker: NatsBroker
+    relay: OutboxRelay
+
+
+def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> Infrastructure:
+    """Create the engine (migrated), the broker with telemetry, and the outbox relay."""
+    setup_logging(service=settings.service_name, org=settings.org, level=settings.log_level)
+    provider = setup_telemetry(service=settings.service_name, org=settings.org)
+    engine = make_engine(settings.resolved_database_url)
+    if settings.auto_migrate:
+        migrate(engine, versions_dir)
+    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+    broker = NatsBroker(
+        settings.nats_url,
+        security=SASLPlaintext(username=settings.nats_user, password=settings.nats_password.get_secret_value())
+        if settings.nats_user and settings.nats_password else None,
+        name=f"tillsammans-{settings.org}-{settings.service_name}",
+        middlewares=[NatsTelemetryMiddleware(tracer_provider=provider)],
+        max_reconnect_attempts=-1,
+        log_level=logging.INFO,
+    )
+    relay = OutboxRelay(engine, broker, sweep_seconds=settings.relay_sweep_seconds)
+    return Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay)
+
+
+async def ensure_streams(broker: NatsBroker, org: str) -> None:
+    """Create this organisation's event and inbox streams if they do not exist yet."""
+    js = broker.config.connection_state.stream
+    for config in stream_configs(org):
+        try:
+            await js.add_stream(config=config)
+        except BadRequestError:
+            await js.update_stream(config=config)
+
+
+def build_app(infra: Infrastructure, *, title: str, description: str, routers: list[APIRouter]) -> FastAPI:
+    """The FastAPI app: lifespan starts the broker and relay; problem+json; health; tracing."""
+    settings = infra.settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await infra.broker.connect()
+        await ensure_streams(infra.broker, settings.org)
+        await infra.broker.start()
+        await infra.relay.start()
+        log.info("service started")
+        try:
+            yield
+        finally:
+            await infra.relay.stop()
+            await infra.broker.stop()
+            shutdown_telemetry()
+            infra.engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
+                  responses=PROBLEM_RESPONSES)
+    app.state.settings = settings
+    app.state.infra = infra
+    app.state.token_verifier = TokenVerifier(dev_secret=settings.dev_token_secret.get_secret_value(),
+                                             orgs=sorted({settings.org, *settings.peers}))
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def trace_id_header(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # Integrators quote this id to ops; it carries nothing about the child.
+        response = await call_next(request)
+        trace_id = current_trace_id()
+        if trace_id:
+            response.headers["X-Trace-Id"] = trace_id
+        return response
+
+    app.include_router(_health_router())
+    for router in routers:
+        app.include_router(router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
+    return app
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(prefix="/health", tags=["health"])
+
+    @router.get("/live", summary="The process is up")
+    def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/ready", summary="Database and broker are reachable")
+    def ready(request: Request) -> JSONResponse:
+        infra: Infrastructure = request.app.state.infra
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            with infra.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            checks["database"] = "unavailable"
+        try:
+            connected = infra.broker.connection.is_connected
+        except Exception:
+            connected = False
+        if not connected:
+            checks["broker"] = "unavailable"
+        healthy = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "unavailable", **checks,
+                             "org": infra.settings.org, "service": infra.settings.service_name},
+                            status_code=200 if healthy else 503)
+
+    return router
+
+
+def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:
+    """Run a service under uvicorn with the settings' host and port."""
+    uvicorn.run(create_app(), host=settings.host, port=settings.port, log_config=None, access_log=False,
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=5)

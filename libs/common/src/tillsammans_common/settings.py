@@ -1,0 +1,89 @@
+"""Settings shared by every service; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ORG_ID = re.compile(r"^[a-z][a-z0-9]{1,30}$")
+
+
+class ServiceSettings(BaseSettings):
+    """Configuration of one service of one organisation.
+
+    A value is read from ``TILLSAMMANS_<SERVICE>_<NAME>`` first, then from the shared
+    ``TILLSAMMANS_<NAME>``, so an organisation sets its identity and broker once and each
+    service its own database and port.
+    """
+
+    service_name: ClassVar[str] = "service"
+    model_config = SettingsConfigDict(env_prefix="TILLSAMMANS_SERVICE_", extra="ignore")
+
+    org: str = Field("school", description="This organisation's id (lowercase, also its NATS account).")
+    peers: list[str] = Field(
+        default_factory=lambda: ["school", "region", "social"],
+        description="Organisations in the federation that may receive cross-organisation messages.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".tillsammans/data")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file under data_dir.")
+    auto_migrate: bool = Field(True, description="Run database migrations at start-up.")
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    dev_token_secret: SecretStr = Field(
+        SecretStr("tillsammans-development-only"),
+        description="Development only: the per-organisation token keys are derived from it.",
+    )
+    child_key_secret: SecretStr = Field(
+        SecretStr("tillsammans-development-child-key"),
+        description="Federation-wide key for the pseudonymous child key shared in consent replicas.",
+    )
+    relay_sweep_seconds: float = Field(1.0, description="How often the outbox relay re-checks for unsent rows.")
+    max_deliveries: int = Field(5, description="Deliveries of one message before it is dead-lettered.")
+    redelivery_backoff_seconds: list[float] = Field(default_factory=lambda: [0.2, 1.0, 5.0, 15.0])
+    log_level: str = "INFO"
+
+    @field_validator("org")
+    @classmethod
+    def _org_is_slug(cls, value: str) -> str:
+        if not ORG_ID.match(value):
+            raise ValueError("org must be 2-31 lowercase letters or digits, starting with a letter")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Service-specific variables win over the shared ``TILLSAMMANS_`` ones."""
+        shared = EnvSettingsSource(settings_cls, env_prefix="TILLSAMMANS_")
+        return (init_settings, env_settings, shared, dotenv_settings, file_secret_settings)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``<data_dir>/<org>/<service>.db``."""
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / self.org / f"{self.service_name}.db").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+
+    @property
+    def source(self) -> str:
+        """The CloudEvents source of this service: ``/orgs/<org>/<service>``."""
+        return f"/orgs/{self.org}/{self.service_name}"

@@ -1,0 +1,131 @@
+"""OpenTelemetry set-up: traces for HTTP, database and messaging, JSON logs with trace ids.
+
+Spans are exported over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set. Nothing here
+records request bodies, query strings or message payloads, so no child identity reaches ops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+_provider: TracerProvider | None = None
+
+
+def setup_telemetry(*, service: str, org: str) -> TracerProvider:
+    """Install the process-wide tracer and meter providers (once per process)."""
+    global _provider
+    if _provider is not None:
+        return _provider
+    resource = Resource.create({
+        "service.name": f"tillsammans-{service}",
+        "service.namespace": "tillsammans",
+        "deployment.environment": os.environ.get("TILLSAMMANS_ENVIRONMENT", "development"),
+        "tillsammans.org": org,
+    })
+    provider = TracerProvider(resource=resource)
+    meter_provider: MeterProvider | None = None
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+    else:
+        meter_provider = MeterProvider(resource=resource)
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(meter_provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_telemetry() -> None:
+    """Flush and stop exporters so the last spans are not lost at shutdown."""
+    if _provider is not None:
+        _provider.shutdown()
+    meter_provider = metrics.get_meter_provider()
+    if isinstance(meter_provider, MeterProvider):
+        meter_provider.shutdown()
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the active span, to store with an outbox row."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent")
+
+
+def attach_traceparent(traceparent: str | None) -> object | None:
+    """Make a saved traceparent the active context; returns a token for ``detach``."""
+    if not traceparent:
+        return None
+    return otel_context.attach(extract({"traceparent": traceparent}))
+
+
+def detach(token: object | None) -> None:
+    """Undo ``attach_traceparent``."""
+    if token is not None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def current_trace_id() -> str | None:
+    """The active trace id as 32 hex digits, or None outside a trace."""
+    span_context = trace.get_current_span().get_span_context()
+    return f"{span_context.trace_id:032x}" if span_context.is_valid else None
+
+
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line with the trace and span id of the active span."""
+
+    def __init__(self, *, service: str, org: str) -> None:
+        super().__init__()
+        self.static = {"service": service, "org": org}
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render a record as JSON."""
+        span_context = trace.get_current_span().get_span_context()
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **self.static,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+        if span_context.is_valid:
+            entry["trace_id"] = f"{span_context.trace_id:032x}"
+            entry["span_id"] = f"{span_context.span_id:016x}"
+        if record.exc_info and record.exc_info[0] is not None:
+            # The type and the frames only: exception messages can quote SQL parameters or input.
+            entry["error_type"] = record.exc_info[0].__name__
+            entry["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(*, service: str, org: str, level: str = "INFO") -> None:
+    """Route all logging to stdout as JSON lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonLogFormatter(service=service, org=org))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

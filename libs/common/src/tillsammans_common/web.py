@@ -1,0 +1,133 @@
+"""HTTP plumbing shared by the services: problem+json errors and Idempotency-Key handling."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tillsammans_common.auth import Principal
+from tillsammans_common.errors import PROBLEM_BASE, Conflict, DomainError
+from tillsammans_common.models import IdempotencyRecord
+from tillsammans_common.telemetry import current_trace_id
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+PROBLEM_SCHEMA = {
+    "description": "An RFC 9457 problem",
+    "content": {PROBLEM_JSON: {"schema": {"type": "object", "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}}}}},
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: PROBLEM_SCHEMA for code in (401, 403, 404, 409, 422)
+}
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    """Render a problem body with its media type and the trace id ops can search for."""
+    trace_id = current_trace_id()
+    if trace_id:
+        body = {**body, "trace_id": trace_id}
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+_TITLES = {400: "Bad request", 401: "Authentication required", 403: "Forbidden", 404: "Not found",
+           405: "Method not allowed", 409: "Conflict", 415: "Unsupported media type"}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Make every error an RFC 9457 problem; validation errors name each field and reason."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for error in exc.errors():
+            location = [str(part) for part in error["loc"]]
+            where = location[0] if location else "body"
+            field = ".".join(location[1:]) or where
+            # The input itself is left out on purpose: it may be a personnummer or a name.
+            errors.append({"field": field, "in": where, "reason": error["msg"].removeprefix("Value error, ")})
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        return problem_response({"type": PROBLEM_BASE + "validation-error", "title": "Your request is not valid",
+                                 "status": 422, "detail": detail, "errors": errors})
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return problem_response(exc.problem())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {401: "unauthorized", 403: "forbidden", 404: "not-found"}.get(exc.status_code, "http-error")
+        return problem_response({"type": PROBLEM_BASE + slug, "title": _TITLES.get(exc.status_code, "Error"),
+                                 "status": exc.status_code, "detail": str(exc.detail)},
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return problem_response({"type": PROBLEM_BASE + "internal-error", "title": "Internal error",
+                                 "status": 500, "detail": "the request failed; nothing was saved"})
+
+
+def run_command(
+    engine: Engine,
+    *,
+    principal: Principal,
+    idempotency_key: str | None,
+    request: Request,
+    body: BaseModel | None,
+    action: Callable[[Session], BaseModel],
+    status_code: int = 201,
+) -> JSONResponse:
+    """Run a write in one transaction; with an Idempotency-Key, a repeat returns the first result.
+
+    The idempotency record commits with the change, so a crash leaves either both or neither.
+    """
+    fingerprint = hashlib.sha256(
+        f"{request.method} {request.url.path} ".encode() + (body.model_dump_json().encode() if body else b"")
+    ).hexdigest()
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
+        from tillsammans_common.errors import InvalidField
+
+        raise InvalidField("Idempotency-Key", "must be 1 to 128 characters")
+    with Session(engine, expire_on_commit=False) as session:
+        if idempotency_key:
+            replay = _replay(session, principal, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+        result = action(session).model_dump(mode="json")
+        if idempotency_key:
+            session.add(IdempotencyRecord(org=principal.org, user=principal.user, key=idempotency_key,
+                                          fingerprint=fingerprint, status_code=status_code, response=result))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            replay = _replay(session, principal, idempotency_key, fingerprint) if idempotency_key else None
+            if replay is None:
+                raise
+            return replay
+    return JSONResponse(result, status_code=status_code)
+
+
+def _replay(session: Session, principal: Principal, key: str, fingerprint: str) -> JSONResponse | None:
+    prior = session.exec(select(IdempotencyRecord).where(
+        IdempotencyRecord.org == principal.org, IdempotencyRecord.user == principal.user,
+        IdempotencyRecord.key == key)).first()
+    if prior is None:
+        return None
+    if prior.fingerprint != fingerprint:
+        raise Conflict("this Idempotency-Key was already used for a different request")
+    return JSONResponse(prior.response, status_code=prior.status_code, headers={"Idempotent-Replayed": "true"})

@@ -1,0 +1,246 @@
+"""``make bench``: throughput, latency and memory of a real stack, printed and written as JSON.
+
+Measures, in one run on this machine:
+- intake throughput (HTTP, validation, auth, database, outbox, broker) next to a bare FastAPI
+  endpoint served with the same uvicorn settings, as a ratio;
+- end-to-end latency from POST /concerns to the routed event handled in the BBA's inbox, at a
+  fixed open-loop rate (default 200 concerns/s);
+- latency of a cross-organisation invitation, from POST /meetings in the school to the row stored
+  by the region's meetings service;
+- resident memory of one organisation's four services plus the broker.
+Timestamps on both ends come from the same clock (one machine): the client's send time and the
+``received_at`` the handler writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tillsammans_common.auth import mint_token
+from tillsammans_common.testing import free_port, wait_for, wait_for_port
+from tillsammans_stack.demo import DEV_SECRET
+from tillsammans_stack.launcher import Stack, StackConfig
+
+CHILD = {"personnummer": "20130412-1237", "name": "Bench Barn"}
+CONCERN = {"unit_id": "norrskolan", "child": CHILD, "wheel_areas": ["trygghet"], "description": "benchmark"}
+TARGETS = {"intake_ratio_min": 0.35, "e2e_p50_ms_max": 5.0, "e2e_p99_ms_max": 20.0,
+           "cross_org_p99_ms_max": 30.0, "org_rss_mb_max": 400.0}
+
+
+def _token(org: str, role: str, user: str) -> str:
+    return mint_token(dev_secret=DEV_SECRET, org=org, user=user, role=role)
+
+
+def _free_base() -> int:
+    while True:
+        base = free_port() // 100 * 100
+        if base + 40 < 65000 and all(_port_free(base + i) for i in range(1, 40)):
+            return base
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def throughput(url: str, token: str, *, seconds: int, connections: int) -> dict[str, Any]:
+    """Requests/s of POST url with the concern body, by wrk when installed, else a Python client."""
+    if shutil.which("wrk"):
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write('wrk.method = "POST"\n'
+                         f"wrk.body = {json.dumps(json.dumps(CONCERN))}\n"
+                         'wrk.headers["Content-Type"] = "application/json"\n'
+                         f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
+                             capture_output=True, text=True, check=True).stdout
+        rps = float(next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[1])
+        errors = next((int(line.split()[-1]) for line in out.splitlines() if "Non-2xx" in line), 0)
+        return {"tool": "wrk", "requests_per_s": rps, "non_2xx": errors}
+    return asyncio.run(_python_throughput(url, token, seconds=seconds, connections=connections))
+
+
+async def _python_throughput(url: str, token: str, *, seconds: int, connections: int) -> dict[str, Any]:
+    done = errors = 0
+    deadline = time.monotonic() + seconds
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal done, errors
+        while time.monotonic() < deadline:
+            response = await client.post(url, json=CONCERN, headers=headers)
+            done += 1
+            errors += response.status_code >= 300
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections)) as client:
+        await asyncio.gather(*(worker(client) for _ in range(connections)))
+    return {"tool": "python-httpx (install wrk for a faster client)", "requests_per_s": done / seconds,
+            "non_2xx": errors}
+
+
+async def _open_loop(url: str, headers: dict[str, str], bodies: list[dict[str, Any]], rate: float
+                     ) -> list[tuple[float, dict[str, Any]]]:
+    """Send one request every 1/rate s regardless of responses; return (send time, response body)."""
+    results: list[tuple[float, dict[str, Any]]] = []
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=30) as client:
+        async def one(body: dict[str, Any]) -> None:
+            sent = time.time()
+            response = await client.post(url, json=body, headers=headers)
+            if response.status_code == 201:
+                results.append((sent, response.json()))
+
+        start = time.monotonic()
+        tasks = []
+        for index, body in enumerate(bodies):
+            delay = start + index / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the load generator, not waiting for a result
+            tasks.append(asyncio.create_task(one(body)))
+        await asyncio.gather(*tasks)
+    return results
+
+
+def _stored_times(db: Path, sql: str) -> dict[str, float]:
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(sql).fetchall()
+    return {row[0]: datetime.fromisoformat(row[1]).replace(tzinfo=UTC).timestamp() for row in rows}
+
+
+def end_to_end(stack: Stack, *, rate: float, seconds: float) -> dict[str, Any]:
+    """Latency from POST /concerns to the item in the BBA's inbox, at ``rate`` concerns/s."""
+    count = int(rate * seconds)
+    headers = {"Authorization": f"Bearer {_token('school', 'professional', 'bench')}"}
+    sent = asyncio.run(_open_loop(stack.url("school", "intake") + "/concerns", headers, [CONCERN] * count, rate))
+    db = stack.config.root / "data" / "school" / "intake.db"
+    ids = {body["id"]: at for at, body in sent}
+    sql = "SELECT concern_id, received_at FROM inbox_item"
+    handled = wait_for(lambda: (t := _stored_times(db, sql)) if all(i in t for i in ids) else None,
+                       timeout=60, message="every concern in the inbox")
+    latencies = [(handled[i] - at) * 1000 for i, at in ids.items()]
+    return {"rate_per_s": rate, "count": len(latencies), "p50_ms": percentile(latencies, 50),
+            "p99_ms": percentile(latencies, 99), "max_ms": max(latencies)}
+
+
+def cross_org(stack: Stack, *, rate: float, count: int) -> dict[str, Any]:
+    """Latency from POST /meetings in the school to the invitation stored by the region."""
+    bba = {"Authorization": f"Bearer {_token('school', 'bba', 'bba.norrskolan')}"}
+    now = datetime.now(UTC)
+    consent = httpx.post(stack.url("school", "consent") + "/consents", headers=bba, json={
+        "case_id": "bench", "child": {"personnummer": CHILD["personnummer"]}, "custody": "sole",
+        "grantors": [{"role": "guardian", "name": "V", "given_at": now.isoformat()}],
+        "child_view": {"heard": True, "agrees": True, "note": None}, "receiving_orgs": ["region"],
+        "categories": ["identity", "concern", "mapping_summary"], "purpose": "coordination_meeting",
+        "valid_from": (now - timedelta(minutes=1)).isoformat(), "valid_until": (now + timedelta(days=30)).isoformat()})
+    consent.raise_for_status()
+    body = {"case_id": "bench", "scheduled_at": (now + timedelta(days=7)).isoformat(), "child": CHILD,
+            "invited_orgs": ["region"], "flagged_areas": ["halsa"], "concern_summary": "benchmark"}
+    wait_for(lambda: httpx.post(stack.url("school", "meetings") + "/meetings", headers=bba, json=body
+                                ).status_code == 201, message="meetings to know the consent")
+    sent = asyncio.run(_open_loop(stack.url("school", "meetings") + "/meetings", bba, [body] * count, rate))
+    db = stack.config.root / "data" / "region" / "meetings.db"
+    ids = {b["id"]: at for at, b in sent}
+    sql = "SELECT meeting_id, received_at FROM receivedinvitation"
+    stored = wait_for(lambda: (t := _stored_times(db, sql)) if all(i in t for i in ids) else None,
+                      timeout=60, message="every invitation at the region")
+    latencies = [(stored[i] - at) * 1000 for i, at in ids.items()]
+    return {"rate_per_s": rate, "count": len(latencies), "p50_ms": percentile(latencies, 50),
+            "p99_ms": percentile(latencies, 99), "max_ms": max(latencies)}
+
+
+def bare_throughput(*, seconds: int, connections: int) -> dict[str, Any]:
+    """Throughput of the bare endpoint under the same uvicorn settings as the services."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "tillsammans_stack.bare:app", "--port", str(port),
+                                "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level",
+                                "warning"])
+    try:
+        wait_for_port(port)
+        return throughput(f"http://127.0.0.1:{port}/concerns", "unused", seconds=seconds, connections=connections)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement, print a table and write JSON."""
+    parser = argparse.ArgumentParser(prog="tillsammans bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each throughput run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=200.0, help="concerns/s for the latency run")
+    parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
+    args = parser.parse_args(argv)
+
+    root = Path(tempfile.mkdtemp(prefix="tillsammans-bench-"))
+    results: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}}
+    with Stack(StackConfig(root=root, nats_port=free_port(), base_port=_free_base())) as stack:
+        print("warming up ...")
+        asyncio.run(_open_loop(stack.url("school", "intake") + "/concerns",
+                               {"Authorization": f"Bearer {_token('school', 'professional', 'bench')}"},
+                               [CONCERN] * 200, 100))
+        results["memory"] = {"org": "school", "rss_mb": stack.peak_rss("school") / 2**20}
+        print("end-to-end latency ...")
+        results["end_to_end"] = end_to_end(stack, rate=args.rate, seconds=10)
+        print("cross-organisation latency ...")
+        results["cross_org"] = cross_org(stack, rate=50, count=300)
+        print("intake throughput ...")
+        intake = throughput(stack.url("school", "intake") + "/concerns", _token("school", "professional", "bench"),
+                            seconds=args.seconds, connections=args.connections)
+        results["memory"]["rss_mb_after_load"] = stack.peak_rss("school") / 2**20
+    print("bare endpoint throughput ...")
+    bare = bare_throughput(seconds=args.seconds, connections=args.connections)
+    results["throughput"] = {"intake": intake, "bare": bare,
+                             "ratio": intake["requests_per_s"] / bare["requests_per_s"]}
+    shutil.rmtree(root, ignore_errors=True)
+
+    memory = max(results["memory"]["rss_mb"], results["memory"]["rss_mb_after_load"])
+    rows = [
+        ("intake throughput", f"{intake['requests_per_s']:.0f} req/s", ""),
+        ("bare FastAPI endpoint", f"{bare['requests_per_s']:.0f} req/s", ""),
+        ("intake / bare", f"{results['throughput']['ratio']:.2f}", f">= {TARGETS['intake_ratio_min']}"),
+        (f"end-to-end p50 @ {args.rate:.0f}/s", f"{results['end_to_end']['p50_ms']:.1f} ms",
+         f"<= {TARGETS['e2e_p50_ms_max']} ms"),
+        (f"end-to-end p99 @ {args.rate:.0f}/s", f"{results['end_to_end']['p99_ms']:.1f} ms",
+         f"<= {TARGETS['e2e_p99_ms_max']} ms"),
+        ("cross-org invitation p50", f"{results['cross_org']['p50_ms']:.1f} ms", ""),
+        ("cross-org invitation p99", f"{results['cross_org']['p99_ms']:.1f} ms",
+         f"<= {TARGETS['cross_org_p99_ms_max']} ms"),
+        ("one organisation RSS (4 services + broker)", f"{memory:.0f} MB", f"<= {TARGETS['org_rss_mb_max']} MB"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':>14}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>14}  {target}")
+    results["targets"] = TARGETS
+    results["met"] = {
+        "intake_ratio": results["throughput"]["ratio"] >= TARGETS["intake_ratio_min"],
+        "e2e_p50": results["end_to_end"]["p50_ms"] <= TARGETS["e2e_p50_ms_max"],
+        "e2e_p99": results["end_to_end"]["p99_ms"] <= TARGETS["e2e_p99_ms_max"],
+        "cross_org_p99": results["cross_org"]["p99_ms"] <= TARGETS["cross_org_p99_ms_max"],
+        "org_rss": memory <= TARGETS["org_rss_mb_max"],
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(f"\nwritten to {args.output}")
+    return 0

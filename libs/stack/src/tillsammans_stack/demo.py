@@ -1,0 +1,222 @@
+"""The journey of seed 001, run against a running stack through the HTTP APIs.
+
+A year-6 pupil's attendance has changed. The mentor raises a concern; the school's BBA maps the
+child on the Sörmland wheel; a meeting without consent is refused and an anonymous consultation
+goes instead; the guardians consent; the samverkansmöte is called with region and social
+services; coordinator, plan and follow-up are recorded; finally the guardians withdraw consent.
+Every step prints the trace id ops would search for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tillsammans_common.auth import mint_token
+
+DEV_SECRET = "tillsammans-development-only"
+CHILD = {"personnummer": "20130412-1237", "name": "Alva Exempelsson"}
+Printer = Callable[[str], None]
+
+
+class FederationClient:
+    """Calls any organisation's services as a named user, printing each step and its trace id."""
+
+    def __init__(self, urls: dict[str, dict[str, str]], *, dev_secret: str = DEV_SECRET,
+                 out: Printer = print) -> None:
+        self.urls = urls
+        self.dev_secret = dev_secret
+        self.out = out
+        self.http = httpx.Client(timeout=10.0)
+
+    @classmethod
+    def from_stack_file(cls, path: Path, **kwargs: Any) -> FederationClient:
+        """Read the URLs written by ``tillsammans up``."""
+        return cls(json.loads(path.read_text(encoding="utf-8"))["orgs"], **kwargs)
+
+    def call(self, org: str, service: str, method: str, path: str, *, role: str, user: str,
+             body: Any = None, idempotency_key: str | None = None, step: str | None = None) -> httpx.Response:
+        """One HTTP call with a development token of ``user`` in ``org``."""
+        headers = {"Authorization": f"Bearer {mint_token(dev_secret=self.dev_secret, org=org, user=user, role=role)}"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        response = self.http.request(method, self.urls[org][service] + path, json=body, headers=headers)
+        if step:
+            self.out(f"[{org:>6} {service:<8}] {method:<4} {path:<44} -> {response.status_code}  "
+                     f"trace {response.headers.get('X-Trace-Id', '-')}  {step}")
+        return response
+
+    def until(self, what: str, probe: Callable[[], Any], *, timeout: float = 15.0) -> Any:
+        """Poll ``probe`` until it returns something truthy (messages travel asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = probe()
+            if result:
+                return result
+            time.sleep(0.05)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+
+@dataclass
+class JourneyResult:
+    """What the journey created, for tests to check."""
+
+    concern: dict[str, Any] = field(default_factory=dict)
+    mapping: dict[str, Any] = field(default_factory=dict)
+    refused: dict[str, Any] = field(default_factory=dict)
+    consultation: dict[str, Any] = field(default_factory=dict)
+    consent: dict[str, Any] = field(default_factory=dict)
+    meeting: dict[str, Any] = field(default_factory=dict)
+    meeting_trace_id: str = ""
+    received: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coordinator: dict[str, Any] = field(default_factory=dict)
+    plan_items: list[dict[str, Any]] = field(default_factory=list)
+    follow_up: dict[str, Any] = field(default_factory=dict)
+    withdrawn: dict[str, Any] = field(default_factory=dict)
+    refused_after_withdrawal: dict[str, Any] = field(default_factory=dict)
+
+
+def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
+    if response.status_code not in (expected or (200, 201)):
+        raise RuntimeError(f"unexpected {response.status_code}: {response.text}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResult:
+    """Walk the whole journey; raises on the first step that does not behave."""
+    result = JourneyResult()
+    mentor = {"role": "professional", "user": "mentor.anna"}
+    bba = {"role": "bba", "user": "bba.norrskolan"}
+    run = uuid.uuid4().hex[:8]
+
+    fed.out("1. Upptäcka: the mentor raises a concern")
+    result.concern = _ok(fed.call("school", "intake", "POST", "/concerns", **mentor, idempotency_key=f"{run}-c", body={
+        "unit_id": "norrskolan", "child": CHILD, "wheel_areas": ["trygghet", "hemmet", "relationer"],
+        "description": "Frånvaron har ökat under hösten; eleven verkar orolig."}, step="concern raised"))
+    case_id = result.concern["case_id"]
+    fed.until("the concern in the BBA's inbox", lambda: any(
+        item["case_id"] == case_id for item in fed.call("school", "intake", "GET", "/inbox", **bba).json()))
+    fed.call("school", "intake", "GET", "/inbox", **bba, step="routed to the BBA's inbox")
+
+    fed.out("2. Kartlägga: the BBA maps the child on the Sörmland wheel")
+    mapping = _ok(fed.call("school", "mapping", "POST", "/mappings", **bba, idempotency_key=f"{run}-m",
+                           body={"case_id": case_id, "wheel_id": "sormland"}, step="mapping opened"))
+    for area, level in (("trygghet", "serious_concern"), ("hemmet", "some_concern"),
+                        ("relationer", "some_concern"), ("larande", "no_concern")):
+        _ok(fed.call("school", "mapping", "PUT", f"/mappings/{mapping['id']}/areas/{area}", **bba,
+                     body={"level": level, "note": "Från samtal med eleven och vårdnadshavarna."},
+                     step=f"area {area}: {level}"))
+    _ok(fed.call("school", "mapping", "PUT", f"/mappings/{mapping['id']}/questions", **bba, body={
+        "has_all_information": False, "information_note": "Hälsa och hemsituation behöver belysas.",
+        "obstacles": "Otrygghet och oro hemma.", "own_actions": "Samtal med mentor varje vecka.",
+        "organisation_actions": "Elevhälsan följer närvaron.",
+        "help_needed": "Stöd från socialtjänst och regionens hälso- och sjukvård."}, step="five questions"))
+    result.mapping = _ok(fed.call("school", "mapping", "POST", f"/mappings/{mapping['id']}/complete", **bba,
+                                  idempotency_key=f"{run}-mc", body={"trappan_step": 2}, step="mapping completed"))
+    invited = [org for org in result.mapping["suggested_orgs"] if org in fed.urls]
+    fed.out(f"   the flagged areas call for: {', '.join(invited)}")
+
+    meeting_body = {"case_id": case_id, "kind": "samverkansmote",
+                    "scheduled_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+                    "child": CHILD, "invited_orgs": invited, "flagged_areas": ["trygghet", "hemmet", "relationer"],
+                    "concern_summary": "Ökad frånvaro, oro i hemmet. Kartläggning klar, Trappan steg 2."}
+
+    fed.out("3. Without consent the invitation is refused; an anonymous consultation goes instead")
+    refused = fed.call("school", "meetings", "POST", "/meetings", **bba, body=meeting_body, step="meeting refused")
+    result.refused = _ok(refused, 403)
+    fed.out(f"   reason: {result.refused['detail']}")
+    result.consultation = _ok(fed.call("school", "meetings", "POST", "/consultations", **bba,
+                                       idempotency_key=f"{run}-q", body={
+        "invited_orgs": ["social"], "age_band": "10-12", "wheel_areas": ["trygghet", "hemmet"],
+        "question": "Hur kan vi stötta en elev med ökande frånvaro och oro hemma?"}, step="anonymous consultation"))
+    fed.until("the consultation at social services", lambda: fed.call(
+        "social", "meetings", "GET", "/consultations/received", role="bba", user="bba.ifo").json())
+    fed.call("social", "meetings", "GET", "/consultations/received", role="bba", user="bba.ifo",
+             step="social services received it (no identity)")
+
+    fed.out("4. Samtycke: both guardians consent, and the child's view is recorded")
+    now = datetime.now(UTC)
+    result.consent = _ok(fed.call("school", "consent", "POST", "/consents", **bba, idempotency_key=f"{run}-s", body={
+        "case_id": case_id, "child": {"personnummer": CHILD["personnummer"]}, "custody": "joint",
+        "grantors": [{"role": "guardian", "name": "Vårdnadshavare 1", "given_at": now.isoformat()},
+                     {"role": "guardian", "name": "Vårdnadshavare 2", "given_at": now.isoformat()}],
+        "child_view": {"heard": True, "agrees": True, "note": "Eleven vill att mötet blir av."},
+        "receiving_orgs": invited, "categories": ["identity", "concern", "mapping_summary"],
+        "purpose": "coordination_meeting", "valid_from": (now - timedelta(minutes=1)).isoformat(),
+        "valid_until": (now + timedelta(days=180)).isoformat()}, step="consent recorded"))
+
+    fed.out("5. Samarbeta: the samverkansmöte is called; each organisation stores its invitation")
+    # The meetings service learns of the consent by event; allow it a moment to arrive.
+    response = fed.until("meetings to see the consent", lambda: (r := fed.call(
+        "school", "meetings", "POST", "/meetings", **bba, idempotency_key=f"{run}-meet", body=meeting_body))
+        if r.status_code != 403 else None)
+    result.meeting = _ok(response, 201)
+    result.meeting_trace_id = response.headers.get("X-Trace-Id", "")
+    fed.out(f"[school meetings] POST /meetings -> {response.status_code}  trace {result.meeting_trace_id}  "
+            "meeting called")
+    for org in invited:
+        user = {"region": "bba.bvc", "social": "bba.ifo"}.get(org, "bba")
+        found = fed.until(f"the invitation at {org}", lambda org=org, user=user: [
+            item for item in fed.call(org, "meetings", "GET", "/received-invitations", role="bba", user=user).json()
+            if item["meeting_id"] == result.meeting["id"]])
+        result.received[org] = found[0]
+        fed.call(org, "meetings", "GET", "/received-invitations", role="bba", user=user,
+                 step=f"{org} stored the invitation in its own database")
+
+    fed.out("6. At the meeting: coordinator (the child's wish first), plan and follow-up")
+    wish = {"org": "social", "person": "familjebehandlare.kim"}
+    result.coordinator = _ok(fed.call("school", "meetings", "PUT", f"/meetings/{result.meeting['id']}/coordinator",
+                                      **bba, body={"child_wish": wish, "appointed": {"org": "social",
+                                                   "user": "familjebehandlare.kim"}},
+                                      step="coordinator as the child wished"))
+    for action, org in (("Närvaroplan och anpassningar i skolan", "school"),
+                        ("Bedömning av psykisk hälsa", "region")):
+        result.plan_items.append(_ok(fed.call(
+            "school", "meetings", "POST", f"/meetings/{result.meeting['id']}/plan-items", **bba,
+            idempotency_key=f"{run}-p-{org}", body={"action": action, "responsible_org": org},
+            step=f"plan item for {org}")))
+    result.follow_up = _ok(fed.call("school", "meetings", "POST", f"/meetings/{result.meeting['id']}/follow-up",
+                                    **bba, idempotency_key=f"{run}-f", body={
+        "follow_up_at": (datetime.now(UTC) + timedelta(days=49)).isoformat()}, step="follow-up booked"))
+
+    if withdraw:
+        fed.out("7. The guardians withdraw consent: receivers mark what they got, and stop receiving")
+        result.withdrawn = _ok(fed.call("school", "consent", "POST", f"/consents/{result.consent['id']}/withdraw",
+                                        **bba, body={"withdrawn_by": "guardian"}, step="consent withdrawn"))
+        for org in invited:
+            user = {"region": "bba.bvc", "social": "bba.ifo"}.get(org, "bba")
+            invitation_id = result.received[org]["id"]
+            fed.until(f"{org} to mark the invitation withdrawn", lambda org=org, user=user, i=invitation_id: fed.call(
+                org, "meetings", "GET", f"/received-invitations/{i}", role="bba", user=user
+            ).json().get("status") == "withdrawn")
+            fed.call(org, "meetings", "GET", f"/received-invitations/{invitation_id}", role="bba", user=user,
+                     step=f"{org} marked it withdrawn")
+        again = fed.until("meetings to see the withdrawal", lambda: (r := fed.call(
+            "school", "meetings", "POST", "/meetings", **bba, body=meeting_body)) if r.status_code == 403 else None)
+        result.refused_after_withdrawal = again.json()
+        fed.out(f"   a new invitation is refused: {result.refused_after_withdrawal['detail']}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tillsammans demo``: run the journey against the stack described by stack.json."""
+    parser = argparse.ArgumentParser(prog="tillsammans demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path(".tillsammans"), help="state folder of `tillsammans up`")
+    args = parser.parse_args(argv)
+    stack_file = args.root / "stack.json"
+    if not stack_file.exists():
+        print(f"no running stack: {stack_file} not found; start one with `make up`")
+        return 1
+    run_journey(FederationClient.from_stack_file(stack_file))
+    print("journey complete")
+    return 0

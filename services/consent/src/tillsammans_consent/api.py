@@ -1,0 +1,93 @@
+"""Consent's HTTP API: thin routes over service.py.
+
+Roles: recording and withdrawing a consent is for the BBA, the coordinator and journal-system
+integrations. Reading consents (identity, grantors' names) and replicas is for those three and the
+auditor; a professional is not given the consent record itself but may ask for a decision, which
+is all they need to know before disclosing. Every role of this organisation may ask for decisions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from tillsammans_common.auth import Principal, Role, require
+from tillsammans_common.db import session_scope
+from tillsammans_common.messaging.consent_replica import Decision
+from tillsammans_common.settings import ORG_ID
+from tillsammans_common.web import run_command
+
+from tillsammans_consent import service
+from tillsammans_consent.models import (
+    ConsentCreate,
+    ConsentDetail,
+    ConsentPublic,
+    ConsentWithdraw,
+    DecisionRequest,
+    ReplicaPublic,
+)
+
+router = APIRouter(tags=["consent"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
+RECORDERS = (Role.BBA, Role.COORDINATOR, Role.INTEGRATION)
+READERS = (*RECORDERS, Role.AUDITOR)
+
+
+@router.post("/consents", status_code=201, response_model=ConsentPublic,
+             summary="Record a consent (samtycke) for this organisation to disclose")
+def grant_consent(request: Request, body: ConsentCreate, idempotency_key: IdempotencyKey = None,
+                  principal: Principal = require(*RECORDERS)) -> JSONResponse:
+    """Record a consent and replicate it to the organisations it names; 422 names any rule it breaks."""
+    settings = request.app.state.settings
+    return run_command(
+        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
+        body=body, action=lambda session: ConsentPublic.of(
+            service.grant_consent(session, settings=settings, principal=principal, data=body)),
+    )
+
+
+@router.post("/consents/{consent_id}/withdraw", response_model=ConsentPublic, summary="Withdraw a consent")
+def withdraw_consent(request: Request, consent_id: str, body: ConsentWithdraw, idempotency_key: IdempotencyKey = None,
+                     principal: Principal = require(*RECORDERS)) -> JSONResponse:
+    """Withdraw a consent at any time; 409 if it already is withdrawn."""
+    settings = request.app.state.settings
+    return run_command(
+        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
+        body=body, status_code=200, action=lambda session: ConsentPublic.of(
+            service.withdraw_consent(session, settings=settings, principal=principal, consent_id=consent_id,
+                                     data=body)),
+    )
+
+
+@router.get("/consents/{consent_id}", response_model=ConsentDetail, summary="Read a consent")
+def get_consent(request: Request, consent_id: str, principal: Principal = require(*READERS)) -> ConsentDetail:
+    """Read one consent with the child's identity, grantors and history (audited)."""
+    with session_scope(request.app.state.infra.engine) as session:
+        return service.get_consent(session, principal=principal, consent_id=consent_id)
+
+
+@router.get("/cases/{case_id}/consents", response_model=list[ConsentPublic], summary="The consents of a case")
+def case_consents(request: Request, case_id: str, principal: Principal = require(*READERS)) -> list[ConsentPublic]:
+    """Every consent recorded in a case, newest first (audited)."""
+    with session_scope(request.app.state.infra.engine) as session:
+        return [ConsentPublic.of(consent)
+                for consent in service.case_consents(session, principal=principal, case_id=case_id)]
+
+
+@router.post("/decisions", response_model=Decision, summary="May an organisation disclose this now?")
+def decide(request: Request, body: DecisionRequest, principal: Principal = require(*Role)) -> Decision:
+    """Decide from this organisation's consents and its replicas; a POST so no identity is in the URL."""
+    with session_scope(request.app.state.infra.engine) as session:
+        return service.decide_disclosure(session, settings=request.app.state.settings, principal=principal,
+                                         data=body)
+
+
+@router.get("/replicas", response_model=list[ReplicaPublic], summary="Consents replicated to this organisation")
+def replicas(request: Request, principal: Principal = require(*READERS),
+             disclosing_org: Annotated[str | None, Query(pattern=ORG_ID.pattern)] = None) -> list[ReplicaPublic]:
+    """Consents other organisations recorded naming this one (pseudonymous; audited)."""
+    with session_scope(request.app.state.infra.engine) as session:
+        grants = service.replicas(session, settings=request.app.state.settings, principal=principal,
+                                  disclosing_org=disclosing_org)
+        return [ReplicaPublic.of(grant) for grant in grants]

@@ -1,0 +1,18 @@
+"""Consent settings (env prefix ``TILLSAMMANS_CONSENT_``, then ``TILLSAMMANS_``)."""
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from tillsammans_common.settings import ServiceSettings
+
+
+class ConsentSettings(ServiceSettings):
+    """Configuration of consent."""
+
+    service_name: ClassVar[str] = "consent"
+    model_config = SettingsConfigDict(env_prefix="TILLSAMMANS_CONSENT_", extra="ignore")
+
+    port: int = 8003
+    mature_age: int = Field(15, ge=0, description="From this age the child's own consent is required.")
+    max_validity_days: int = Field(365, ge=1, description="The longest period one consent may cover.")

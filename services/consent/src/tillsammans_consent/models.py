@@ -1,0 +1,271 @@
+"""Consent's tables and API shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import Field as PydanticField
+from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapper
+from sqlmodel import Field, SQLModel
+from tillsammans_common.db import utcnow
+from tillsammans_common.models import ConsentGrant
+from tillsammans_common.personnummer import Personnummer
+from tillsammans_common.settings import ORG_ID
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything is stored in UTC, so say so on the way out.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+"""A timestamp rendered in UTC with its offset, whatever the database returned."""
+
+
+class Custody(StrEnum):
+    """Who has custody (vårdnad) of the child, which decides whose consent is needed."""
+
+    JOINT = "joint"
+    SOLE = "sole"
+    OTHER = "other"
+
+
+class GrantorRole(StrEnum):
+    """In which capacity a person gave consent."""
+
+    GUARDIAN = "guardian"
+    CHILD = "child"
+
+
+class ConsentCategory(StrEnum):
+    """A named category of information a consent lets this organisation disclose."""
+
+    IDENTITY = "identity"
+    CONCERN = "concern"
+    MAPPING_SUMMARY = "mapping_summary"
+    HEALTH = "health"
+    SOCIAL_SERVICES = "social_services"
+
+
+class ConsentPurpose(StrEnum):
+    """What the disclosure is for: a samverkansmöte or a SIP (samordnad individuell plan)."""
+
+    COORDINATION_MEETING = "coordination_meeting"
+    SIP = "sip"
+
+
+class ConsentStatus(StrEnum):
+    """Whether a consent still stands."""
+
+    ACTIVE = "active"
+    WITHDRAWN = "withdrawn"
+
+
+class HistoryAction(StrEnum):
+    """What happened to a consent."""
+
+    GRANTED = "granted"
+    WITHDRAWN = "withdrawn"
+
+
+class Grantor(BaseModel):
+    """A person who gave consent: a guardian (vårdnadshavare) or the child."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: GrantorRole
+    name: str = PydanticField(min_length=1, max_length=200)
+    given_at: AwareDatetime = PydanticField(description="When this person gave consent.")
+
+
+class ChildView(BaseModel):
+    """The child's own view, heard by age and maturity (barnets åsikt)."""
+
+    model_config = ConfigDict(extra="forbid")
+    heard: bool = PydanticField(description="Whether the child was asked.")
+    agrees: bool | None = PydanticField(None, description="The child's answer, when heard.")
+    note: str | None = PydanticField(None, max_length=2000, description="Why the child was not heard, or context.")
+
+
+class Consent(SQLModel, table=True):
+    """The authoritative record of a consent this organisation may disclose under; the identity stays here."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(index=True, max_length=64)
+    child_personnummer: str = Field(index=True, max_length=12)
+    child_key: str = Field(index=True, max_length=64)
+    custody: Custody
+    grantors: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    child_view: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    disclosing_org: str = Field(max_length=32)
+    receiving_orgs: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    purpose: ConsentPurpose
+    valid_from: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    valid_until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: ConsentStatus = ConsentStatus.ACTIVE
+    withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    withdrawn_by: str | None = Field(default=None, max_length=200)
+    recorded_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ConsentHistory(SQLModel, table=True):
+    """One step in a consent's life; append-only, so the record of who consented survives withdrawal."""
+
+    __tablename__ = "consent_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    consent_id: str = Field(foreign_key="consent.id", index=True, max_length=64)
+    action: HistoryAction
+    by: str = Field(max_length=200, description="Who granted (grantor roles) or withdrew (e.g. guardian).")
+    recorded_by: str = Field(max_length=128, description="The user who entered it.")
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class AppendOnlyError(RuntimeError):
+    """Someone tried to change or remove a consent history row."""
+
+
+@sa_event.listens_for(ConsentHistory, "before_update")
+@sa_event.listens_for(ConsentHistory, "before_delete")
+def _history_is_append_only(_mapper: Mapper[Any], _connection: Connection, _target: ConsentHistory) -> None:
+    # Public records are archived, not rewritten: the trail of a consent must outlive any mistake.
+    raise AppendOnlyError("consent history is append-only")
+
+
+class ChildIn(BaseModel):
+    """The child a consent or a decision is about."""
+
+    model_config = ConfigDict(extra="forbid")
+    personnummer: Personnummer
+
+
+OrgId = Annotated[str, StringConstraints(pattern=ORG_ID.pattern)]
+"""An organisation id of the federation (also its NATS account)."""
+
+CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
+
+class ConsentCreate(BaseModel):
+    """Record a consent to disclose named categories to named organisations for a purpose and period."""
+
+    model_config = ConfigDict(extra="forbid")
+    case_id: str = PydanticField(min_length=1, max_length=64, pattern=CASE_ID_PATTERN,
+                                 description="The opaque case id (from intake); never an identity number.")
+    child: ChildIn
+    custody: Custody
+    grantors: list[Grantor] = PydanticField(min_length=1)
+    child_view: ChildView | None = PydanticField(
+        None, description="Required for a child under the mature age: heard, or not heard with a note why.")
+    receiving_orgs: list[OrgId] = PydanticField(min_length=1, description="Organisations this one may disclose to.")
+    categories: list[ConsentCategory] = PydanticField(min_length=1)
+    purpose: ConsentPurpose
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+
+
+class ConsentWithdraw(BaseModel):
+    """Withdraw a consent (possible at any time)."""
+
+    model_config = ConfigDict(extra="forbid")
+    withdrawn_by: str = PydanticField(min_length=1, max_length=200, description="Who withdrew it, e.g. guardian.")
+
+
+class HistoryEntry(BaseModel):
+    """A step in a consent's history."""
+
+    action: HistoryAction
+    by: str
+    recorded_by: str
+    at: UtcDatetime
+
+
+class ConsentPublic(BaseModel):
+    """A consent without the child's identity or the grantors' names (what commands return)."""
+
+    id: str
+    case_id: str
+    child_key: str
+    custody: Custody
+    grantor_roles: list[GrantorRole]
+    disclosing_org: str
+    receiving_orgs: list[str]
+    categories: list[ConsentCategory]
+    purpose: ConsentPurpose
+    valid_from: UtcDatetime
+    valid_until: UtcDatetime
+    status: ConsentStatus
+    withdrawn_at: UtcDatetime | None
+    withdrawn_by: str | None
+    recorded_by: str
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, consent: Consent) -> ConsentPublic:
+        """The public view of a stored consent."""
+        roles = sorted({GrantorRole(grantor["role"]) for grantor in consent.grantors})
+        return cls.model_validate({**consent.model_dump(), "grantor_roles": roles})
+
+
+class ConsentDetail(ConsentPublic):
+    """The full consent as this organisation's own users read it: identity, grantors, child's view, history."""
+
+    child_personnummer: str
+    grantors: list[Grantor]
+    child_view: ChildView | None
+    history: list[HistoryEntry]
+
+    @classmethod
+    def of_with_history(cls, consent: Consent, history: list[ConsentHistory]) -> ConsentDetail:
+        """The detail view of a stored consent and its history."""
+        public = ConsentPublic.of(consent).model_dump()
+        return cls.model_validate({
+            **public, "child_personnummer": consent.child_personnummer, "grantors": consent.grantors,
+            "child_view": consent.child_view,
+            "history": [HistoryEntry.model_validate(entry, from_attributes=True) for entry in history],
+        })
+
+
+class DecisionRequest(BaseModel):
+    """May ``disclosing_org`` disclose these categories about this child to ``receiving_org`` for the purpose?
+
+    Give the child either by personnummer (only this organisation's users know it) or by child key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    disclosing_org: OrgId
+    receiving_org: OrgId
+    child: ChildIn | None = None
+    child_key: str | None = PydanticField(None, pattern=r"^[0-9a-f]{64}$",
+                                          description="The pseudonymous federation-wide key of the child.")
+    categories: list[ConsentCategory] = PydanticField(min_length=1)
+    purpose: ConsentPurpose
+    at: AwareDatetime | None = PydanticField(None, description="When the disclosure would happen; default now.")
+
+
+class ReplicaPublic(BaseModel):
+    """A consent another organisation recorded and replicated here (pseudonymous: child key only)."""
+
+    consent_id: str
+    case_id: str
+    child_key: str
+    disclosing_org: str
+    receiving_orgs: list[str]
+    categories: list[str]
+    purpose: str
+    valid_from: UtcDatetime
+    valid_until: UtcDatetime
+    withdrawn_at: UtcDatetime | None
+    status: ConsentStatus
+
+    @classmethod
+    def of(cls, grant: ConsentGrant) -> ReplicaPublic:
+        """The public view of a replicated consent."""
+        status = ConsentStatus.ACTIVE if grant.withdrawn_at is None else ConsentStatus.WITHDRAWN
+        return cls.model_validate({**grant.model_dump(), "status": status})

@@ -1,0 +1,40 @@
+"""Running consent apps in tests and leaving them only once their outbox relay is idle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, col, func, select
+from tillsammans_common.events import EVENTS_STREAM
+from tillsammans_common.models import OutboxMessage
+from tillsammans_common.testing import wait_for
+from tillsammans_consent.config import ConsentSettings
+from tillsammans_consent.main import create_app
+
+Serve = Callable[[ConsentSettings], AbstractContextManager[TestClient]]
+
+
+def _unpublished_events(client: TestClient) -> int:
+    with Session(client.app.state.infra.engine) as session:  # type: ignore[attr-defined]
+        return session.exec(select(func.count()).select_from(OutboxMessage).where(
+            col(OutboxMessage.stream) == EVENTS_STREAM, col(OutboxMessage.published_at).is_(None))).one()
+
+
+@pytest.fixture
+def serve() -> Serve:
+    """Start a consent app; on leaving, wait until the relay has published this organisation's events.
+
+    Why: on Python 3.11 the relay's ``asyncio.wait_for`` swallows its cancellation when a commit wakes it
+    at the moment of shutdown, and the app never stops (see the report on libs/common's relay).
+    """
+
+    @contextmanager
+    def running(settings: ConsentSettings) -> Iterator[TestClient]:
+        with TestClient(create_app(settings)) as client:
+            yield client
+            wait_for(lambda: _unpublished_events(client) == 0, message="the outbox relay to be idle")
+
+    return running

@@ -1,0 +1,116 @@
+"""Consent across organisations: one nats-server with an account per organisation, as in production."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, col, func, select
+from tillsammans_common.models import DeadLetter, OutboxMessage
+from tillsammans_common.personnummer import child_key, luhn_check_digit
+from tillsammans_common.testing import Federation, bearer, wait_for
+from tillsammans_consent.config import ConsentSettings
+
+Serve = Callable[[ConsentSettings], AbstractContextManager[TestClient]]
+NOW = datetime.now(UTC)
+BORN = date(NOW.year - 12, 9, 3)
+PERSONNUMMER = f"{BORN:%Y%m%d}-{'471'}{luhn_check_digit(BORN.strftime('%y%m%d') + '471')}"
+KEY = child_key(PERSONNUMMER.replace("-", ""), ConsentSettings().child_key_secret.get_secret_value())
+
+
+def consent_naming(*receiving_orgs: str, case_id: str) -> dict[str, Any]:
+    """A valid consent for a twelve-year-old under sole custody."""
+    return {
+        "case_id": case_id, "child": {"personnummer": PERSONNUMMER}, "custody": "sole",
+        "grantors": [{"role": "guardian", "name": "Cecilia Vårdnadshavare", "given_at": NOW.isoformat()}],
+        "child_view": {"heard": True, "agrees": True}, "receiving_orgs": list(receiving_orgs),
+        "categories": ["concern", "mapping_summary"], "purpose": "coordination_meeting",
+        "valid_from": (NOW - timedelta(minutes=1)).isoformat(), "valid_until": (NOW + timedelta(days=90)).isoformat(),
+    }
+
+
+def ask(disclosing_org: str, receiving_org: str) -> dict[str, Any]:
+    """A decision request by child key, as another organisation would ask it."""
+    return {"disclosing_org": disclosing_org, "receiving_org": receiving_org, "child_key": KEY,
+            "categories": ["concern"], "purpose": "coordination_meeting"}
+
+
+def _settings(federation: Federation, org: str) -> ConsentSettings:
+    return ConsentSettings(**federation.settings(org))  # type: ignore[arg-type]
+
+
+def _engine(client: TestClient) -> Engine:
+    return client.app.state.infra.engine  # type: ignore[attr-defined,no-any-return]
+
+
+def test_a_consent_reaches_the_organisations_it_names_and_its_withdrawal_follows(
+        federation: Federation, serve: Serve) -> None:
+    with serve(_settings(federation, "school")) as school, serve(_settings(federation, "region")) as region, \
+            serve(_settings(federation, "social")) as social:
+        granted = school.post("/consents", json=consent_naming("region", case_id="case-school-1"),
+                              headers=bearer("school", "bba", "bba.norrskolan"))
+        assert granted.status_code == 201, granted.text
+        consent_id = granted.json()["id"]
+
+        def region_decision() -> dict[str, Any]:
+            response = region.post("/decisions", json=ask("school", "region"), headers=bearer("region", "professional"))
+            return dict(response.json())
+
+        decision = wait_for(lambda: region_decision()["allowed"] and region_decision(), message="replica in region")
+        assert decision["consent_id"] == consent_id
+        replicas = region.get("/replicas", headers=bearer("region", "auditor")).json()
+        assert [(r["consent_id"], r["disclosing_org"], r["status"]) for r in replicas] == [
+            (consent_id, "school", "active")]
+        assert PERSONNUMMER[:8] not in str(replicas)
+
+        # Social is not named: school refuses it, and social never received the consent at all.
+        not_named = school.post("/decisions", json=ask("school", "social"), headers=bearer("school", "bba")).json()
+        assert not_named == {"allowed": False, "consent_id": None,
+                             "reason": "consent does not name the receiving organisation"}
+        at_social = social.post("/decisions", json=ask("school", "social"), headers=bearer("social", "bba")).json()
+        assert at_social == {"allowed": False, "consent_id": None, "reason": "no consent recorded"}
+        with Session(_engine(school)) as session:
+            to_social = session.exec(select(func.count()).select_from(OutboxMessage)
+                                     .where(col(OutboxMessage.nats_subject).startswith("inbox.social."))).one()
+        assert to_social == 0
+        assert social.get("/replicas", headers=bearer("social", "auditor")).json() == []
+
+        withdrawn = school.post(f"/consents/{consent_id}/withdraw", json={"withdrawn_by": "guardian"},
+                                headers=bearer("school", "bba", "bba.norrskolan"))
+        assert withdrawn.status_code == 200, withdrawn.text
+        refused = wait_for(lambda: not region_decision()["allowed"] and region_decision(),
+                           message="withdrawal in region")
+        assert refused == {"allowed": False, "consent_id": None, "reason": "consent was withdrawn"}
+        assert region.get("/replicas", headers=bearer("region", "bba")).json()[0]["status"] == "withdrawn"
+        for client in (school, region, social):
+            with Session(_engine(client)) as session:
+                assert session.exec(select(func.count()).select_from(DeadLetter)).one() == 0
+
+
+def test_each_organisation_records_its_own_consent_and_lists_only_others_as_replicas(
+        federation: Federation, serve: Serve) -> None:
+    with serve(_settings(federation, "school")) as school, serve(_settings(federation, "region")) as region:
+        from_school = school.post("/consents", json=consent_naming("region", case_id="case-s"),
+                                  headers=bearer("school", "bba")).json()["id"]
+        from_region = region.post("/consents", json=consent_naming("school", "social", case_id="case-r"),
+                                  headers=bearer("region", "coordinator")).json()["id"]
+        at_school = wait_for(lambda: school.post("/decisions", json=ask("region", "school"),
+                                                 headers=bearer("school", "bba")).json()["allowed"],
+                             message="region's consent replicated to school")
+        assert at_school is True
+        wait_for(lambda: region.get("/replicas", headers=bearer("region", "bba")).json(),
+                 message="school's consent replicated to region")
+        assert [r["consent_id"] for r in region.get("/replicas", headers=bearer("region", "bba")).json()] == [
+            from_school]
+        assert [r["consent_id"] for r in school.get("/replicas", headers=bearer("school", "bba")).json()] == [
+            from_region]
+        # Each disclosing organisation needs its own consent: region's, which names social, does not cover school.
+        school_to_social = school.post("/decisions", json=ask("school", "social"), headers=bearer("school", "bba"))
+        assert school_to_social.json() == {"allowed": False, "consent_id": None,
+                                           "reason": "consent does not name the receiving organisation"}
+        region_to_social = region.post("/decisions", json=ask("region", "social"), headers=bearer("region", "bba"))
+        assert region_to_social.json()["consent_id"] == from_region

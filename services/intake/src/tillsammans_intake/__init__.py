@@ -1,0 +1,1 @@
+"""Intake: a concern (oro) comes in, is validated and routed to the child's BBA."""

@@ -1,0 +1,193 @@
+"""Mapping's domain operations: open a mapping, assess areas, answer the five questions, complete."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlmodel import Session, col, select
+from tillsammans_common.audit import audit
+from tillsammans_common.auth import Principal
+from tillsammans_common.db import utcnow
+from tillsammans_common.errors import Conflict, InvalidField, NotFound
+from tillsammans_common.events.mapping import MappingCompleted, MappingOpened
+from tillsammans_common.messaging.outbox import record_event
+from tillsammans_common.wheel import Wheel, latest, wheels
+
+from tillsammans_mapping.config import MappingSettings
+from tillsammans_mapping.models import (
+    FLAGGING_LEVELS,
+    REQUIRED_ANSWERS,
+    AreaAssessment,
+    AreaAssessmentPublic,
+    AreaAssessmentPut,
+    FiveQuestions,
+    Mapping,
+    MappingComplete,
+    MappingCreate,
+    MappingPublic,
+    MappingStatus,
+    WheelSummary,
+)
+
+PURPOSE = "early_support"
+
+
+def list_wheels() -> list[WheelSummary]:
+    """Every installed wheel version, by id then version."""
+    return [WheelSummary(id=wheel.id, version=wheel.version, name=wheel.name)
+            for _, wheel in sorted(wheels().items())]
+
+
+def get_wheel(*, wheel_id: str, version: int | None = None) -> Wheel:
+    """One wheel version with its areas; the latest when ``version`` is None."""
+    wheel = latest(wheel_id) if version is None else wheels().get((wheel_id, version))
+    if wheel is None:
+        raise NotFound("no such wheel or wheel version")
+    return wheel
+
+
+def open_mapping(session: Session, *, settings: MappingSettings, principal: Principal,
+                 data: MappingCreate) -> MappingPublic:
+    """Open a mapping of a case on a wheel and announce it, in one transaction."""
+    if latest(data.wheel_id) is None:
+        raise InvalidField("wheel_id", "no such wheel; see GET /wheels")
+    wheel = latest(data.wheel_id) if data.wheel_version is None else wheels().get((data.wheel_id, data.wheel_version))
+    if wheel is None:
+        raise InvalidField("wheel_version", "no such version of this wheel; see GET /wheels")
+    mapping = Mapping(id=str(uuid.uuid4()), case_id=data.case_id, wheel_id=wheel.id, wheel_version=wheel.version,
+                      opened_by=principal.user)
+    session.add(mapping)
+    record_event(session, MappingOpened(
+        mapping_id=mapping.id, case_id=mapping.case_id, wheel_id=wheel.id, wheel_version=wheel.version,
+    ), source=settings.source, org=settings.org, subject=mapping.case_id)
+    audit(session, principal, "mapping.open", case_id=mapping.case_id, purpose=PURPOSE)
+    return _public(session, mapping, [])
+
+
+def get_mapping(session: Session, *, principal: Principal, mapping_id: str) -> MappingPublic:
+    """Read a mapping with its areas; the read is audited."""
+    mapping = _mapping(session, mapping_id)
+    audit(session, principal, "mapping.read", case_id=mapping.case_id, purpose=PURPOSE)
+    return _public(session, mapping)
+
+
+def case_history(session: Session, *, principal: Principal, case_id: str) -> list[MappingPublic]:
+    """Every mapping of a case, newest first; the read is audited even when there are none."""
+    mappings = session.exec(
+        select(Mapping).where(Mapping.case_id == case_id).order_by(col(Mapping.created_at).desc())
+    ).all()
+    audit(session, principal, "mapping.history", case_id=case_id, purpose=PURPOSE)
+    return [_public(session, mapping) for mapping in mappings]
+
+
+def assess_area(session: Session, *, principal: Principal, mapping_id: str, area_code: str,
+                data: AreaAssessmentPut) -> AreaAssessmentPublic:
+    """Set how one area of the mapping's wheel looks; refused once the mapping is completed."""
+    mapping = _open_mapping(session, mapping_id)
+    if area_code not in _wheel_of(mapping).area_codes():
+        raise InvalidField("area_code", f"not an area of wheel {mapping.wheel_id} v{mapping.wheel_version}; "
+                                        "see GET /wheels/{wheel_id}/versions/{version}")
+    assessment = session.exec(select(AreaAssessment).where(
+        AreaAssessment.mapping_id == mapping.id, AreaAssessment.area_code == area_code)).first()
+    if assessment is None:
+        assessment = AreaAssessment(mapping_id=mapping.id, area_code=area_code, level=data.level,
+                                    assessed_by=principal.user)
+    assessment.level, assessment.note = data.level, data.note
+    assessment.assessed_by, assessment.updated_at = principal.user, utcnow()
+    session.add(assessment)
+    audit(session, principal, "mapping.assess_area", case_id=mapping.case_id, purpose=PURPOSE)
+    return AreaAssessmentPublic.model_validate(assessment, from_attributes=True)
+
+
+def answer_questions(session: Session, *, principal: Principal, mapping_id: str,
+                     data: FiveQuestions) -> MappingPublic:
+    """Replace the answers to the five questions; refused once the mapping is completed."""
+    mapping = _open_mapping(session, mapping_id)
+    for field, value in data.model_dump().items():
+        setattr(mapping, field, value)
+    session.add(mapping)
+    audit(session, principal, "mapping.answer_questions", case_id=mapping.case_id, purpose=PURPOSE)
+    return _public(session, mapping)
+
+
+def complete_mapping(session: Session, *, settings: MappingSettings, principal: Principal, mapping_id: str,
+                     data: MappingComplete) -> MappingPublic:
+    """Complete a mapping: fix the Trappan step, the flagged areas and the organisations they call for."""
+    mapping = _open_mapping(session, mapping_id)
+    wheel = _wheel_of(mapping)
+    assessments = _assessments(session, mapping)
+    missing = [(f"questions.{name}", "the question must be answered before completing")
+               for name in REQUIRED_ANSWERS if getattr(mapping, name) in (None, "")]
+    if not assessments:
+        missing.insert(0, ("areas", "assess at least one area of the wheel before completing"))
+    if missing:
+        raise _invalid_fields(missing)
+    flagged = [a.area_code for a in assessments if a.level in FLAGGING_LEVELS]
+    # Only federation members can be invited; this organisation is already involved.
+    suggested = [org for org in wheel.suggested_orgs(flagged, exclude=settings.org) if org in settings.peers]
+    mapping.status, mapping.trappan_step = MappingStatus.COMPLETED, data.trappan_step
+    mapping.flagged_areas, mapping.suggested_orgs = flagged, suggested
+    mapping.completed_by, mapping.completed_at = principal.user, utcnow()
+    session.add(mapping)
+    record_event(session, MappingCompleted(
+        mapping_id=mapping.id, case_id=mapping.case_id, wheel_id=mapping.wheel_id,
+        wheel_version=mapping.wheel_version, flagged_areas=flagged, suggested_orgs=suggested,
+        trappan_step=data.trappan_step,
+    ), source=settings.source, org=settings.org, subject=mapping.case_id)
+    audit(session, principal, "mapping.complete", case_id=mapping.case_id, purpose=PURPOSE)
+    return _public(session, mapping, assessments)
+
+
+def _mapping(session: Session, mapping_id: str, *, for_update: bool = False) -> Mapping:
+    mapping = session.get(Mapping, mapping_id, with_for_update=for_update or None)
+    if mapping is None:
+        raise NotFound("no such mapping")
+    return mapping
+
+
+def _open_mapping(session: Session, mapping_id: str) -> Mapping:
+    # The row lock serialises writers of one mapping, so nothing lands after a concurrent completion.
+    mapping = _mapping(session, mapping_id, for_update=True)
+    if mapping.status != MappingStatus.OPEN:
+        raise Conflict("the mapping is completed and can no longer change; open a new mapping of the case",
+                       mapping_status=mapping.status.value)
+    return mapping
+
+
+def _wheel_of(mapping: Mapping) -> Wheel:
+    wheel = wheels().get((mapping.wheel_id, mapping.wheel_version))
+    if wheel is None:
+        raise Conflict("the wheel version this mapping uses is no longer installed")
+    return wheel
+
+
+def _assessments(session: Session, mapping: Mapping) -> list[AreaAssessment]:
+    """The mapping's assessments in wheel order (the order people read the wheel in)."""
+    rows = {a.area_code: a for a in session.exec(
+        select(AreaAssessment).where(AreaAssessment.mapping_id == mapping.id)).all()}
+    wheel = wheels().get((mapping.wheel_id, mapping.wheel_version))
+    # A wheel version taken out of the configuration must not make its old mappings unreadable.
+    order = [area.code for area in wheel.areas] if wheel else sorted(rows)
+    return [rows[code] for code in order if code in rows]
+
+
+def _public(session: Session, mapping: Mapping, assessments: list[AreaAssessment] | None = None) -> MappingPublic:
+    if assessments is None:
+        assessments = _assessments(session, mapping)
+    return MappingPublic(
+        id=mapping.id, case_id=mapping.case_id, wheel_id=mapping.wheel_id, wheel_version=mapping.wheel_version,
+        status=mapping.status, trappan_step=mapping.trappan_step,
+        questions=FiveQuestions.model_validate(mapping, from_attributes=True),
+        areas=[AreaAssessmentPublic.model_validate(a, from_attributes=True) for a in assessments],
+        flagged_areas=mapping.flagged_areas, suggested_orgs=mapping.suggested_orgs,
+        opened_by=mapping.opened_by, created_at=mapping.created_at,
+        completed_by=mapping.completed_by, completed_at=mapping.completed_at,
+    )
+
+
+def _invalid_fields(errors: list[tuple[str, str]]) -> InvalidField:
+    # InvalidField names one field; a completion can miss several, and the caller should see them all at once.
+    problem = InvalidField(*errors[0])
+    problem.detail = "; ".join(f"{field}: {reason}" for field, reason in errors)
+    problem.extra["errors"] = [{"field": field, "reason": reason} for field, reason in errors]
+    return problem

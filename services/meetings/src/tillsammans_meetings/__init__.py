@@ -1,0 +1,1 @@
+"""Meetings: the samverkansmöte, invitations across organisations, coordinator, plan and follow-up."""

@@ -1,0 +1,37 @@
+"""Meetings' NATS consumers: thin, call service.py."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+from tillsammans_common.events import Envelope
+from tillsammans_common.events.consent import ConsentWithdrawn
+from tillsammans_common.events.meetings import ConsultationRequested, InvitationSent
+from tillsammans_common.messaging.consent_replica import keep_replica
+from tillsammans_common.messaging.consumer import Reject, consume
+from tillsammans_common.service_app import Infrastructure
+
+from tillsammans_meetings import service
+
+
+def register(infra: Infrastructure) -> None:
+    """Subscribe meetings' consumers: invitations and consultations from other organisations, and consents."""
+    settings = infra.settings
+
+    def on_invitation(session: Session, envelope: Envelope, event: InvitationSent) -> None:
+        # The consumer checked the consent for event.child_key; make sure that key is this child's,
+        # so a consent for one child can never carry another child's identity.
+        if not service.identity_matches_key(event, secret=settings.child_key_secret.get_secret_value()):
+            raise Reject("child key does not match the child in the invitation")
+        service.receive_invitation(session, settings=settings, envelope=envelope, event=event)
+
+    def on_consultation(session: Session, envelope: Envelope, event: ConsultationRequested) -> None:
+        service.receive_consultation(session, envelope=envelope, event=event)
+
+    def on_withdrawn(session: Session, event: ConsentWithdrawn) -> None:
+        service.mark_withdrawn(session, settings=settings, event=event)
+
+    consume(infra.broker, infra.engine, settings, event=InvitationSent, handler=on_invitation,
+            durable="invitations-received", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=ConsultationRequested, handler=on_consultation,
+            durable="consultations-received", from_other_orgs=True)
+    keep_replica(infra, on_withdrawn=on_withdrawn)

@@ -1,0 +1,373 @@
+"""Meetings' tables and API shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import Field as PydanticField
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+from tillsammans_common.db import utcnow
+from tillsammans_common.personnummer import Personnummer
+from tillsammans_common.settings import ORG_ID
+from tillsammans_common.wheel import AreaCode
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC; a naive value is taken to be UTC already."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# SQLite keeps a datetime's wall time and drops its offset, so every input is turned into UTC before it is
+# stored, and every naive value read back is UTC.
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+UtcInput = Annotated[AwareDatetime, AfterValidator(as_utc)]
+OrgId = Annotated[str, StringConstraints(pattern=ORG_ID.pattern)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+UserId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+
+
+def _enum_column(enum: type[StrEnum]) -> Column[Any]:
+    # Store the values ("withdrawn"), not the member names, so the rows read the same as the API.
+    return Column(SAEnum(enum, values_callable=lambda members: [m.value for m in members], native_enum=False,
+                         length=32), nullable=False)
+
+
+class MeetingKind(StrEnum):
+    """What kind of meeting: a samverkansmöte, a SIP meeting or an uppföljning."""
+
+    SAMVERKANSMOTE = "samverkansmote"
+    SIP = "sip"
+    FOLLOW_UP = "follow_up"
+
+
+class MeetingStatus(StrEnum):
+    """Where a meeting is."""
+
+    CALLED = "called"
+    FOLLOW_UP_BOOKED = "follow_up_booked"
+
+
+class InvitationStatus(StrEnum):
+    """State of an invitation this organisation sent."""
+
+    SENT = "sent"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+
+
+class ReceivedStatus(StrEnum):
+    """State of an invitation received from another organisation."""
+
+    RECEIVED = "received"
+    WITHDRAWN = "withdrawn"
+
+
+class AgeBand(StrEnum):
+    """The only thing an anonymous consultation says about the child's age."""
+
+    AGE_0_5 = "0-5"
+    AGE_6_9 = "6-9"
+    AGE_10_12 = "10-12"
+    AGE_13_15 = "13-15"
+    AGE_16_18 = "16-18"
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+class Meeting(SQLModel, table=True):
+    """A samverkansmöte (or SIP meeting) this organisation called; the child's identity is its own data."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(index=True, max_length=64)
+    kind: MeetingKind = Field(sa_column=_enum_column(MeetingKind))
+    scheduled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: MeetingStatus = Field(default=MeetingStatus.CALLED, sa_column=_enum_column(MeetingStatus))
+    called_by: str = Field(max_length=128)
+    child_personnummer: str = Field(index=True, max_length=12)
+    child_name: str = Field(max_length=200)
+    protected_identity: bool = False
+    child_key: str = Field(index=True, max_length=64)
+    manually_reviewed_by: str | None = Field(default=None, max_length=128)
+    flagged_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    concern_summary: str = Field(max_length=2000)
+    child_wish_org: str | None = Field(default=None, max_length=32)
+    child_wish_person: str | None = Field(default=None, max_length=128)
+    child_not_asked_reason: str | None = Field(default=None, max_length=1000)
+    coordinator_org: str | None = Field(default=None, max_length=32)
+    coordinator_user: str | None = Field(default=None, max_length=128)
+    special_reason: str | None = Field(default=None, max_length=1000)
+    follow_up_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Invitation(SQLModel, table=True):
+    """An invitation this organisation sent to another one, and the consent it was sent under."""
+
+    __table_args__ = (UniqueConstraint("meeting_id", "to_org", name="uq_invitation_meeting_org"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    meeting_id: str = Field(foreign_key="meeting.id", index=True, max_length=64)
+    to_org: str = Field(max_length=32)
+    consent_id: str = Field(index=True, max_length=64)
+    status: InvitationStatus = Field(default=InvitationStatus.SENT, sa_column=_enum_column(InvitationStatus))
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class PlanItem(SQLModel, table=True):
+    """One action of the plan with the organisation responsible for it (SIP: who does what)."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    meeting_id: str = Field(foreign_key="meeting.id", index=True, max_length=64)
+    action: str = Field(max_length=1000)
+    responsible_org: str = Field(max_length=32)
+    responsible_role: str | None = Field(default=None, max_length=64)
+    due: date | None = None
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ReceivedInvitation(SQLModel, table=True):
+    """An invitation from another organisation, stored here under the consent it arrived with."""
+
+    id: str = Field(primary_key=True, max_length=64, description="The sender's invitation id.")
+    from_org: str = Field(max_length=32)
+    meeting_id: str = Field(index=True, max_length=64)
+    case_id: str = Field(max_length=64, description="The sender's opaque case id.")
+    consent_id: str = Field(index=True, max_length=64)
+    kind: str = Field(max_length=32)
+    scheduled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    child_personnummer: str = Field(max_length=12)
+    child_name: str = Field(max_length=200)
+    protected_identity: bool = False
+    child_key: str = Field(max_length=64)
+    flagged_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    concern_summary: str = Field(max_length=2000)
+    contact_user: str = Field(max_length=128)
+    status: ReceivedStatus = Field(default=ReceivedStatus.RECEIVED, sa_column=_enum_column(ReceivedStatus))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class Consultation(SQLModel, table=True):
+    """An anonymous consultation this organisation asked for: no identity, only what is needed."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    invited_orgs: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    age_band: AgeBand = Field(sa_column=_enum_column(AgeBand))
+    wheel_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    question: str = Field(max_length=1000)
+    proposed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    requested_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ReceivedConsultation(SQLModel, table=True):
+    """An anonymous consultation from another organisation."""
+
+    id: str = Field(primary_key=True, max_length=64, description="The sender's consultation id.")
+    from_org: str = Field(max_length=32)
+    age_band: str = Field(max_length=8)
+    wheel_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    question: str = Field(max_length=1000)
+    proposed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+# --- API shapes -------------------------------------------------------------------------------
+
+
+class ChildIn(BaseModel):
+    """The child the meeting is about (this organisation's own data)."""
+
+    model_config = ConfigDict(extra="forbid")
+    personnummer: Personnummer
+    name: str = PydanticField(min_length=1, max_length=200)
+    protected_identity: bool = PydanticField(False, description="Skyddad identitet: every disclosure needs review.")
+
+
+class ManualReview(BaseModel):
+    """Who reviewed a disclosure about a child with protected identity."""
+
+    model_config = ConfigDict(extra="forbid")
+    reviewed_by: UserId
+
+
+class MeetingCreate(BaseModel):
+    """Call a samverkansmöte: invite the organisations the wheel points to."""
+
+    model_config = ConfigDict(extra="forbid")
+    case_id: str = PydanticField(min_length=1, max_length=64, description="This organisation's opaque case id.")
+    kind: MeetingKind = MeetingKind.SAMVERKANSMOTE
+    scheduled_at: UtcInput
+    child: ChildIn
+    invited_orgs: list[OrgId] = PydanticField(min_length=1, max_length=10,
+                                              description="Other organisations of the federation to invite.")
+    flagged_areas: list[AreaCode] = PydanticField(min_length=1, description="Wheel areas that call for them.")
+    concern_summary: str = PydanticField(min_length=1, max_length=2000)
+    manual_review: ManualReview | None = PydanticField(
+        None, description="Required when the child has protected identity: who reviewed this disclosure.")
+
+
+class ChildWish(BaseModel):
+    """Whom the child wants as samordningsperson (the child is asked first)."""
+
+    model_config = ConfigDict(extra="forbid")
+    org: OrgId
+    person: UserId
+
+
+class Appointment(BaseModel):
+    """The samordningsperson appointed at the meeting."""
+
+    model_config = ConfigDict(extra="forbid")
+    org: OrgId
+    user: UserId
+
+
+class CoordinatorPut(BaseModel):
+    """Appoint the samordningsperson; a choice other than the child's wish needs a special reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    child_wish: ChildWish | None = None
+    child_not_asked_reason: Reason | None = PydanticField(None, description="Required when child_wish is null.")
+    appointed: Appointment
+    special_reason: Reason | None = PydanticField(
+        None, description="Required when the appointed coordinator is not the one the child wished for.")
+
+
+class PlanItemCreate(BaseModel):
+    """Add an action to the plan."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: str = PydanticField(min_length=1, max_length=1000)
+    responsible_org: OrgId
+    responsible_role: str | None = PydanticField(None, min_length=1, max_length=64)
+    due: date | None = None
+
+
+class FollowUpCreate(BaseModel):
+    """Book the uppföljning."""
+
+    model_config = ConfigDict(extra="forbid")
+    follow_up_at: UtcInput
+
+
+class ConsultationCreate(BaseModel):
+    """Ask other organisations anonymously: age band, wheel areas and a question, never an identity."""
+
+    model_config = ConfigDict(extra="forbid")
+    invited_orgs: list[OrgId] = PydanticField(min_length=1, max_length=10)
+    age_band: AgeBand
+    wheel_areas: list[AreaCode] = PydanticField(min_length=1)
+    question: str = PydanticField(min_length=1, max_length=1000)
+    proposed_at: UtcInput | None = None
+
+
+class ChildOut(BaseModel):
+    """A child's identity as shown to this organisation's own users."""
+
+    personnummer: str
+    name: str
+    protected_identity: bool
+
+
+class InvitationPublic(BaseModel):
+    """An invitation this organisation sent."""
+
+    id: str
+    to_org: str
+    consent_id: str
+    status: InvitationStatus
+    sent_at: UtcDatetime
+
+
+class PlanItemPublic(BaseModel):
+    """A plan item as returned by the API."""
+
+    id: str
+    meeting_id: str
+    action: str
+    responsible_org: str
+    responsible_role: str | None
+    due: date | None
+    created_by: str
+    created_at: UtcDatetime
+
+
+class MeetingPublic(BaseModel):
+    """A meeting with its invitations and plan, for this organisation's own users."""
+
+    id: str
+    case_id: str
+    kind: MeetingKind
+    scheduled_at: UtcDatetime
+    status: MeetingStatus
+    called_by: str
+    child: ChildOut
+    manually_reviewed_by: str | None
+    flagged_areas: list[str]
+    concern_summary: str
+    child_wish_org: str | None
+    child_wish_person: str | None
+    child_not_asked_reason: str | None
+    coordinator_org: str | None
+    coordinator_user: str | None
+    special_reason: str | None
+    follow_up_at: UtcDatetime | None
+    created_at: UtcDatetime
+    invitations: list[InvitationPublic]
+    plan_items: list[PlanItemPublic]
+
+
+class ReceivedInvitationSummary(BaseModel):
+    """A received invitation in a list: no identity, open one to see who the child is."""
+
+    id: str
+    from_org: str
+    meeting_id: str
+    case_id: str
+    consent_id: str
+    kind: str
+    scheduled_at: UtcDatetime
+    flagged_areas: list[str]
+    contact_user: str
+    status: ReceivedStatus
+    received_at: UtcDatetime
+    withdrawn_at: UtcDatetime | None
+
+
+class ReceivedInvitationPublic(ReceivedInvitationSummary):
+    """One received invitation; once its consent is withdrawn the child and the summary are no longer shown."""
+
+    child: ChildOut | None
+    concern_summary: str | None
+
+
+class ConsultationPublic(BaseModel):
+    """An anonymous consultation this organisation asked for."""
+
+    id: str
+    invited_orgs: list[str]
+    age_band: AgeBand
+    wheel_areas: list[str]
+    question: str
+    proposed_at: UtcDatetime | None
+    requested_by: str
+    created_at: UtcDatetime
+
+
+class ReceivedConsultationPublic(BaseModel):
+    """An anonymous consultation from another organisation."""
+
+    id: str
+    from_org: str
+    age_band: str
+    wheel_areas: list[str]
+    question: str
+    proposed_at: UtcDatetime | None
+    received_at: UtcDatetime

@@ -1,0 +1,326 @@
+"""Meetings' domain operations: call a samverkansmöte, invite other organisations under consent, ask
+anonymously, appoint the samordningsperson, keep the plan and book the uppföljning."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+
+from sqlmodel import Session, col, select
+from tillsammans_common.audit import audit
+from tillsammans_common.auth import Principal
+from tillsammans_common.errors import Conflict, InvalidField, NotFound
+from tillsammans_common.events import Envelope
+from tillsammans_common.events.consent import ConsentWithdrawn
+from tillsammans_common.events.meetings import (
+    ChildIdentity,
+    ConsultationRequested,
+    CoordinatorAppointed,
+    FollowUpBooked,
+    InvitationReceived,
+    InvitationSent,
+    MeetingCalled,
+    PlanItemAdded,
+)
+from tillsammans_common.messaging.egress import disclose, send_anonymous
+from tillsammans_common.messaging.outbox import record_event
+from tillsammans_common.personnummer import child_key, normalize
+from tillsammans_common.settings import ServiceSettings
+from tillsammans_common.wheel import all_area_codes
+
+from tillsammans_meetings.models import (
+    ChildOut,
+    Consultation,
+    ConsultationCreate,
+    CoordinatorPut,
+    FollowUpCreate,
+    Invitation,
+    InvitationPublic,
+    InvitationStatus,
+    Meeting,
+    MeetingCreate,
+    MeetingPublic,
+    MeetingStatus,
+    PlanItem,
+    PlanItemCreate,
+    PlanItemPublic,
+    ReceivedConsultation,
+    ReceivedInvitation,
+    ReceivedInvitationPublic,
+    ReceivedInvitationSummary,
+    ReceivedStatus,
+    as_utc,
+)
+
+PURPOSE = "coordination_meeting"
+CONSULTATION_PURPOSE = "anonymous_consultation"
+
+
+def _invited_orgs(settings: ServiceSettings, orgs: list[str], *, field: str) -> list[str]:
+    """The invited organisations in order, once each; each must be another member of the federation."""
+    for org in orgs:
+        if org == settings.org or org not in settings.peers:
+            raise InvalidField(field, f"'{org}' is not another organisation of the federation")
+    return list(dict.fromkeys(orgs))
+
+
+def _known_areas(areas: list[str], *, field: str) -> list[str]:
+    unknown = sorted(set(areas) - all_area_codes())
+    if unknown:
+        raise InvalidField(field, f"unknown wheel area(s): {', '.join(unknown)}")
+    return list(dict.fromkeys(areas))
+
+
+def call_meeting(session: Session, *, settings: ServiceSettings, principal: Principal,
+                 data: MeetingCreate) -> MeetingPublic:
+    """Call a samverkansmöte and invite each organisation under its consent, all or nothing.
+
+    Each invitation goes through the egress gate; one organisation without a covering consent
+    refuses the whole call (ConsentRequired), and the caller's transaction writes nothing.
+    """
+    orgs = _invited_orgs(settings, data.invited_orgs, field="invited_orgs")
+    areas = _known_areas(data.flagged_areas, field="flagged_areas")
+    key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
+    meeting = Meeting(
+        id=str(uuid.uuid4()), case_id=data.case_id, kind=data.kind, scheduled_at=data.scheduled_at,
+        status=MeetingStatus.CALLED, called_by=principal.user, child_personnummer=data.child.personnummer,
+        child_name=data.child.name, protected_identity=data.child.protected_identity, child_key=key,
+        manually_reviewed_by=data.manual_review.reviewed_by if data.manual_review else None,
+        flagged_areas=areas, concern_summary=data.concern_summary,
+    )
+    session.add(meeting)
+    child = ChildIdentity(personnummer=data.child.personnummer, name=data.child.name,
+                          protected_identity=data.child.protected_identity)
+    for org in orgs:
+        invitation_id = str(uuid.uuid4())
+        envelope = disclose(session, InvitationSent(
+            invitation_id=invitation_id, meeting_id=meeting.id, case_id=meeting.case_id, kind=meeting.kind.value,
+            scheduled_at=meeting.scheduled_at, child_key=key, child=child, flagged_areas=areas,
+            concern_summary=meeting.concern_summary, contact_user=principal.user,
+        ), settings=settings, to_org=org, subject=meeting.case_id, protected_identity=meeting.protected_identity,
+            manually_reviewed=data.manual_review is not None)
+        # The gate only queues a message when a consent covers it, so the envelope names that consent.
+        session.add(Invitation(id=invitation_id, meeting_id=meeting.id, to_org=org,
+                               consent_id=envelope.consentid or ""))
+    record_event(session, MeetingCalled(
+        meeting_id=meeting.id, case_id=meeting.case_id, kind=meeting.kind.value, scheduled_at=meeting.scheduled_at,
+        invited_orgs=orgs,
+    ), source=settings.source, org=settings.org, subject=meeting.case_id)
+    audit(session, principal, "meeting.call", case_id=meeting.case_id, purpose=PURPOSE)
+    return meeting_view(session, meeting)
+
+
+def meeting_view(session: Session, meeting: Meeting) -> MeetingPublic:
+    """A meeting with its invitations and plan items."""
+    session.flush()
+    invitations = session.exec(select(Invitation).where(Invitation.meeting_id == meeting.id)
+                               .order_by(col(Invitation.to_org))).all()
+    items = session.exec(select(PlanItem).where(PlanItem.meeting_id == meeting.id)
+                         .order_by(col(PlanItem.created_at), col(PlanItem.id))).all()
+    return MeetingPublic(
+        **meeting.model_dump(exclude={"child_personnummer", "child_name", "protected_identity", "child_key"}),
+        child=ChildOut(personnummer=meeting.child_personnummer, name=meeting.child_name,
+                       protected_identity=meeting.protected_identity),
+        invitations=[InvitationPublic.model_validate(i, from_attributes=True) for i in invitations],
+        plan_items=[PlanItemPublic.model_validate(i, from_attributes=True) for i in items],
+    )
+
+
+def _meeting(session: Session, meeting_id: str) -> Meeting:
+    meeting = session.get(Meeting, meeting_id)
+    if meeting is None:
+        raise NotFound("no such meeting")
+    return meeting
+
+
+def get_meeting(session: Session, *, principal: Principal, meeting_id: str) -> MeetingPublic:
+    """Read a meeting; the read is audited."""
+    meeting = _meeting(session, meeting_id)
+    audit(session, principal, "meeting.read", case_id=meeting.case_id, purpose=PURPOSE)
+    return meeting_view(session, meeting)
+
+
+def participants(session: Session, *, settings: ServiceSettings, meeting: Meeting) -> set[str]:
+    """This organisation and every organisation whose invitation still stands under its consent."""
+    invited = session.exec(select(Invitation.to_org).where(
+        Invitation.meeting_id == meeting.id, Invitation.status == InvitationStatus.SENT)).all()
+    return {settings.org, *invited}
+
+
+def check_coordinator(data: CoordinatorPut, *, participating: set[str]) -> bool:
+    """Apply the samordningsperson rules; return whether the appointment is the child's own wish.
+
+    The child is asked first (seed 001): without a wish, the reason the child was not asked is
+    recorded; a choice other than the wish needs a recorded special reason.
+    """
+    if data.child_wish is None and data.child_not_asked_reason is None:
+        raise InvalidField("child_not_asked_reason",
+                           "the child is asked first: give the child's wish or record why the child was not asked")
+    if data.child_wish is not None and data.child_not_asked_reason is not None:
+        raise InvalidField("child_not_asked_reason", "only when the child was not asked (child_wish is null)")
+    if data.appointed.org not in participating:
+        raise InvalidField("appointed.org", "must be this organisation or one invited to the meeting")
+    wish = data.child_wish
+    matches = wish is not None and (wish.org, wish.person) == (data.appointed.org, data.appointed.user)
+    if wish is not None and not matches and data.special_reason is None:
+        raise InvalidField("special_reason",
+                           "the appointed coordinator is not the one the child wished for; record the special reason")
+    return matches
+
+
+def appoint_coordinator(session: Session, *, settings: ServiceSettings, principal: Principal, meeting_id: str,
+                        data: CoordinatorPut) -> MeetingPublic:
+    """Appoint (or re-appoint) the meeting's samordningsperson."""
+    meeting = _meeting(session, meeting_id)
+    matches = check_coordinator(data, participating=participants(session, settings=settings, meeting=meeting))
+    meeting.child_wish_org = data.child_wish.org if data.child_wish else None
+    meeting.child_wish_person = data.child_wish.person if data.child_wish else None
+    meeting.child_not_asked_reason = data.child_not_asked_reason
+    meeting.coordinator_org = data.appointed.org
+    meeting.coordinator_user = data.appointed.user
+    meeting.special_reason = data.special_reason
+    session.add(meeting)
+    record_event(session, CoordinatorAppointed(
+        meeting_id=meeting.id, case_id=meeting.case_id, coordinator_org=data.appointed.org,
+        matches_child_wish=matches,
+    ), source=settings.source, org=settings.org, subject=meeting.case_id)
+    audit(session, principal, "meeting.coordinator.appoint", case_id=meeting.case_id, purpose=PURPOSE)
+    return meeting_view(session, meeting)
+
+
+def add_plan_item(session: Session, *, settings: ServiceSettings, principal: Principal, meeting_id: str,
+                  data: PlanItemCreate) -> PlanItem:
+    """Add an action to the plan; the responsible organisation must take part in the meeting."""
+    meeting = _meeting(session, meeting_id)
+    if data.responsible_org not in participants(session, settings=settings, meeting=meeting):
+        raise InvalidField("responsible_org", "must be this organisation or one invited to the meeting")
+    item = PlanItem(id=str(uuid.uuid4()), meeting_id=meeting.id, action=data.action,
+                    responsible_org=data.responsible_org, responsible_role=data.responsible_role, due=data.due,
+                    created_by=principal.user)
+    session.add(item)
+    record_event(session, PlanItemAdded(
+        meeting_id=meeting.id, case_id=meeting.case_id, plan_item_id=item.id, responsible_org=item.responsible_org,
+    ), source=settings.source, org=settings.org, subject=meeting.case_id)
+    audit(session, principal, "meeting.plan_item.add", case_id=meeting.case_id, purpose=PURPOSE)
+    session.flush()
+    return item
+
+
+def book_follow_up(session: Session, *, settings: ServiceSettings, principal: Principal, meeting_id: str,
+                   data: FollowUpCreate) -> MeetingPublic:
+    """Book the uppföljning; the samordningsperson owns it, so one must be appointed first."""
+    meeting = _meeting(session, meeting_id)
+    if meeting.coordinator_org is None:
+        raise Conflict("appoint a coordinator (samordningsperson) before booking the follow-up")
+    if data.follow_up_at <= as_utc(meeting.scheduled_at):
+        raise InvalidField("follow_up_at", "must be after the meeting")
+    meeting.follow_up_at = data.follow_up_at
+    meeting.status = MeetingStatus.FOLLOW_UP_BOOKED
+    session.add(meeting)
+    record_event(session, FollowUpBooked(meeting_id=meeting.id, case_id=meeting.case_id,
+                                         follow_up_at=data.follow_up_at),
+                 source=settings.source, org=settings.org, subject=meeting.case_id)
+    audit(session, principal, "meeting.follow_up.book", case_id=meeting.case_id, purpose=PURPOSE)
+    return meeting_view(session, meeting)
+
+
+def request_consultation(session: Session, *, settings: ServiceSettings, principal: Principal,
+                         data: ConsultationCreate) -> Consultation:
+    """Ask other organisations anonymously, before (or without) consent."""
+    orgs = _invited_orgs(settings, data.invited_orgs, field="invited_orgs")
+    areas = _known_areas(data.wheel_areas, field="wheel_areas")
+    consultation = Consultation(id=str(uuid.uuid4()), invited_orgs=orgs, age_band=data.age_band, wheel_areas=areas,
+                                question=data.question, proposed_at=data.proposed_at, requested_by=principal.user)
+    session.add(consultation)
+    event = ConsultationRequested(consultation_id=consultation.id, age_band=data.age_band.value, wheel_areas=areas,
+                                  question=data.question, proposed_at=data.proposed_at)
+    for org in orgs:
+        # The subject is the consultation itself: a case id would let receivers link it to a child.
+        send_anonymous(session, event, settings=settings, to_org=org, subject=consultation.id)
+    audit(session, principal, "consultation.request", purpose=CONSULTATION_PURPOSE)
+    session.flush()
+    return consultation
+
+
+def identity_matches_key(event: InvitationSent, *, secret: str) -> bool:
+    """Whether the child in an invitation is the child its consent was checked for (the child key)."""
+    expected = child_key(normalize(event.child.personnummer), secret)
+    return hmac.compare_digest(expected, event.child_key)
+
+
+def receive_invitation(session: Session, *, settings: ServiceSettings, envelope: Envelope,
+                       event: InvitationSent) -> None:
+    """Store an invitation from another organisation (applied once per event by the consumer)."""
+    if session.get(ReceivedInvitation, event.invitation_id) is not None:
+        return
+    session.add(ReceivedInvitation(
+        id=event.invitation_id, from_org=envelope.source_org, meeting_id=event.meeting_id, case_id=event.case_id,
+        consent_id=envelope.consentid or "", kind=event.kind, scheduled_at=as_utc(event.scheduled_at),
+        child_personnummer=normalize(event.child.personnummer), child_name=event.child.name,
+        protected_identity=event.child.protected_identity, child_key=event.child_key,
+        flagged_areas=list(event.flagged_areas), concern_summary=event.concern_summary,
+        contact_user=event.contact_user,
+    ))
+    record_event(session, InvitationReceived(invitation_id=event.invitation_id, meeting_id=event.meeting_id,
+                                             from_org=envelope.source_org),
+                 source=settings.source, org=settings.org, subject=envelope.subject)
+
+
+def receive_consultation(session: Session, *, envelope: Envelope, event: ConsultationRequested) -> None:
+    """Store an anonymous consultation from another organisation."""
+    if session.get(ReceivedConsultation, event.consultation_id) is not None:
+        return
+    session.add(ReceivedConsultation(id=event.consultation_id, from_org=envelope.source_org, age_band=event.age_band,
+                                     wheel_areas=list(event.wheel_areas), question=event.question,
+                                     proposed_at=as_utc(event.proposed_at) if event.proposed_at else None))
+
+
+def mark_withdrawn(session: Session, *, settings: ServiceSettings, event: ConsentWithdrawn) -> None:
+    """A consent was withdrawn: mark what was received or sent under it (runs with the replica update)."""
+    received = session.exec(select(ReceivedInvitation).where(
+        ReceivedInvitation.consent_id == event.consent_id, ReceivedInvitation.from_org == event.disclosing_org,
+        ReceivedInvitation.status == ReceivedStatus.RECEIVED)).all()
+    for invitation in received:
+        invitation.status = ReceivedStatus.WITHDRAWN
+        invitation.withdrawn_at = event.withdrawn_at
+        session.add(invitation)
+    if event.disclosing_org != settings.org:
+        return
+    sent = session.exec(select(Invitation).where(Invitation.consent_id == event.consent_id,
+                                                 Invitation.status == InvitationStatus.SENT)).all()
+    for sent_invitation in sent:
+        sent_invitation.status = InvitationStatus.CONSENT_WITHDRAWN
+        session.add(sent_invitation)
+
+
+def list_received_invitations(session: Session, *, principal: Principal) -> list[ReceivedInvitationSummary]:
+    """Invitations from other organisations, newest first, without identities; each case listed is audited."""
+    rows = session.exec(select(ReceivedInvitation).order_by(col(ReceivedInvitation.received_at).desc())).all()
+    for row in rows:
+        audit(session, principal, "received_invitation.list", case_id=row.case_id, purpose=PURPOSE)
+    if not rows:
+        audit(session, principal, "received_invitation.list", purpose=PURPOSE)
+    return [ReceivedInvitationSummary.model_validate(row, from_attributes=True) for row in rows]
+
+
+def get_received_invitation(session: Session, *, principal: Principal, invitation_id: str) -> ReceivedInvitationPublic:
+    """One received invitation; after withdrawal the child and the summary are kept but not shown."""
+    row = session.get(ReceivedInvitation, invitation_id)
+    if row is None:
+        raise NotFound("no such invitation")
+    audit(session, principal, "received_invitation.read", case_id=row.case_id, purpose=PURPOSE)
+    shown = row.status == ReceivedStatus.RECEIVED
+    summary = ReceivedInvitationSummary.model_validate(row, from_attributes=True)
+    return ReceivedInvitationPublic(
+        **summary.model_dump(),
+        child=ChildOut(personnummer=row.child_personnummer, name=row.child_name,
+                       protected_identity=row.protected_identity) if shown else None,
+        concern_summary=row.concern_summary if shown else None,
+    )
+
+
+def list_received_consultations(session: Session, *, principal: Principal) -> list[ReceivedConsultation]:
+    """Anonymous consultations from other organisations, newest first."""
+    rows = session.exec(select(ReceivedConsultation).order_by(col(ReceivedConsultation.received_at).desc())).all()
+    audit(session, principal, "received_consultation.list", purpose=CONSULTATION_PURPOSE)
+    return list(rows)

@@ -1,0 +1,178 @@
+"""School and region, each with its own meetings service and database, over one broker with an account each."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, func, select
+from tillsammans_common.events.meetings import ChildIdentity, InvitationSent
+from tillsammans_common.messaging.egress import disclose
+from tillsammans_common.models import DeadLetter, OutboxMessage
+from tillsammans_common.personnummer import child_key
+from tillsammans_common.testing import Federation, bearer, wait_for
+from tillsammans_meetings.config import MeetingsSettings
+from tillsammans_meetings.main import create_app
+from tillsammans_meetings.models import Invitation, Meeting, ReceivedConsultation, ReceivedInvitation
+
+SCHOOL_BBA = bearer("school", "bba", "bba.norrskolan")
+REGION_BBA = bearer("region", "bba", "bba.bvc")
+Factory = Callable[..., Any]
+
+
+def _engine(client: TestClient) -> Any:
+    return client.app.state.infra.engine  # type: ignore[attr-defined]
+
+
+def _count(client: TestClient, table: type[Any]) -> int:
+    with Session(_engine(client)) as session:
+        return int(session.exec(select(func.count()).select_from(table)).one())
+
+
+@contextmanager
+def _orgs(federation: Federation, **region_overrides: Any) -> Iterator[tuple[TestClient, TestClient]]:
+    school = MeetingsSettings(**federation.settings("school"))  # type: ignore[arg-type]
+    region = MeetingsSettings(**{**federation.settings("region"), **region_overrides})  # type: ignore[arg-type]
+    with TestClient(create_app(school)) as school_client, TestClient(create_app(region)) as region_client:
+        yield school_client, region_client
+
+
+def _received(region: TestClient, meeting_id: str) -> list[dict[str, Any]]:
+    response = region.get("/received-invitations", headers=REGION_BBA)
+    assert response.status_code == 200, response.text
+    return [item for item in response.json() if item["meeting_id"] == meeting_id]
+
+
+def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_ones(
+        federation: Federation, grant: Factory, withdraw: Factory, meeting_body: Factory) -> None:
+    with _orgs(federation) as (school, region):
+        consent = grant(school, receiving=["region"])
+        called = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
+        assert called.status_code == 201, called.text
+        meeting = called.json()
+
+        found = wait_for(lambda: _received(region, meeting["id"]), message="the invitation at region")
+        assert len(found) == 1
+        summary = found[0]
+        assert summary["from_org"] == "school" and summary["consent_id"] == consent.consent_id
+        assert summary["status"] == "received" and "child" not in summary
+        detail = region.get(f"/received-invitations/{summary['id']}", headers=REGION_BBA).json()
+        assert detail["child"] == {"personnummer": "201304121237", "name": "Testbarn Testsson",
+                                   "protected_identity": False}
+        assert detail["concern_summary"] == "Ökad frånvaro, oro i hemmet."
+        assert detail["id"] == meeting["invitations"][0]["id"]
+        # Stored exactly once, announced once inside region, and nothing looped back to school.
+        wait_for(lambda: _count(region, OutboxMessage) == 1, message="region's InvitationReceived")
+        with Session(_engine(region)) as session:
+            assert session.exec(select(OutboxMessage.nats_subject)).all() == [
+                "region.meetings.invitation.received.v1"]
+        assert _count(region, ReceivedInvitation) == 1
+        assert _count(school, ReceivedInvitation) == 0
+
+        withdraw(school, consent)
+        withdrawn = wait_for(lambda: (d := region.get(f"/received-invitations/{summary['id']}",
+                                                      headers=REGION_BBA).json())["status"] == "withdrawn" and d,
+                             message="region to mark the invitation withdrawn")
+        assert withdrawn["child"] is None and withdrawn["concern_summary"] is None
+        assert withdrawn["withdrawn_at"] is not None
+        wait_for(lambda: school.get(f"/meetings/{meeting['id']}", headers=SCHOOL_BBA).json()
+                 ["invitations"][0]["status"] == "consent_withdrawn", message="school to mark its invitation")
+        with Session(_engine(region)) as session:
+            # Kept for the record (public records are archived, not erased), no longer shown.
+            assert session.exec(select(ReceivedInvitation.child_personnummer)).all() == ["201304121237"]
+
+        again = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
+        assert again.status_code == 403
+        assert again.json()["type"].endswith("/consent-required")
+        assert "withdrawn" in again.json()["detail"]
+        assert _count(school, Meeting) == 1
+
+
+def test_without_consent_for_social_nothing_is_written_and_nothing_arrives(
+        federation: Federation, grant: Factory, meeting_body: Factory) -> None:
+    with _orgs(federation) as (school, region):
+        grant(school, receiving=["region"])
+        outbox_before = _count(school, OutboxMessage)
+        refused = school.post("/meetings", json=meeting_body("region", "social"), headers=SCHOOL_BBA)
+        assert refused.status_code == 403
+        assert refused.json()["type"].endswith("/consent-required")
+        assert refused.json()["org"] == "social"
+        assert _count(school, Meeting) == 0
+        assert _count(school, Invitation) == 0
+        assert _count(school, OutboxMessage) == outbox_before
+
+        # A later meeting still reaches region, and the refused one never did.
+        ok = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
+        assert ok.status_code == 201
+        wait_for(lambda: _received(region, ok.json()["id"]), message="the later invitation at region")
+        assert _count(region, ReceivedInvitation) == 1
+
+
+def test_anonymous_consultation_reaches_region_without_identity(federation: Federation) -> None:
+    with _orgs(federation) as (school, region):
+        question = "Hur kan vi stötta en elev med ökande frånvaro och oro hemma?"
+        sent = school.post("/consultations", headers=SCHOOL_BBA, json={
+            "invited_orgs": ["region"], "age_band": "10-12", "wheel_areas": ["trygghet", "hemmet"],
+            "question": question, "proposed_at": "2030-02-01T09:00:00+01:00"})
+        assert sent.status_code == 201, sent.text
+
+        received = wait_for(lambda: region.get("/consultations/received",
+                                               headers=bearer("region", "professional")).json(),
+                            message="the consultation at region")
+        assert len(received) == 1
+        item = received[0]
+        assert item["id"] == sent.json()["id"] and item["from_org"] == "school"
+        assert item["age_band"] == "10-12" and item["wheel_areas"] == ["trygghet", "hemmet"]
+        assert item["question"] == question
+        assert datetime.fromisoformat(item["proposed_at"]) == datetime(2030, 2, 1, 8, tzinfo=UTC)
+        with Session(_engine(region)) as session:
+            row = session.exec(select(ReceivedConsultation)).one()
+        assert "20130412" not in row.model_dump_json() and "Testbarn" not in row.model_dump_json()
+
+
+def test_region_refuses_an_invitation_its_own_replica_does_not_cover(
+        federation: Federation, grant: Factory, meeting_body: Factory) -> None:
+    # Defence in depth: school's replica has the consent, region's never got it.
+    with _orgs(federation, max_deliveries=2, redelivery_backoff_seconds=[0.05]) as (school, region):
+        grant(school, receiving=["region"], share=False)
+        called = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
+        assert called.status_code == 201
+
+        def dead_letters() -> list[DeadLetter]:
+            with Session(_engine(region)) as session:
+                return list(session.exec(select(DeadLetter)).all())
+
+        letters = wait_for(dead_letters, message="region to dead-letter the uncovered invitation")
+        assert letters[0].event_type == "meetings.invitation.sent.v1"
+        assert letters[0].reason == "Retry: no consent recorded"
+        assert _count(region, ReceivedInvitation) == 0
+
+
+def test_region_refuses_an_invitation_whose_child_is_not_the_consented_child(
+        federation: Federation, grant: Factory) -> None:
+    with _orgs(federation) as (school, region):
+        consent = grant(school, receiving=["region"])
+        settings: MeetingsSettings = school.app.state.settings  # type: ignore[attr-defined]
+        other_child = "20100101-0006"
+        assert child_key("201001010006", settings.child_key_secret.get_secret_value()) != consent.child_key
+        # A sender bug or forgery: the consented child's key, another child's identity.
+        forged = InvitationSent(
+            invitation_id=str(uuid.uuid4()), meeting_id="m-forged", case_id="case-1", kind="samverkansmote",
+            scheduled_at=datetime.now(UTC), child_key=consent.child_key,
+            child=ChildIdentity(personnummer=other_child, name="Annat Barn"), flagged_areas=["trygghet"],
+            concern_summary="...", contact_user="bba.norrskolan")
+        with Session(_engine(school)) as session:
+            disclose(session, forged, settings=settings, to_org="region", subject="case-1")
+            session.commit()
+
+        def dead_letters() -> list[DeadLetter]:
+            with Session(_engine(region)) as session:
+                return list(session.exec(select(DeadLetter)).all())
+
+        letters = wait_for(dead_letters, message="region to reject the forged invitation")
+        assert letters[0].reason.startswith("Reject: child key does not match")
+        assert _count(region, ReceivedInvitation) == 0

@@ -1,0 +1,315 @@
+"""Meetings of one organisation against a real nats-server and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, func, select
+from tillsammans_common.events import Envelope
+from tillsammans_common.models import AuditRecord, OutboxMessage
+from tillsammans_common.testing import bearer
+from tillsammans_meetings.config import MeetingsSettings
+from tillsammans_meetings.main import create_app
+from tillsammans_meetings.models import Consultation, Invitation, Meeting, PlanItem
+
+BBA = bearer("school", "bba", "bba.norrskolan")
+Factory = Callable[..., Any]
+
+
+def _engine(client: TestClient) -> Any:
+    return client.app.state.infra.engine  # type: ignore[attr-defined]
+
+
+def _count(client: TestClient, table: type[Any]) -> int:
+    with Session(_engine(client)) as session:
+        return int(session.exec(select(func.count()).select_from(table)).one())
+
+
+def _outbox(client: TestClient) -> list[OutboxMessage]:
+    with Session(_engine(client)) as session:
+        return list(session.exec(select(OutboxMessage).order_by(OutboxMessage.seq)).all())  # type: ignore[arg-type]
+
+
+def _events(client: TestClient, event_type: str) -> list[dict[str, Any]]:
+    return [Envelope.from_bytes(row.body).data for row in _outbox(client)
+            if row.nats_subject == f"school.{event_type}"]
+
+
+@pytest.fixture
+def client(tmp_path: Path, nats_url: str) -> Any:
+    with TestClient(create_app(MeetingsSettings(org="school", nats_url=nats_url, data_dir=tmp_path / "data"))) as c:
+        yield c
+
+
+def _called(client: TestClient, grant: Factory, meeting_body: Factory, *orgs: str) -> dict[str, Any]:
+    grant(client, receiving=list(orgs), share=False)
+    response = client.post("/meetings", json=meeting_body(*orgs), headers=BBA)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_meeting_under_consent_then_coordinator_plan_and_follow_up(
+        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    consent = grant(client, receiving=["region"], share=False)
+    response = client.post("/meetings", json=meeting_body("region"), headers=BBA)
+    assert response.status_code == 201, response.text
+    meeting = response.json()
+    assert meeting["status"] == "called" and meeting["called_by"] == "bba.norrskolan"
+    assert meeting["child"]["personnummer"] == "201304121237"
+    assert [(i["to_org"], i["consent_id"], i["status"]) for i in meeting["invitations"]] == [
+        ("region", consent.consent_id, "sent")]
+    # The invitation is queued for region's inbox under the consent; the meeting event stays inside.
+    subjects = [row.nats_subject for row in _outbox(client)]
+    assert subjects == ["inbox.region.school.meetings.invitation.sent.v1", "school.meetings.meeting.called.v1"]
+    invitation = Envelope.from_bytes(_outbox(client)[0].body)
+    assert invitation.consentid == consent.consent_id and invitation.subject == "case-1"
+    called = _events(client, "meetings.meeting.called.v1")[0]
+    assert called["invited_orgs"] == ["region"] and "child" not in called
+    assert "201304121237" not in json.dumps(called)
+
+    meeting_id = meeting["id"]
+    early = client.post(f"/meetings/{meeting_id}/follow-up", headers=BBA,
+                        json={"follow_up_at": (datetime.now(UTC) + timedelta(days=40)).isoformat()})
+    assert early.status_code == 409
+    assert "coordinator" in early.json()["detail"]
+
+    wish = {"org": "region", "person": "kurator.lo"}
+    appointed = client.put(f"/meetings/{meeting_id}/coordinator", headers=BBA,
+                           json={"child_wish": wish, "appointed": {"org": "region", "user": "kurator.lo"}})
+    assert appointed.status_code == 200, appointed.text
+    assert appointed.json()["coordinator_org"] == "region"
+    assert appointed.json()["coordinator_user"] == "kurator.lo"
+    assert _events(client, "meetings.coordinator.appointed.v1") == [
+        {"meeting_id": meeting_id, "case_id": "case-1", "coordinator_org": "region", "matches_child_wish": True}]
+
+    item = client.post(f"/meetings/{meeting_id}/plan-items", headers=BBA,
+                       json={"action": "Närvaroplan", "responsible_org": "school", "responsible_role": "mentor",
+                             "due": "2030-01-31"})
+    assert item.status_code == 201, item.text
+    assert item.json()["responsible_org"] == "school" and item.json()["due"] == "2030-01-31"
+    not_invited = client.post(f"/meetings/{meeting_id}/plan-items", headers=BBA,
+                              json={"action": "Samtal", "responsible_org": "social"})
+    assert not_invited.status_code == 422
+    assert not_invited.json()["errors"][0]["field"] == "responsible_org"
+    assert len(_events(client, "meetings.plan_item.added.v1")) == 1
+
+    before = client.post(f"/meetings/{meeting_id}/follow-up", headers=BBA,
+                         json={"follow_up_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()})
+    assert before.status_code == 422
+    assert before.json()["errors"][0]["field"] == "follow_up_at"
+    follow_up_at = datetime.now(UTC) + timedelta(days=49)
+    booked = client.post(f"/meetings/{meeting_id}/follow-up", headers=BBA,
+                         json={"follow_up_at": follow_up_at.isoformat()})
+    assert booked.status_code == 200, booked.text
+    assert booked.json()["status"] == "follow_up_booked"
+    assert datetime.fromisoformat(booked.json()["follow_up_at"]) == follow_up_at
+    assert len(_events(client, "meetings.follow_up.booked.v1")) == 1
+
+    read = client.get(f"/meetings/{meeting_id}", headers=bearer("school", "professional", "mentor.anna"))
+    assert read.status_code == 200
+    assert [p["action"] for p in read.json()["plan_items"]] == ["Närvaroplan"]
+    assert read.json()["follow_up_at"] == booked.json()["follow_up_at"]
+
+
+def test_coordinator_rules_child_asked_first_and_special_reason(
+        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    meeting_id = _called(client, grant, meeting_body, "region")["id"]
+    url = f"/meetings/{meeting_id}/coordinator"
+    wish = {"org": "region", "person": "kurator.lo"}
+
+    not_asked = client.put(url, headers=BBA, json={"child_wish": None, "appointed": {"org": "school", "user": "a"}})
+    assert not_asked.status_code == 422
+    assert not_asked.json()["errors"][0]["field"] == "child_not_asked_reason"
+
+    other = {"org": "school", "user": "specialpedagog.eva"}
+    no_reason = client.put(url, headers=BBA, json={"child_wish": wish, "appointed": other})
+    assert no_reason.status_code == 422
+    assert no_reason.json()["errors"][0]["field"] == "special_reason"
+    blank = client.put(url, headers=BBA, json={"child_wish": wish, "appointed": other, "special_reason": "  "})
+    assert blank.status_code == 422
+    assert blank.json()["errors"][0]["field"] == "special_reason"
+    same_org_other_person = client.put(url, headers=BBA, json={
+        "child_wish": wish, "appointed": {"org": "region", "user": "psykolog.bo"}})
+    assert same_org_other_person.status_code == 422
+
+    not_invited = client.put(url, headers=BBA, json={
+        "child_wish": {"org": "social", "person": "kim"}, "appointed": {"org": "social", "user": "kim"}})
+    assert not_invited.status_code == 422
+    assert not_invited.json()["errors"][0]["field"] == "appointed.org"
+
+    with_reason = client.put(url, headers=BBA, json={
+        "child_wish": wish, "appointed": other, "special_reason": "Kuratorn är föräldraledig under hösten."})
+    assert with_reason.status_code == 200, with_reason.text
+    assert with_reason.json()["special_reason"] == "Kuratorn är föräldraledig under hösten."
+    assert with_reason.json()["child_wish_person"] == "kurator.lo"
+
+    reason = "Barnet ville inte välja."
+    without_wish = client.put(url, headers=BBA, json={"child_not_asked_reason": reason, "appointed": other})
+    assert without_wish.status_code == 200, without_wish.text
+    assert without_wish.json()["child_wish_org"] is None
+    assert without_wish.json()["child_not_asked_reason"] == reason
+    events = _events(client, "meetings.coordinator.appointed.v1")
+    assert [e["matches_child_wish"] for e in events] == [False, False]
+
+    missing = client.put("/meetings/nope/coordinator", headers=BBA,
+                         json={"child_wish": wish, "appointed": {"org": "region", "user": "kurator.lo"}})
+    assert missing.status_code == 404
+
+
+def test_invited_organisations_and_fields_are_validated_and_nothing_is_written(
+        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    grant(client, receiving=["region"], share=False)
+    cases = [
+        (meeting_body("school"), "invited_orgs"),
+        (meeting_body("moon"), "invited_orgs"),
+        (meeting_body(), "invited_orgs"),
+        (meeting_body("region", concern_summary="x" * 2001), "concern_summary"),
+        (meeting_body("region", flagged_areas=["moon"]), "flagged_areas"),
+        (meeting_body("region", scheduled_at="2030-01-01T10:00:00"), "scheduled_at"),
+        (meeting_body("region", kind="party"), "kind"),
+        (meeting_body("region", child={**meeting_body()["child"], "personnummer": "20130412-1234"}),
+         "child.personnummer"),
+    ]
+    for body, field in cases:
+        response = client.post("/meetings", json=body, headers=BBA)
+        assert response.status_code == 422, (field, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["errors"][0]["field"].startswith(field), response.json()
+        assert "20130412" not in response.text
+    assert _count(client, Meeting) == 0
+    assert _count(client, OutboxMessage) == 0
+
+
+def test_without_consent_the_whole_call_is_refused_and_nothing_is_written(
+        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    grant(client, receiving=["region"], share=False)
+    refused = client.post("/meetings", json=meeting_body("region", "social"), headers=BBA)
+    assert refused.status_code == 403
+    problem = refused.json()
+    assert problem["type"].endswith("/consent-required")
+    assert problem["org"] == "social"
+    assert "no consent" in problem["detail"] and "social" in problem["detail"]
+    assert "20130412" not in refused.text and "Testbarn" not in refused.text
+    assert _count(client, Meeting) == 0
+    assert _count(client, Invitation) == 0
+    assert _count(client, OutboxMessage) == 0
+
+    narrow = grant(client, receiving=["social"], categories=["identity"], share=False)
+    still = client.post("/meetings", json=meeting_body("social"), headers=BBA)
+    assert still.status_code == 403
+    assert "does not cover concern, mapping_summary" in still.json()["detail"]
+    assert narrow.consent_id not in still.text
+    assert _count(client, Meeting) == 0
+
+
+def test_protected_identity_needs_a_recorded_manual_review(
+        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    grant(client, receiving=["region"], share=False)
+    child = {**meeting_body()["child"], "protected_identity": True}
+    unreviewed = client.post("/meetings", json=meeting_body("region", child=child), headers=BBA)
+    assert unreviewed.status_code == 403
+    assert unreviewed.json()["type"].endswith("/manual-review-required")
+    assert _count(client, Meeting) == 0
+
+    reviewed = client.post("/meetings", headers=BBA, json=meeting_body(
+        "region", child=child, manual_review={"reviewed_by": "registrator.per"}))
+    assert reviewed.status_code == 201, reviewed.text
+    assert reviewed.json()["manually_reviewed_by"] == "registrator.per"
+    assert reviewed.json()["child"]["protected_identity"] is True
+
+
+def test_anonymous_consultation_carries_no_identity(client: TestClient) -> None:
+    body = {"invited_orgs": ["region", "social"], "age_band": "10-12", "wheel_areas": ["trygghet", "hemmet"],
+            "question": "Hur stöttar vi en elev med ökande frånvaro?"}
+    response = client.post("/consultations", json=body, headers=BBA)
+    assert response.status_code == 201, response.text
+    consultation = response.json()
+    assert consultation["invited_orgs"] == ["region", "social"] and consultation["age_band"] == "10-12"
+    rows = _outbox(client)
+    assert sorted(row.nats_subject for row in rows) == [
+        "inbox.region.school.meetings.consultation.requested.v1",
+        "inbox.social.school.meetings.consultation.requested.v1"]
+    for row in rows:
+        envelope = Envelope.from_bytes(row.body)
+        # Its subject is the consultation, not a case: nothing links it to a child.
+        assert envelope.subject == consultation["id"] and envelope.consentid is None
+        assert set(envelope.data) == {"consultation_id", "age_band", "wheel_areas", "question", "proposed_at"}
+
+    for bad, field in ((dict(body, question="Gäller 130412-1237, vad gör vi?"), "question"),
+                       (dict(body, age_band="10-13"), "age_band"),
+                       (dict(body, invited_orgs=["school"]), "invited_orgs"),
+                       (dict(body, wheel_areas=["moon"]), "wheel_areas"),
+                       (dict(body, question="x" * 1001), "question")):
+        refused = client.post("/consultations", json=bad, headers=BBA)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == field
+        assert "130412" not in refused.text
+    assert _count(client, Consultation) == 1
+    assert len(_outbox(client)) == 2
+
+
+def test_idempotency_key_returns_first_result_and_writes_once(
+        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    grant(client, receiving=["region"], share=False)
+    headers = {**BBA, "Idempotency-Key": "meet-1"}
+    body = meeting_body("region")
+    first = client.post("/meetings", json=body, headers=headers)
+    second = client.post("/meetings", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second.headers.get("Idempotent-Replayed") == "true"
+    other = client.post("/meetings", json={**body, "concern_summary": "annat"}, headers=headers)
+    assert other.status_code == 409
+    assert _count(client, Meeting) == 1
+    assert _count(client, Invitation) == 1
+    assert len(_outbox(client)) == 2
+
+    item_headers = {**BBA, "Idempotency-Key": "item-1"}
+    url = f"/meetings/{first.json()['id']}/plan-items"
+    for _ in range(2):
+        assert client.post(url, json={"action": "A", "responsible_org": "school"},
+                           headers=item_headers).status_code == 201
+    assert _count(client, PlanItem) == 1
+
+
+def test_authentication_and_authorisation(client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    meeting_id = _called(client, grant, meeting_body, "region")["id"]
+    body = meeting_body("region")
+    assert client.post("/meetings", json=body).status_code == 401
+    garbage = client.post("/meetings", json=body, headers={"Authorization": "Bearer nonsense"})
+    assert garbage.status_code == 401
+    assert garbage.headers["content-type"] == "application/problem+json"
+    assert client.post("/meetings", json=body, headers=bearer("region", "bba")).status_code == 403
+    assert client.post("/meetings", json=body, headers=bearer("school", "professional")).status_code == 403
+    assert client.post("/consultations", json={}, headers=bearer("school", "auditor")).status_code == 403
+    assert client.get(f"/meetings/{meeting_id}", headers=bearer("school", "auditor")).status_code == 403
+    assert client.get(f"/meetings/{meeting_id}", headers=bearer("region", "bba")).status_code == 403
+    coordinator = {"child_wish": None, "child_not_asked_reason": "r", "appointed": {"org": "school", "user": "u"}}
+    assert client.put(f"/meetings/{meeting_id}/coordinator", json=coordinator,
+                      headers=bearer("school", "integration")).status_code == 403
+    assert client.put(f"/meetings/{meeting_id}/coordinator", json=coordinator,
+                      headers=bearer("school", "coordinator")).status_code == 200
+    assert client.get("/received-invitations", headers=bearer("school", "professional")).status_code == 403
+    assert client.get("/consultations/received", headers=bearer("school", "professional")).status_code == 200
+    assert client.get("/meetings/nope", headers=BBA).status_code == 404
+
+
+def test_reads_and_writes_are_audited(client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    meeting_id = _called(client, grant, meeting_body, "region")["id"]
+    assert client.get(f"/meetings/{meeting_id}", headers=bearer("school", "coordinator", "samordnare.lo")).is_success
+    assert client.post(f"/meetings/{meeting_id}/plan-items", headers=BBA,
+                       json={"action": "A", "responsible_org": "region"}).status_code == 201
+    assert client.post("/consultations", headers=BBA, json={
+        "invited_orgs": ["social"], "age_band": "6-9", "wheel_areas": ["halsa"], "question": "Hur?"}).is_success
+    with Session(_engine(client)) as session:
+        records = session.exec(select(AuditRecord.action, AuditRecord.user, AuditRecord.case_id)).all()
+    assert ("meeting.call", "bba.norrskolan", "case-1") in records
+    assert ("meeting.read", "samordnare.lo", "case-1") in records
+    assert ("meeting.plan_item.add", "bba.norrskolan", "case-1") in records
+    assert ("consultation.request", "bba.norrskolan", None) in records

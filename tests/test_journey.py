@@ -1,0 +1,95 @@
+"""The whole journey across three organisations, each on its own processes and databases."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tests.otlp_collector import Collector
+from tillsammans_common.testing import wait_for
+from tillsammans_stack.demo import CHILD, JourneyResult
+from tillsammans_stack.launcher import Stack
+
+pytestmark = pytest.mark.stack
+PERSONAL_DATA = ["201304121237", "20130412-1237", "130412-1237", "Alva", "Exempelsson",
+                 "Frånvaron har ökat", "Ökad frånvaro"]
+
+
+def _rows(stack: Stack, org: str, service: str, sql: str) -> list[tuple[object, ...]]:
+    path = stack.config.root / "data" / org / f"{service}.db"
+    with sqlite3.connect(path) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def test_concern_is_routed_and_mapping_points_to_region_and_social(journey: JourneyResult) -> None:
+    assert journey.concern["bba_user"] == "bba.norrskolan"
+    assert journey.mapping["status"] == "completed"
+    assert journey.mapping["suggested_orgs"] == ["region", "social"]
+
+
+def test_without_consent_the_invitation_is_refused_with_a_reason(journey: JourneyResult) -> None:
+    assert journey.refused["status"] == 403
+    assert journey.refused["type"].endswith("/consent-required")
+    assert "no consent" in journey.refused["detail"]
+
+
+def test_anonymous_consultation_reaches_social_without_identity(stack: Stack, journey: JourneyResult) -> None:
+    rows = _rows(stack, "social", "meetings", "SELECT * FROM receivedconsultation")
+    assert len(rows) >= 1
+    assert not any(CHILD["name"] in str(row) or "20130412" in str(row) for row in rows)
+
+
+def test_each_organisation_stores_the_invitation_in_its_own_database(stack: Stack, journey: JourneyResult) -> None:
+    for org in ("region", "social"):
+        received = journey.received[org]
+        assert received["from_org"] == "school"
+        assert received["consent_id"] == journey.consent["id"]
+        rows = _rows(stack, org, "meetings",
+                     f"SELECT child_personnummer FROM receivedinvitation WHERE meeting_id = '{journey.meeting['id']}'")
+        assert rows == [("201304121237",)]
+    # The school's own database holds no received invitation: nothing loops back.
+    assert _rows(stack, "school", "meetings", "SELECT count(*) FROM receivedinvitation") == [(0,)]
+
+
+def test_meeting_outcome_coordinator_plan_and_follow_up(journey: JourneyResult) -> None:
+    assert journey.coordinator["coordinator_org"] == "social"
+    assert [item["responsible_org"] for item in journey.plan_items] == ["school", "region"]
+    assert journey.follow_up["follow_up_at"]
+
+
+def test_withdrawal_marks_received_invitations_and_stops_new_ones(stack: Stack, journey: JourneyResult) -> None:
+    assert journey.withdrawn["status"] == "withdrawn"
+    for org in ("region", "social"):
+        rows = _rows(stack, org, "meetings",
+                     f"SELECT status FROM receivedinvitation WHERE meeting_id = '{journey.meeting['id']}'")
+        assert rows == [("withdrawn",)]
+    assert journey.refused_after_withdrawal["status"] == 403
+    assert "withdrawn" in journey.refused_after_withdrawal["detail"]
+
+
+def test_calling_the_meeting_and_the_receivers_handling_share_one_trace(
+        collector: Collector, journey: JourneyResult) -> None:
+    trace_id = journey.meeting_trace_id
+    assert len(trace_id) == 32
+
+    def receiver_spans() -> list[object]:
+        return [span for span in collector.snapshot() if span.trace_id == trace_id
+                and span.resource.get("tillsammans.org") in ("region", "social")
+                and span.resource.get("service.name") == "tillsammans-meetings"]
+
+    spans = wait_for(receiver_spans, timeout=15, message="the receivers' spans in the meeting's trace")
+    assert {span.resource["tillsammans.org"] for span in spans} == {"region", "social"}  # type: ignore[attr-defined]
+    school = [span for span in collector.snapshot() if span.trace_id == trace_id
+              and span.resource.get("tillsammans.org") == "school"]
+    assert any(span.attributes.get("http.route") == "/meetings" for span in school)
+
+
+def test_no_personal_data_in_exported_telemetry_or_logs(stack: Stack, collector: Collector,
+                                                        journey: JourneyResult) -> None:
+    wait_for(lambda: len(collector.snapshot()) > 50, message="spans exported")
+    exported = collector.everything_as_text()
+    logs = "\n".join(path.read_text(errors="replace") for path in (stack.config.root / "logs").glob("*.log"))
+    for needle in PERSONAL_DATA:
+        assert needle not in exported, f"exported telemetry contains {needle!r}"
+        assert needle not in logs, f"a log file contains {needle!r}"
