@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.otlp_collector import Collector
-from tillsammans_common.testing import free_port
 from tillsammans_stack.demo import FederationClient, JourneyResult, run_journey
-from tillsammans_stack.launcher import Stack, StackConfig
-
-
-def _free_port_range(size: int) -> int:
-    """A base port whose next ``size`` ports are all free."""
-    for _ in range(50):
-        base = free_port() // 100 * 100
-        if base + size > 65000:
-            continue
-        ok = True
-        for port in range(base + 1, base + size + 1):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
+from tillsammans_stack.launcher import Stack, StackConfig, free_base_port
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +24,8 @@ def collector() -> Iterator[Collector]:
 def stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
     """School, region and social services, each with four services, over one NATS with accounts."""
     root: Path = tmp_path_factory.mktemp("stack")
-    config = StackConfig(root=root, nats_port=free_port(), base_port=_free_port_range(40),
-                         otel_endpoint=collector.endpoint)
+    base = free_base_port()
+    config = StackConfig(root=root, nats_port=base, base_port=base, otel_endpoint=collector.endpoint)
     running = Stack(config)
     running.start()
     yield running

@@ -25,7 +25,8 @@ def _rows(stack: Stack, org: str, service: str, sql: str) -> list[tuple[object, 
 def test_concern_is_routed_and_mapping_points_to_region_and_social(journey: JourneyResult) -> None:
     assert journey.concern["bba_user"] == "bba.norrskolan"
     assert journey.mapping["status"] == "completed"
-    assert journey.mapping["suggested_orgs"] == ["region", "social"]
+    # In wheel order: hemmet (social) comes before relationer (region).
+    assert journey.mapping["suggested_orgs"] == ["social", "region"]
 
 
 def test_without_consent_the_invitation_is_refused_with_a_reason(journey: JourneyResult) -> None:

@@ -16,7 +16,7 @@ import httpx
 import nats
 import psutil
 import pytest
-from tillsammans_common.testing import free_port, wait_for
+from tillsammans_common.testing import wait_for
 from tillsammans_stack.launcher import SERVICES, Stack, StackConfig, StackError, free_base_port, read_stack_json
 
 pytestmark = pytest.mark.stack
@@ -46,8 +46,9 @@ def _ready(url: str) -> bool:
 
 
 def _config(root: Path, services: list[str] | None = None, **kwargs: object) -> StackConfig:
-    return StackConfig(root=root, orgs=ORGS, services=services or AVAILABLE, nats_port=free_port(),
-                       base_port=free_base_port(len(ORGS)), **kwargs)  # type: ignore[arg-type]
+    base = free_base_port(len(ORGS))
+    return StackConfig(root=root, orgs=ORGS, services=services or AVAILABLE, nats_port=base, base_port=base,
+                       **kwargs)  # type: ignore[arg-type]
 
 
 def _gone(pids: list[int]) -> bool:
@@ -225,7 +226,7 @@ def _command() -> list[str]:
 
 def test_up_and_down_as_commands(tmp_path: Path) -> None:
     root = tmp_path / "state"
-    base, nats_port = free_base_port(len(ORGS)), free_port()
+    base = nats_port = free_base_port(len(ORGS))
     options = ["--root", str(root), "--nats-port", str(nats_port), "--base-port", str(base),
                "--orgs", ",".join(ORGS), "--services", ",".join(AVAILABLE)]
     up = subprocess.Popen([*_command(), "up", *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

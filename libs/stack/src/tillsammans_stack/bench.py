@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import httpx
 from tillsammans_common.auth import mint_token
 from tillsammans_common.testing import free_port, wait_for, wait_for_port
 from tillsammans_stack.demo import DEV_SECRET
-from tillsammans_stack.launcher import Stack, StackConfig
+from tillsammans_stack.launcher import Stack, StackConfig, free_base_port
 
 CHILD = {"personnummer": "20130412-1237", "name": "Bench Barn"}
 CONCERN = {"unit_id": "norrskolan", "child": CHILD, "wheel_areas": ["trygghet"], "description": "benchmark"}
@@ -44,18 +43,6 @@ TARGETS = {"intake_ratio_min": 0.35, "e2e_p50_ms_max": 5.0, "e2e_p99_ms_max": 20
 
 def _token(org: str, role: str, user: str) -> str:
     return mint_token(dev_secret=DEV_SECRET, org=org, user=user, role=role)
-
-
-def _free_base() -> int:
-    while True:
-        base = free_port() // 100 * 100
-        if base + 40 < 65000 and all(_port_free(base + i) for i in range(1, 40)):
-            return base
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -194,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="tillsammans-bench-"))
     results: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}}
-    with Stack(StackConfig(root=root, nats_port=free_port(), base_port=_free_base())) as stack:
+    base = free_base_port()
+    with Stack(StackConfig(root=root, nats_port=base, base_port=base)) as stack:
         print("warming up ...")
         asyncio.run(_open_loop(stack.url("school", "intake") + "/concerns",
                                {"Authorization": f"Bearer {_token('school', 'professional', 'bench')}"},

@@ -156,10 +156,14 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
         "valid_until": (now + timedelta(days=180)).isoformat()}, step="consent recorded"))
 
     fed.out("5. Samarbeta: the samverkansmöte is called; each organisation stores its invitation")
-    # The meetings service learns of the consent by event; allow it a moment to arrive.
-    response = fed.until("meetings to see the consent", lambda: (r := fed.call(
-        "school", "meetings", "POST", "/meetings", **bba, idempotency_key=f"{run}-meet", body=meeting_body))
-        if r.status_code != 403 else None)
+    # The meetings service learns of the consent by event; until it has, the call is refused (403)
+    # and writes nothing, so repeating it with the same Idempotency-Key is safe.
+    def call_meeting() -> httpx.Response | None:
+        response = fed.call("school", "meetings", "POST", "/meetings", **bba, idempotency_key=f"{run}-meet",
+                            body=meeting_body)
+        return response if response.status_code != 403 else None
+
+    response = fed.until("meetings to see the consent", call_meeting)
     result.meeting = _ok(response, 201)
     result.meeting_trace_id = response.headers.get("X-Trace-Id", "")
     fed.out(f"[school meetings] POST /meetings -> {response.status_code}  trace {result.meeting_trace_id}  "
@@ -201,9 +205,14 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
             ).json().get("status") == "withdrawn")
             fed.call(org, "meetings", "GET", f"/received-invitations/{invitation_id}", role="bba", user=user,
                      step=f"{org} marked it withdrawn")
-        again = fed.until("meetings to see the withdrawal", lambda: (r := fed.call(
-            "school", "meetings", "POST", "/meetings", **bba, body=meeting_body)) if r.status_code == 403 else None)
-        result.refused_after_withdrawal = again.json()
+        # Only once the school's own meetings service has applied the withdrawal (its sent invitations
+        # say so) is a new call certain to be refused rather than to create a meeting.
+        meeting_path = f"/meetings/{result.meeting['id']}"
+        fed.until("the school's meetings to apply the withdrawal", lambda: all(
+            invitation["status"] == "consent_withdrawn" for invitation in
+            fed.call("school", "meetings", "GET", meeting_path, **bba).json()["invitations"]))
+        result.refused_after_withdrawal = _ok(fed.call("school", "meetings", "POST", "/meetings", **bba,
+                                                       body=meeting_body, step="a new invitation is refused"), 403)
         fed.out(f"   a new invitation is refused: {result.refused_after_withdrawal['detail']}")
     return result
 

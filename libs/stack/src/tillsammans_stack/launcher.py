@@ -213,11 +213,15 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def free_base_port(orgs: int = len(ORGS), *, low: int = 20000, high: int = 32000) -> int:
-    """A base port whose whole range (ten ports per organisation) is free now, for tests and benchmarks."""
+    """A base port whose whole range is free now, for tests and benchmarks.
+
+    The services take ``base + 1`` onwards (ten ports per organisation); ``base`` itself is free
+    too, so a caller may give it to the broker.
+    """
     # Below Linux's ephemeral range (32768+), so outgoing connections do not take the ports meanwhile.
     for _ in range(200):
         base = low + 100 * secrets.randbelow((high - low) // 100)
-        if not any(port_in_use("127.0.0.1", base + offset) for offset in range(1, SLOTS_PER_ORG * orgs + 1)):
+        if not any(port_in_use("127.0.0.1", base + offset) for offset in range(SLOTS_PER_ORG * orgs + 1)):
             return base
     raise StackError(f"no free range of {SLOTS_PER_ORG * orgs} ports between {low} and {high}")
 
