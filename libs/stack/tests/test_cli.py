@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+
 from tillsammans_common.auth import Role, TokenVerifier
 from tillsammans_stack import cli
 from tillsammans_stack.launcher import DEV_TOKEN_SECRET, StackError

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from tillsammans_stack.launcher import Stack, StackConfig, StackError, free_base_port, log_tail, port_in_use
 
 

@@ -16,6 +16,7 @@ import httpx
 import nats
 import psutil
 import pytest
+
 from tillsammans_common.testing import wait_for
 from tillsammans_stack.launcher import SERVICES, Stack, StackConfig, StackError, free_base_port, read_stack_json
 

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
+
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
 from tillsammans_common.messaging.consent_replica import apply_granted
 from tillsammans_common.messaging.egress import share_consent

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
@@ -65,7 +65,7 @@ class TokenVerifier:
         unverified = jwt.decode(token, options={"verify_signature": False})
         org = unverified.get("org")
         key = self._keys.get(org) if isinstance(org, str) else None
-        if key is None:
+        if key is None or not isinstance(org, str):
             raise jwt.InvalidIssuerError("unknown organisation")
         claims = jwt.decode(token, key, algorithms=["HS256"], issuer=ISSUER_PREFIX + org,
                             options={"require": ["exp", "sub", "org", "role"]})
@@ -79,8 +79,12 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require(*roles: Role) -> object:
-    """A dependency: the caller must belong to this organisation and hold one of ``roles``."""
+def require(*roles: Role) -> Any:
+    """A dependency: the caller must belong to this organisation and hold one of ``roles``.
+
+    Used as a parameter default, ``principal: Principal = require(Role.BBA)``; typed ``Any`` because
+    FastAPI's ``Depends`` marker stands in for the ``Principal`` it resolves to.
+    """
 
     def dependency(request: Request,
                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:

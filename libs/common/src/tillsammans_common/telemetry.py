@@ -43,7 +43,8 @@ def setup_telemetry(*, service: str, org: str) -> TracerProvider:
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+        meter_provider = MeterProvider(resource=resource,
+                                       metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
     else:
         meter_provider = MeterProvider(resource=resource)
     trace.set_tracer_provider(provider)

@@ -37,7 +37,7 @@ def nats_server_binary() -> str:
     return str(candidate)
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02,
+def wait_for(predicate: Callable[[], T | None], *, timeout: float = 10.0, interval: float = 0.02,
              message: str = "condition") -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

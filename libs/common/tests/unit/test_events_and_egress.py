@@ -33,7 +33,7 @@ def _grant(**overrides: object) -> ConsentGranted:
         receiving_orgs=["region", "social"], categories=["identity", "concern", "mapping_summary"],
         purpose="coordination_meeting", valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30))
     fields.update(overrides)
-    return ConsentGranted(**fields)  # type: ignore[arg-type]
+    return ConsentGranted(**fields)
 
 
 def _invitation() -> InvitationSent:
@@ -58,21 +58,22 @@ def test_envelope_round_trip_keeps_cloudevents_attributes() -> None:
 
 def test_decision_explains_each_refusal(session: Session) -> None:
     ask = dict(disclosing_org="school", child_key=KEY, categories=["identity"], purpose="coordination_meeting")
-    assert decide(session, receiving_org="region", **ask).reason == "no consent recorded"  # type: ignore[arg-type]
+    assert decide(session, receiving_org="region", **ask).reason == "no consent recorded"
     apply_granted(session, _grant())
     session.commit()
-    allowed = decide(session, receiving_org="region", **ask)  # type: ignore[arg-type]
+    allowed = decide(session, receiving_org="region", **ask)
     assert allowed.allowed and allowed.consent_id == "c1"
-    assert not decide(session, receiving_org="police", **ask).allowed  # type: ignore[arg-type]
-    assert "health" in decide(session, receiving_org="region", **{**ask, "categories": ["health"]}).reason  # type: ignore[arg-type]
-    assert decide(session, receiving_org="region", **{**ask, "purpose": "sip"}).reason == "consent is for another purpose"  # type: ignore[arg-type]
+    assert not decide(session, receiving_org="police", **ask).allowed
+    assert "health" in decide(session, receiving_org="region", **{**ask, "categories": ["health"]}).reason
+    other_purpose = decide(session, receiving_org="region", **{**ask, "purpose": "sip"})
+    assert other_purpose.reason == "consent is for another purpose"
     later = utcnow() + timedelta(days=60)
-    assert decide(session, receiving_org="region", at=later, **ask).reason == "consent is not valid at this time"  # type: ignore[arg-type]
+    assert decide(session, receiving_org="region", at=later, **ask).reason == "consent is not valid at this time"
     apply_withdrawn(session, ConsentWithdrawn(consent_id="c1", case_id="case-1", child_key=KEY,
                                               disclosing_org="school", receiving_orgs=["region"],
                                               withdrawn_at=utcnow()))
     session.commit()
-    assert decide(session, receiving_org="region", **ask).reason == "consent was withdrawn"  # type: ignore[arg-type]
+    assert decide(session, receiving_org="region", **ask).reason == "consent was withdrawn"
 
 
 def test_withdrawal_that_overtakes_its_grant_wins(session: Session) -> None:
@@ -118,3 +119,12 @@ def test_anonymous_messages_carry_no_identity_number(session: Session) -> None:
         send_anonymous(session, _invitation(), settings=SETTINGS, to_org="social", subject="q1")
     with pytest.raises(InvalidField):
         send_anonymous(session, ok, settings=SETTINGS, to_org="school", subject="q1")
+
+
+def test_a_generated_id_that_looks_like_an_identity_number_is_not_refused(session: Session) -> None:
+    # One UUID in a few hundred starts with 8 digits, a dash and 4 digits: the shape of a personnummer.
+    digit_heavy_id = "20130412-1237-4abc-9def-0123456789ab"
+    ok = ConsultationRequested(consultation_id=digit_heavy_id, age_band="10-12", wheel_areas=["trygghet"],
+                               question="Hur stöttar vi ett barn med ökad frånvaro?")
+    envelope = send_anonymous(session, ok, settings=SETTINGS, to_org="social", subject=digit_heavy_id)
+    assert envelope.data["consultation_id"] == digit_heavy_id

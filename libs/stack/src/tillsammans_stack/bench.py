@@ -19,7 +19,6 @@ import asyncio
 import json
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,13 +53,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def throughput(url: str, token: str, *, seconds: int, connections: int) -> dict[str, Any]:
     """Requests/s of POST url with the concern body, by wrk when installed, else a Python client."""
-    if shutil.which("wrk"):
+    wrk = shutil.which("wrk")
+    if wrk:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write('wrk.method = "POST"\n'
                          f"wrk.body = {json.dumps(json.dumps(CONCERN))}\n"
                          'wrk.headers["Content-Type"] = "application/json"\n'
                          f'wrk.headers["Authorization"] = "Bearer {token}"\n')
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
+        out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
                              capture_output=True, text=True, check=True).stdout
         rps = float(next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[1])
         errors = next((int(line.split()[-1]) for line in out.splitlines() if "Non-2xx" in line), 0)
@@ -115,6 +115,12 @@ def _stored_times(db: Path, sql: str) -> dict[str, float]:
     return {row[0]: datetime.fromisoformat(row[1]).replace(tzinfo=UTC).timestamp() for row in rows}
 
 
+def _all_stored(db: Path, sql: str, ids: dict[str, float]) -> dict[str, float] | None:
+    """The stored times once every id is stored, else None (to wait on)."""
+    times = _stored_times(db, sql)
+    return times if all(key in times for key in ids) else None
+
+
 def end_to_end(stack: Stack, *, rate: float, seconds: float) -> dict[str, Any]:
     """Latency from POST /concerns to the item in the BBA's inbox, at ``rate`` concerns/s."""
     count = int(rate * seconds)
@@ -123,8 +129,7 @@ def end_to_end(stack: Stack, *, rate: float, seconds: float) -> dict[str, Any]:
     db = stack.config.root / "data" / "school" / "intake.db"
     ids = {body["id"]: at for at, body in sent}
     sql = "SELECT concern_id, received_at FROM inbox_item"
-    handled = wait_for(lambda: (t := _stored_times(db, sql)) if all(i in t for i in ids) else None,
-                       timeout=60, message="every concern in the inbox")
+    handled = wait_for(lambda: _all_stored(db, sql, ids), timeout=60, message="every concern in the inbox")
     latencies = [(handled[i] - at) * 1000 for i, at in ids.items()]
     return {"rate_per_s": rate, "count": len(latencies), "p50_ms": percentile(latencies, 50),
             "p99_ms": percentile(latencies, 99), "max_ms": max(latencies)}
@@ -149,8 +154,7 @@ def cross_org(stack: Stack, *, rate: float, count: int) -> dict[str, Any]:
     db = stack.config.root / "data" / "region" / "meetings.db"
     ids = {b["id"]: at for at, b in sent}
     sql = "SELECT meeting_id, received_at FROM receivedinvitation"
-    stored = wait_for(lambda: (t := _stored_times(db, sql)) if all(i in t for i in ids) else None,
-                      timeout=60, message="every invitation at the region")
+    stored = wait_for(lambda: _all_stored(db, sql, ids), timeout=60, message="every invitation at the region")
     latencies = [(stored[i] - at) * 1000 for i, at in ids.items()]
     return {"rate_per_s": rate, "count": len(latencies), "p50_ms": percentile(latencies, 50),
             "p99_ms": percentile(latencies, 99), "max_ms": max(latencies)}

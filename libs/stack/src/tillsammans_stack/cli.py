@@ -13,9 +13,9 @@ from pathlib import Path
 from types import FrameType
 
 import psutil
+
 from tillsammans_common.auth import Role, mint_token
 from tillsammans_common.settings import ORG_ID
-
 from tillsammans_stack.launcher import (
     DEFAULT_ROOT,
     DEV_TOKEN_SECRET,

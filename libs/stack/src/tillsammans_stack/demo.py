@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,22 @@ def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
         raise RuntimeError(f"unexpected {response.status_code}: {response.text}")
     body: dict[str, Any] = response.json()
     return body
+
+
+def _receiving_bba(org: str) -> dict[str, str]:
+    """The demo BBA who reads invitations in a receiving organisation (see intake's directory.json)."""
+    return {"role": "bba", "user": {"region": "bba.bvc", "social": "bba.ifo"}.get(org, "bba")}
+
+
+def _received_invitation(fed: FederationClient, org: str, meeting_id: str) -> dict[str, Any] | None:
+    """The invitation to ``meeting_id`` as ``org`` lists it, once it has arrived."""
+    listed = fed.call(org, "meetings", "GET", "/received-invitations", **_receiving_bba(org)).json()
+    return next((item for item in listed if item["meeting_id"] == meeting_id), None)
+
+
+def _has_status(fed: FederationClient, org: str, path: str, caller: dict[str, str], status: str) -> bool:
+    """Whether the resource at ``path`` in ``org``'s meetings has reached ``status``."""
+    return bool(fed.call(org, "meetings", "GET", path, **caller).json().get("status") == status)
 
 
 def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResult:
@@ -169,12 +186,10 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
     fed.out(f"[school meetings] POST /meetings -> {response.status_code}  trace {result.meeting_trace_id}  "
             "meeting called")
     for org in invited:
-        user = {"region": "bba.bvc", "social": "bba.ifo"}.get(org, "bba")
-        found = fed.until(f"the invitation at {org}", lambda org=org, user=user: [
-            item for item in fed.call(org, "meetings", "GET", "/received-invitations", role="bba", user=user).json()
-            if item["meeting_id"] == result.meeting["id"]])
-        result.received[org] = found[0]
-        fed.call(org, "meetings", "GET", "/received-invitations", role="bba", user=user,
+        receiver = _receiving_bba(org)
+        found = fed.until(f"the invitation at {org}", partial(_received_invitation, fed, org, result.meeting["id"]))
+        result.received[org] = found
+        fed.call(org, "meetings", "GET", "/received-invitations", **receiver,
                  step=f"{org} stored the invitation in its own database")
 
     fed.out("6. At the meeting: coordinator (the child's wish first), plan and follow-up")
@@ -198,12 +213,11 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
         result.withdrawn = _ok(fed.call("school", "consent", "POST", f"/consents/{result.consent['id']}/withdraw",
                                         **bba, body={"withdrawn_by": "guardian"}, step="consent withdrawn"))
         for org in invited:
-            user = {"region": "bba.bvc", "social": "bba.ifo"}.get(org, "bba")
-            invitation_id = result.received[org]["id"]
-            fed.until(f"{org} to mark the invitation withdrawn", lambda org=org, user=user, i=invitation_id: fed.call(
-                org, "meetings", "GET", f"/received-invitations/{i}", role="bba", user=user
-            ).json().get("status") == "withdrawn")
-            fed.call(org, "meetings", "GET", f"/received-invitations/{invitation_id}", role="bba", user=user,
+            receiver = _receiving_bba(org)
+            invitation_path = f"/received-invitations/{result.received[org]['id']}"
+            fed.until(f"{org} to mark the invitation withdrawn", partial(
+                _has_status, fed, org, invitation_path, receiver, "withdrawn"))
+            fed.call(org, "meetings", "GET", invitation_path, **receiver,
                      step=f"{org} marked it withdrawn")
         # Only once the school's own meetings service has applied the withdrawal (its sent invitations
         # say so) is a new call certain to be refused rather than to create a meeting.

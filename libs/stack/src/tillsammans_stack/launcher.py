@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import psutil
+
 from tillsammans_common.auth import Role, mint_token
 from tillsammans_common.natsconf import render
 from tillsammans_common.settings import ORG_ID

@@ -12,12 +12,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+
 from tillsammans_common.auth import Principal, Role, require
 from tillsammans_common.db import session_scope
 from tillsammans_common.messaging.consent_replica import Decision
 from tillsammans_common.settings import ORG_ID
 from tillsammans_common.web import run_command
-
 from tillsammans_consent import service
 from tillsammans_consent.models import (
     ConsentCreate,

@@ -4,6 +4,7 @@ from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from tillsammans_common.settings import ServiceSettings
 
 

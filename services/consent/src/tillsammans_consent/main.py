@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from tillsammans_common.service_app import build_app, build_infrastructure
 
+from tillsammans_common.service_app import build_app, build_infrastructure
 from tillsammans_consent import api, handlers
 from tillsammans_consent.config import ConsentSettings
 

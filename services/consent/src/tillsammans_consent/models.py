@@ -13,6 +13,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper
 from sqlmodel import Field, SQLModel
+
 from tillsammans_common.db import utcnow
 from tillsammans_common.models import ConsentGrant
 from tillsammans_common.personnummer import Personnummer

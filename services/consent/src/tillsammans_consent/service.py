@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
+
 from tillsammans_common.audit import audit
 from tillsammans_common.auth import Principal
 from tillsammans_common.db import utcnow
@@ -19,7 +20,6 @@ from tillsammans_common.messaging.egress import share_consent
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.models import ConsentGrant
 from tillsammans_common.personnummer import InvalidIdentityNumber, age_on, child_key, normalize
-
 from tillsammans_consent.config import ConsentSettings
 from tillsammans_consent.models import (
     Consent,

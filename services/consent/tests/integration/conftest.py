@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, contextmanager
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
+
 from tillsammans_common.events import EVENTS_STREAM
 from tillsammans_common.models import OutboxMessage
 from tillsammans_common.testing import wait_for

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
+
 from tillsammans_common.models import DeadLetter, OutboxMessage
 from tillsammans_common.personnummer import child_key, luhn_check_digit
 from tillsammans_common.testing import Federation, bearer, wait_for

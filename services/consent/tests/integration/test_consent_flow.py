@@ -11,6 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, func, select
+
 from tillsammans_common.models import AuditRecord, ConsentGrant, IdempotencyRecord, OutboxMessage, ProcessedMessage
 from tillsammans_common.personnummer import child_key, luhn_check_digit
 from tillsammans_common.testing import bearer, wait_for

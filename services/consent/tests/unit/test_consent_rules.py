@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from tillsammans_common.errors import InvalidField
 from tillsammans_common.personnummer import luhn_check_digit
 from tillsammans_consent.config import ConsentSettings

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+
 from tillsammans_common.auth import Principal, Role
 from tillsammans_common.db import make_engine, migrate
 from tillsammans_common.errors import Conflict, InvalidField, NotFound

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from tillsammans_common.auth import Principal
 from tillsammans_common.audit import audit
+from tillsammans_common.auth import Principal
 from tillsammans_common.errors import InvalidField, NotFound
 from tillsammans_common.events.intake import ConcernRaised, ConcernRouted
 from tillsammans_common.messaging.outbox import record_event
@@ -87,7 +87,7 @@ def seed_directory(session: Session, *, settings: IntakeSettings) -> int:
         return 0
     units = _directory_source(settings.directory_file, settings.org)
     for raw in units:
-        session.add(Unit(**raw))
+        session.add(Unit.model_validate(raw))
     session.commit()
     return len(units)
 

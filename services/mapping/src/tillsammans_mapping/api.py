@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
+
 from tillsammans_common.auth import Principal, Role, require
 from tillsammans_common.db import session_scope
 from tillsammans_common.web import run_command
 from tillsammans_common.wheel import Wheel
-
 from tillsammans_mapping import service
 from tillsammans_mapping.models import (
     AreaAssessmentPublic,

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
 from tillsammans_common.db import utcnow
 from tillsammans_common.personnummer import InvalidIdentityNumber, normalize
 

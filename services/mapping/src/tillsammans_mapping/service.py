@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlmodel import Session, col, select
+
 from tillsammans_common.audit import audit
 from tillsammans_common.auth import Principal
 from tillsammans_common.db import utcnow
@@ -12,7 +13,6 @@ from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.mapping import MappingCompleted, MappingOpened
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.wheel import Wheel, latest, wheels
-
 from tillsammans_mapping.config import MappingSettings
 from tillsammans_mapping.models import (
     FLAGGING_LEVELS,

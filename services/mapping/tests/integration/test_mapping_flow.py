@@ -13,6 +13,7 @@ import nats
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
+
 from tillsammans_common.events import EVENTS_STREAM
 from tillsammans_common.models import AuditRecord, OutboxMessage
 from tillsammans_common.testing import bearer, wait_for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
 from tillsammans_common.wheel import latest, wheels
 from tillsammans_mapping.models import (
     FLAGGING_LEVELS,

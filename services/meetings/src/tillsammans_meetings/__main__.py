@@ -1,7 +1,6 @@
 """Run meetings: ``python -m tillsammans_meetings``."""
 
 from tillsammans_common.service_app import serve
-
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
 

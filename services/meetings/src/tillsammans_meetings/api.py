@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
+
 from tillsammans_common.auth import Principal, Role, require
 from tillsammans_common.db import session_scope
 from tillsammans_common.web import run_command
-
 from tillsammans_meetings import service
 from tillsammans_meetings.models import (
     ConsultationCreate,
@@ -33,17 +33,17 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", descripti
 # child, so they stay with those who organise meetings here; anonymous consultations and this
 # organisation's own meetings are open to its professionals as well. Auditors read the audit log,
 # not case data.
-Caller = Annotated[Principal, require(Role.BBA, Role.COORDINATOR, Role.INTEGRATION)]
-Runner = Annotated[Principal, require(Role.BBA, Role.COORDINATOR)]
-MeetingReader = Annotated[Principal, require(Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION)]
-InvitationReader = Annotated[Principal, require(Role.BBA, Role.COORDINATOR, Role.INTEGRATION)]
-ConsultationReader = Annotated[Principal, require(Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION)]
+CALLERS = (Role.BBA, Role.COORDINATOR, Role.INTEGRATION)
+RUNNERS = (Role.BBA, Role.COORDINATOR)
+MEETING_READERS = (Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION)
+INVITATION_READERS = (Role.BBA, Role.COORDINATOR, Role.INTEGRATION)
+CONSULTATION_READERS = (Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION)
 
 
 @router.post("/meetings", status_code=201, response_model=MeetingPublic,
              summary="Call a samverkansmöte and invite other organisations under consent")
-def call_meeting(request: Request, body: MeetingCreate, principal: Caller,
-                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
+def call_meeting(request: Request, body: MeetingCreate, idempotency_key: IdempotencyKey = None,
+                 principal: Principal = require(*CALLERS)) -> JSONResponse:
     """Call a meeting; 403 consent-required names an organisation no consent covers, and nothing is written."""
     settings = request.app.state.settings
     return run_command(
@@ -54,7 +54,8 @@ def call_meeting(request: Request, body: MeetingCreate, principal: Caller,
 
 
 @router.get("/meetings/{meeting_id}", response_model=MeetingPublic, summary="Read a meeting with its plan")
-def get_meeting(request: Request, meeting_id: str, principal: MeetingReader) -> MeetingPublic:
+def get_meeting(request: Request, meeting_id: str,
+                principal: Principal = require(*MEETING_READERS)) -> MeetingPublic:
     """Read one meeting with its invitations and plan items (audited)."""
     with session_scope(request.app.state.infra.engine) as session:
         return service.get_meeting(session, principal=principal, meeting_id=meeting_id)
@@ -62,7 +63,8 @@ def get_meeting(request: Request, meeting_id: str, principal: MeetingReader) -> 
 
 @router.put("/meetings/{meeting_id}/coordinator", response_model=MeetingPublic,
             summary="Appoint the samordningsperson (the child's wish first)")
-def appoint_coordinator(request: Request, meeting_id: str, body: CoordinatorPut, principal: Runner) -> MeetingPublic:
+def appoint_coordinator(request: Request, meeting_id: str, body: CoordinatorPut,
+                        principal: Principal = require(*RUNNERS)) -> MeetingPublic:
     """Appoint the coordinator; a choice other than the child's wish needs special_reason (422 otherwise)."""
     settings = request.app.state.settings
     with session_scope(request.app.state.infra.engine) as session:
@@ -72,8 +74,8 @@ def appoint_coordinator(request: Request, meeting_id: str, body: CoordinatorPut,
 
 @router.post("/meetings/{meeting_id}/plan-items", status_code=201, response_model=PlanItemPublic,
              summary="Add an action to the plan")
-def add_plan_item(request: Request, meeting_id: str, body: PlanItemCreate, principal: Runner,
-                  idempotency_key: IdempotencyKey = None) -> JSONResponse:
+def add_plan_item(request: Request, meeting_id: str, body: PlanItemCreate, idempotency_key: IdempotencyKey = None,
+                  principal: Principal = require(*RUNNERS)) -> JSONResponse:
     """Add a plan item; the responsible organisation must take part in the meeting."""
     settings = request.app.state.settings
     return run_command(
@@ -85,8 +87,8 @@ def add_plan_item(request: Request, meeting_id: str, body: PlanItemCreate, princ
 
 @router.post("/meetings/{meeting_id}/follow-up", status_code=200, response_model=MeetingPublic,
              summary="Book the uppföljning")
-def book_follow_up(request: Request, meeting_id: str, body: FollowUpCreate, principal: Runner,
-                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+def book_follow_up(request: Request, meeting_id: str, body: FollowUpCreate, idempotency_key: IdempotencyKey = None,
+                   principal: Principal = require(*RUNNERS)) -> JSONResponse:
     """Book the follow-up; 409 without a coordinator, 422 unless it is after the meeting."""
     settings = request.app.state.settings
     return run_command(
@@ -98,8 +100,8 @@ def book_follow_up(request: Request, meeting_id: str, body: FollowUpCreate, prin
 
 @router.post("/consultations", status_code=201, response_model=ConsultationPublic,
              summary="Ask other organisations anonymously (no identity)")
-def request_consultation(request: Request, body: ConsultationCreate, principal: Caller,
-                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
+def request_consultation(request: Request, body: ConsultationCreate, idempotency_key: IdempotencyKey = None,
+                         principal: Principal = require(*CALLERS)) -> JSONResponse:
     """Send an anonymous consultation; a question with anything like a personnummer is refused (422)."""
     settings = request.app.state.settings
     return run_command(
@@ -111,7 +113,8 @@ def request_consultation(request: Request, body: ConsultationCreate, principal: 
 
 @router.get("/consultations/received", response_model=list[ReceivedConsultationPublic],
             summary="Anonymous consultations from other organisations")
-def received_consultations(request: Request, principal: ConsultationReader) -> list[ReceivedConsultationPublic]:
+def received_consultations(request: Request, principal: Principal = require(*CONSULTATION_READERS)
+                           ) -> list[ReceivedConsultationPublic]:
     """Anonymous consultations other organisations sent here, newest first."""
     with session_scope(request.app.state.infra.engine) as session:
         rows = service.list_received_consultations(session, principal=principal)
@@ -120,7 +123,8 @@ def received_consultations(request: Request, principal: ConsultationReader) -> l
 
 @router.get("/received-invitations", response_model=list[ReceivedInvitationSummary],
             summary="Invitations from other organisations (without identities)")
-def received_invitations(request: Request, principal: InvitationReader) -> list[ReceivedInvitationSummary]:
+def received_invitations(request: Request, principal: Principal = require(*INVITATION_READERS)
+                         ) -> list[ReceivedInvitationSummary]:
     """Invitations other organisations sent here, newest first; open one to see the child (audited)."""
     with session_scope(request.app.state.infra.engine) as session:
         return service.list_received_invitations(session, principal=principal)
@@ -128,7 +132,8 @@ def received_invitations(request: Request, principal: InvitationReader) -> list[
 
 @router.get("/received-invitations/{invitation_id}", response_model=ReceivedInvitationPublic,
             summary="One invitation from another organisation")
-def received_invitation(request: Request, invitation_id: str, principal: InvitationReader) -> ReceivedInvitationPublic:
+def received_invitation(request: Request, invitation_id: str,
+                        principal: Principal = require(*INVITATION_READERS)) -> ReceivedInvitationPublic:
     """Read one received invitation (audited); withdrawn ones no longer show the child."""
     with session_scope(request.app.state.infra.engine) as session:
         return service.get_received_invitation(session, principal=principal, invitation_id=invitation_id)

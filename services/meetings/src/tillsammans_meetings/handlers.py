@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from sqlmodel import Session
+
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
 from tillsammans_common.events.meetings import ConsultationRequested, InvitationSent
 from tillsammans_common.messaging.consent_replica import keep_replica
 from tillsammans_common.messaging.consumer import Reject, consume
 from tillsammans_common.service_app import Infrastructure
-
 from tillsammans_meetings import service
 
 

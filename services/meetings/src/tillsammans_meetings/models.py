@@ -11,6 +11,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
+
 from tillsammans_common.db import utcnow
 from tillsammans_common.personnummer import Personnummer
 from tillsammans_common.settings import ORG_ID

@@ -7,6 +7,7 @@ import hmac
 import uuid
 
 from sqlmodel import Session, col, select
+
 from tillsammans_common.audit import audit
 from tillsammans_common.auth import Principal
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
@@ -27,7 +28,6 @@ from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.personnummer import child_key, normalize
 from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.wheel import all_area_codes
-
 from tillsammans_meetings.models import (
     ChildOut,
     Consultation,

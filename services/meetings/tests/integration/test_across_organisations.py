@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
+
 from tillsammans_common.events.meetings import ChildIdentity, InvitationSent
 from tillsammans_common.messaging.egress import disclose
 from tillsammans_common.models import DeadLetter, OutboxMessage

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
+
 from tillsammans_common.events import Envelope
 from tillsammans_common.models import AuditRecord, OutboxMessage
 from tillsammans_common.testing import bearer

@@ -15,6 +15,7 @@ from tillsammans_common.settings import ServiceSettings
 
 # Anything that looks like a personnummer or samordningsnummer, with or without century/separator.
 _IDENTITY_NUMBER = re.compile(r"(?<!\d)(\d{2})?\d{6}[-+]?\d{4}(?!\d)")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _check_peer(settings: ServiceSettings, to_org: str) -> None:
@@ -55,8 +56,10 @@ def send_anonymous(session: Session, event: Event, *, settings: ServiceSettings,
     if event.identifying:
         raise TypeError(f"{event.type} identifies a child; use disclose()")
     for field, value in event.model_dump(mode="json").items():
-        if isinstance(value, str) and _IDENTITY_NUMBER.search(value):
-            raise InvalidField(field, "an anonymous consultation must not contain an identity number")
+        for text in value if isinstance(value, list) else [value]:
+            # Ids this system generates are UUIDs, whose digit runs can look like an identity number.
+            if isinstance(text, str) and not _UUID.fullmatch(text) and _IDENTITY_NUMBER.search(text):
+                raise InvalidField(field, "an anonymous consultation must not contain an identity number")
     envelope = Envelope.wrap(event, source=settings.source, subject=subject)
     record_cross_org(session, envelope, from_org=settings.org, to_org=to_org)
     return envelope

@@ -78,10 +78,10 @@ class OutboxRelay:
         while True:
             self._wake.clear()
             try:
-                sent, full = await self.relay_once()
+                _, full = await self.relay_once()
             except Exception:
                 log.exception("outbox relay pass failed")
-                sent, full = 0, False
+                full = False
             if full:
                 continue
             sweeps += 1
@@ -123,8 +123,8 @@ class OutboxRelay:
     def _load(self) -> list[_Pending]:
         with Session(self.engine) as session:
             rows = session.execute(
-                select(OutboxMessage.seq, OutboxMessage.event_id, OutboxMessage.nats_subject,
-                       OutboxMessage.stream, OutboxMessage.body, OutboxMessage.traceparent)
+                select(col(OutboxMessage.seq), col(OutboxMessage.event_id), col(OutboxMessage.nats_subject),
+                       col(OutboxMessage.stream), col(OutboxMessage.body), col(OutboxMessage.traceparent))
                 .where(col(OutboxMessage.published_at).is_(None))
                 .order_by(col(OutboxMessage.seq))
                 .limit(self.batch)
