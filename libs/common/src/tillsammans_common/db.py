@@ -11,7 +11,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_ENV = Path(__file__).parent / "migrations"
@@ -26,7 +26,12 @@ def utcnow() -> datetime:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine tuned for the backend: WAL and a busy timeout for SQLite files."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        # One connection per process: SQLite admits one writer at a time anyway, and threads queueing
+        # for the pool hand over at once, whereas connections competing for the file lock back off in
+        # SQLite's busy handler with sleeps of up to 100 ms. Each service owns its file, so its own
+        # process is the only writer; the timeout covers tools reading the file from outside.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=60, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:

@@ -4,14 +4,14 @@ auth, problem handlers and health checks."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.security import SASLPlaintext
@@ -25,8 +25,8 @@ from tillsammans_common.db import make_engine, migrate
 from tillsammans_common.messaging.consumer import stream_configs
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.settings import ServiceSettings
-from tillsammans_common.telemetry import current_trace_id, setup_logging, setup_telemetry, shutdown_telemetry
-from tillsammans_common.web import PROBLEM_RESPONSES, install_problem_handlers
+from tillsammans_common.telemetry import setup_logging, setup_telemetry, shutdown_telemetry
+from tillsammans_common.web import PROBLEM_RESPONSES, TraceIdHeader, install_problem_handlers
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,11 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
         name=f"tillsammans-{settings.org}-{settings.service_name}",
         middlewares=[NatsTelemetryMiddleware(tracer_provider=provider)],
         max_reconnect_attempts=-1,
-        log_level=logging.INFO,
+        # Our logger, so the broker's lines are JSON with trace ids like every other line (its own
+        # default logger prints coloured text).
+        logger=logging.getLogger("tillsammans.broker"),
+        # Per-message lines ("Received", "Processed") at DEBUG: at INFO they cost more than the handling.
+        log_level=logging.DEBUG,
     )
     relay = OutboxRelay(engine, broker, sweep_seconds=settings.relay_sweep_seconds)
     return Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay)
@@ -99,15 +103,7 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
                                              orgs=sorted({settings.org, *settings.peers}))
     install_problem_handlers(app)
 
-    @app.middleware("http")
-    async def trace_id_header(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        # Integrators quote this id to ops; it carries nothing about the child.
-        response = await call_next(request)
-        trace_id = current_trace_id()
-        if trace_id:
-            response.headers["X-Trace-Id"] = trace_id
-        return response
-
+    app.add_middleware(TraceIdHeader)
     app.include_router(_health_router())
     for router in routers:
         app.include_router(router)

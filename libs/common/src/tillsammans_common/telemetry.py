@@ -88,7 +88,9 @@ def current_trace_id() -> str | None:
     return f"{span_context.trace_id:032x}" if span_context.is_valid else None
 
 
-_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# color_message: uvicorn's ANSI-coloured copy of the message.
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
+                                                                         "color_message"}
 
 
 class JsonLogFormatter(logging.Formatter):

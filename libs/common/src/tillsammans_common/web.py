@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tillsammans_common.auth import Principal
 from tillsammans_common.errors import PROBLEM_BASE, Conflict, DomainError
@@ -79,6 +80,33 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.error("unhandled error", exc_info=exc)
         return problem_response({"type": PROBLEM_BASE + "internal-error", "title": "Internal error",
                                  "status": 500, "detail": "the request failed; nothing was saved"})
+
+
+class TraceIdHeader:
+    """ASGI middleware: every response carries ``X-Trace-Id``, the id integrators quote to ops.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs each
+    request through an extra task and memory streams, which costs more than the header is worth.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the header to the response start of an HTTP request."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_trace_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                trace_id = current_trace_id()
+                if trace_id:  # the trace id carries nothing about the child
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"x-trace-id", trace_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace_id)
 
 
 def run_command(
