@@ -86,8 +86,9 @@ def require(*roles: Role) -> Any:
     FastAPI's ``Depends`` marker stands in for the ``Principal`` it resolves to.
     """
 
-    def dependency(request: Request,
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    # async (though it never awaits) so FastAPI runs it on the event loop, not in a worker thread.
+    async def dependency(request: Request,
+                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
         if credentials is None:
             raise _unauthorized("a bearer token is required")
         verifier: TokenVerifier = request.app.state.token_verifier

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlmodel import Session, create_engine
 
+T = TypeVar("T")
 MIGRATIONS_ENV = Path(__file__).parent / "migrations"
 COMMON_VERSIONS = MIGRATIONS_ENV / "versions"
 
@@ -58,6 +60,19 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+async def run_db(engine: Engine, work: Callable[[], T]) -> T:
+    """Run blocking database work from async code: inline for SQLite, in a worker thread otherwise.
+
+    A SQLite service has one connection (see ``make_engine``), so a worker thread could only queue
+    for it, and the hop there and back (with the GIL handed over twice) costs more than the
+    sub-millisecond transaction itself. A database across the network runs in a worker thread, so
+    the event loop keeps serving while it waits.
+    """
+    if engine.dialect.name == "sqlite":
+        return work()
+    return await anyio.to_thread.run_sync(work)
 
 
 def migrate(engine: Engine, versions_dir: Path, *, version_table: str = "alembic_version") -> None:

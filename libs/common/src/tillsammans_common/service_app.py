@@ -21,7 +21,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Engine, text
 
 from tillsammans_common.auth import TokenVerifier
-from tillsammans_common.db import make_engine, migrate
+from tillsammans_common.db import make_engine, migrate, run_db
 from tillsammans_common.messaging.consumer import stream_configs
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.settings import ServiceSettings
@@ -115,16 +115,20 @@ def _health_router() -> APIRouter:
     router = APIRouter(prefix="/health", tags=["health"])
 
     @router.get("/live", summary="The process is up")
-    def live() -> dict[str, str]:
+    async def live() -> dict[str, str]:
         return {"status": "ok"}
 
     @router.get("/ready", summary="Database and broker are reachable")
-    def ready(request: Request) -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
         infra: Infrastructure = request.app.state.infra
         checks = {"database": "ok", "broker": "ok"}
-        try:
+
+        def select_one() -> None:
             with infra.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
+
+        try:
+            await run_db(infra.engine, select_one)
         except Exception:
             checks["database"] = "unavailable"
         try:

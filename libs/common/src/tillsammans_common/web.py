@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,11 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tillsammans_common.auth import Principal
-from tillsammans_common.errors import PROBLEM_BASE, Conflict, DomainError
+from tillsammans_common.db import run_db, session_scope
+from tillsammans_common.errors import PROBLEM_BASE, Conflict, DomainError, InvalidField
 from tillsammans_common.models import IdempotencyRecord
 from tillsammans_common.telemetry import current_trace_id
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PROBLEM_JSON = "application/problem+json"
 
 PROBLEM_SCHEMA = {
@@ -109,7 +111,7 @@ class TraceIdHeader:
         await self.app(scope, receive, send_with_trace_id)
 
 
-def run_command(
+async def run_command(
     engine: Engine,
     *,
     principal: Principal,
@@ -123,31 +125,43 @@ def run_command(
 
     The idempotency record commits with the change, so a crash leaves either both or neither.
     """
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
+        raise InvalidField("Idempotency-Key", "must be 1 to 128 characters")
     fingerprint = hashlib.sha256(
         f"{request.method} {request.url.path} ".encode() + (body.model_dump_json().encode() if body else b"")
     ).hexdigest()
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
-        from tillsammans_common.errors import InvalidField
 
-        raise InvalidField("Idempotency-Key", "must be 1 to 128 characters")
-    with Session(engine, expire_on_commit=False) as session:
-        if idempotency_key:
-            replay = _replay(session, principal, idempotency_key, fingerprint)
-            if replay is not None:
+    def command() -> JSONResponse:
+        with Session(engine, expire_on_commit=False) as session:
+            if idempotency_key:
+                replay = _replay(session, principal, idempotency_key, fingerprint)
+                if replay is not None:
+                    return replay
+            result = action(session).model_dump(mode="json")
+            if idempotency_key:
+                session.add(IdempotencyRecord(org=principal.org, user=principal.user, key=idempotency_key,
+                                              fingerprint=fingerprint, status_code=status_code, response=result))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                replay = _replay(session, principal, idempotency_key, fingerprint) if idempotency_key else None
+                if replay is None:
+                    raise
                 return replay
-        result = action(session).model_dump(mode="json")
-        if idempotency_key:
-            session.add(IdempotencyRecord(org=principal.org, user=principal.user, key=idempotency_key,
-                                          fingerprint=fingerprint, status_code=status_code, response=result))
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            replay = _replay(session, principal, idempotency_key, fingerprint) if idempotency_key else None
-            if replay is None:
-                raise
-            return replay
-    return JSONResponse(result, status_code=status_code)
+        return JSONResponse(result, status_code=status_code)
+
+    return await run_db(engine, command)
+
+
+async def run_query(engine: Engine, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one transaction (a read is audited, so it writes too); commits on success."""
+
+    def unit_of_work() -> T:
+        with session_scope(engine) as session:
+            return work(session)
+
+    return await run_db(engine, unit_of_work)
 
 
 def _replay(session: Session, principal: Principal, key: str, fingerprint: str) -> JSONResponse | None:

@@ -14,10 +14,9 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from tillsammans_common.auth import Principal, Role, require
-from tillsammans_common.db import session_scope
 from tillsammans_common.messaging.consent_replica import Decision
 from tillsammans_common.settings import ORG_ID
-from tillsammans_common.web import run_command
+from tillsammans_common.web import run_command, run_query
 from tillsammans_consent import service
 from tillsammans_consent.models import (
     ConsentCreate,
@@ -36,11 +35,11 @@ READERS = (*RECORDERS, Role.AUDITOR)
 
 @router.post("/consents", status_code=201, response_model=ConsentPublic,
              summary="Record a consent (samtycke) for this organisation to disclose")
-def grant_consent(request: Request, body: ConsentCreate, idempotency_key: IdempotencyKey = None,
-                  principal: Principal = require(*RECORDERS)) -> JSONResponse:
+async def grant_consent(request: Request, body: ConsentCreate, idempotency_key: IdempotencyKey = None,
+                        principal: Principal = require(*RECORDERS)) -> JSONResponse:
     """Record a consent and replicate it to the organisations it names; 422 names any rule it breaks."""
     settings = request.app.state.settings
-    return run_command(
+    return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, action=lambda session: ConsentPublic.of(
             service.grant_consent(session, settings=settings, principal=principal, data=body)),
@@ -48,11 +47,12 @@ def grant_consent(request: Request, body: ConsentCreate, idempotency_key: Idempo
 
 
 @router.post("/consents/{consent_id}/withdraw", response_model=ConsentPublic, summary="Withdraw a consent")
-def withdraw_consent(request: Request, consent_id: str, body: ConsentWithdraw, idempotency_key: IdempotencyKey = None,
-                     principal: Principal = require(*RECORDERS)) -> JSONResponse:
+async def withdraw_consent(request: Request, consent_id: str, body: ConsentWithdraw,
+                           idempotency_key: IdempotencyKey = None,
+                           principal: Principal = require(*RECORDERS)) -> JSONResponse:
     """Withdraw a consent at any time; 409 if it already is withdrawn."""
     settings = request.app.state.settings
-    return run_command(
+    return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, status_code=200, action=lambda session: ConsentPublic.of(
             service.withdraw_consent(session, settings=settings, principal=principal, consent_id=consent_id,
@@ -61,33 +61,33 @@ def withdraw_consent(request: Request, consent_id: str, body: ConsentWithdraw, i
 
 
 @router.get("/consents/{consent_id}", response_model=ConsentDetail, summary="Read a consent")
-def get_consent(request: Request, consent_id: str, principal: Principal = require(*READERS)) -> ConsentDetail:
+async def get_consent(request: Request, consent_id: str, principal: Principal = require(*READERS)) -> ConsentDetail:
     """Read one consent with the child's identity, grantors and history (audited)."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.get_consent(session, principal=principal, consent_id=consent_id)
+    return await run_query(request.app.state.infra.engine, lambda session: service.get_consent(
+        session, principal=principal, consent_id=consent_id))
 
 
 @router.get("/cases/{case_id}/consents", response_model=list[ConsentPublic], summary="The consents of a case")
-def case_consents(request: Request, case_id: str, principal: Principal = require(*READERS)) -> list[ConsentPublic]:
+async def case_consents(request: Request, case_id: str,
+                        principal: Principal = require(*READERS)) -> list[ConsentPublic]:
     """Every consent recorded in a case, newest first (audited)."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return [ConsentPublic.of(consent)
-                for consent in service.case_consents(session, principal=principal, case_id=case_id)]
+    return await run_query(request.app.state.infra.engine, lambda session: [
+        ConsentPublic.of(consent) for consent in service.case_consents(session, principal=principal, case_id=case_id)])
 
 
 @router.post("/decisions", response_model=Decision, summary="May an organisation disclose this now?")
-def decide(request: Request, body: DecisionRequest, principal: Principal = require(*Role)) -> Decision:
+async def decide(request: Request, body: DecisionRequest, principal: Principal = require(*Role)) -> Decision:
     """Decide from this organisation's consents and its replicas; a POST so no identity is in the URL."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.decide_disclosure(session, settings=request.app.state.settings, principal=principal,
-                                         data=body)
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.decide_disclosure(
+        session, settings=settings, principal=principal, data=body))
 
 
 @router.get("/replicas", response_model=list[ReplicaPublic], summary="Consents replicated to this organisation")
-def replicas(request: Request, principal: Principal = require(*READERS),
-             disclosing_org: Annotated[str | None, Query(pattern=ORG_ID.pattern)] = None) -> list[ReplicaPublic]:
+async def replicas(request: Request, principal: Principal = require(*READERS),
+                   disclosing_org: Annotated[str | None, Query(pattern=ORG_ID.pattern)] = None) -> list[ReplicaPublic]:
     """Consents other organisations recorded naming this one (pseudonymous; audited)."""
-    with session_scope(request.app.state.infra.engine) as session:
-        grants = service.replicas(session, settings=request.app.state.settings, principal=principal,
-                                  disclosing_org=disclosing_org)
-        return [ReplicaPublic.of(grant) for grant in grants]
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: [
+        ReplicaPublic.of(grant) for grant in service.replicas(session, settings=settings, principal=principal,
+                                                              disclosing_org=disclosing_org)])

@@ -16,15 +16,26 @@ from tillsammans_common.events.intake import ConcernRaised, ConcernRouted
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.wheel import all_area_codes
 from tillsammans_intake.config import IntakeSettings
-from tillsammans_intake.models import Concern, ConcernCreate, InboxItem, InboxItemPublic, Unit, UnitPut
+from tillsammans_intake.models import (
+    Concern,
+    ConcernCreate,
+    ConcernPublic,
+    InboxItem,
+    InboxItemPublic,
+    Unit,
+    UnitPublic,
+    UnitPut,
+)
 
 
-def raise_concern(session: Session, *, settings: IntakeSettings, principal: Principal, data: ConcernCreate) -> Concern:
+def raise_concern(session: Session, *, settings: IntakeSettings, principal: Principal,
+                  data: ConcernCreate) -> ConcernPublic:
     """Store a concern and route it to the BBA of the child's unit, in one transaction."""
     unknown = sorted(set(data.wheel_areas) - all_area_codes())
     if unknown:
         raise InvalidField("wheel_areas", f"unknown wheel area(s): {', '.join(unknown)}")
-    unit = session.get(Unit, data.unit_id)
+    # Only the BBA is needed: two columns, not a whole ORM object, on the busiest write there is.
+    unit = session.execute(select(col(Unit.id), col(Unit.bba_user)).where(col(Unit.id) == data.unit_id)).first()
     if unit is None:
         raise InvalidField("unit_id", "no such unit in this organisation's directory")
     concern = Concern(
@@ -43,16 +54,16 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
         concern_id=concern.id, case_id=concern.case_id, unit_id=unit.id, bba_user=unit.bba_user,
     ), source=settings.source, org=settings.org, subject=concern.case_id)
     audit(session, principal, "concern.raise", case_id=concern.case_id, purpose="early_support")
-    return concern
+    return ConcernPublic.model_validate(concern, from_attributes=True)
 
 
-def get_concern(session: Session, *, principal: Principal, concern_id: str) -> Concern:
+def get_concern(session: Session, *, principal: Principal, concern_id: str) -> ConcernPublic:
     """Read a concern; the read is audited."""
     concern = session.get(Concern, concern_id)
     if concern is None:
         raise NotFound("no such concern")
     audit(session, principal, "concern.read", case_id=concern.case_id, purpose="early_support")
-    return concern
+    return ConcernPublic.model_validate(concern, from_attributes=True)
 
 
 def deliver_to_inbox(session: Session, *, event: ConcernRouted) -> None:
@@ -71,14 +82,21 @@ def inbox(session: Session, *, principal: Principal) -> list[InboxItemPublic]:
                             wheel_areas=concern.wheel_areas, received_at=item.received_at) for item, concern in rows]
 
 
-def put_unit(session: Session, *, principal: Principal, unit_id: str, data: UnitPut) -> Unit:
+def list_units(session: Session) -> list[UnitPublic]:
+    """Every unit of the directory with its BBA, by id."""
+    return [UnitPublic.model_validate(unit, from_attributes=True)
+            for unit in session.exec(select(Unit).order_by(col(Unit.id))).all()]
+
+
+def put_unit(session: Session, *, principal: Principal, unit_id: str, data: UnitPut) -> UnitPublic:
     """Create or replace a unit and its BBA."""
     unit = session.get(Unit, unit_id) or Unit(id=unit_id, **data.model_dump())
     for field, value in data.model_dump().items():
         setattr(unit, field, value)
     session.add(unit)
     audit(session, principal, "unit.put")
-    return unit
+    session.flush()  # fills the defaults the public shape shows
+    return UnitPublic.model_validate(unit, from_attributes=True)
 
 
 def seed_directory(session: Session, *, settings: IntakeSettings) -> int:

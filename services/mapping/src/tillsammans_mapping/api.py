@@ -8,8 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from tillsammans_common.auth import Principal, Role, require
-from tillsammans_common.db import session_scope
-from tillsammans_common.web import run_command
+from tillsammans_common.web import run_command, run_query
 from tillsammans_common.wheel import Wheel
 from tillsammans_mapping import service
 from tillsammans_mapping.models import (
@@ -31,30 +30,30 @@ READERS = (Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION)
 
 
 @router.get("/wheels", response_model=list[WheelSummary], summary="The installed well-being wheels")
-def list_wheels(_: Principal = require(*Role)) -> list[WheelSummary]:
+async def list_wheels(_: Principal = require(*Role)) -> list[WheelSummary]:
     """Every wheel version; configuration, not child data, so any role may look."""
     return service.list_wheels()
 
 
 @router.get("/wheels/{wheel_id}", response_model=Wheel, summary="The latest version of a wheel")
-def get_wheel(wheel_id: str, _: Principal = require(*Role)) -> Wheel:
+async def get_wheel(wheel_id: str, _: Principal = require(*Role)) -> Wheel:
     """The newest version of a wheel with its areas and the organisations each area points to."""
     return service.get_wheel(wheel_id=wheel_id)
 
 
 @router.get("/wheels/{wheel_id}/versions/{version}", response_model=Wheel, summary="One version of a wheel")
-def get_wheel_version(wheel_id: str, version: int, _: Principal = require(*Role)) -> Wheel:
+async def get_wheel_version(wheel_id: str, version: int, _: Principal = require(*Role)) -> Wheel:
     """A given version of a wheel, as old mappings were made on it."""
     return service.get_wheel(wheel_id=wheel_id, version=version)
 
 
 @router.post("/mappings", status_code=201, response_model=MappingPublic,
              summary="Open a mapping (kartläggning) of a case on a wheel")
-def open_mapping(request: Request, body: MappingCreate, idempotency_key: IdempotencyKey = None,
-                 principal: Principal = require(*WRITERS)) -> JSONResponse:
+async def open_mapping(request: Request, body: MappingCreate, idempotency_key: IdempotencyKey = None,
+                       principal: Principal = require(*WRITERS)) -> JSONResponse:
     """Open a mapping; 422 names an unknown wheel; repeat with the same Idempotency-Key is safe."""
     settings = request.app.state.settings
-    return run_command(
+    return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, action=lambda session: service.open_mapping(session, settings=settings, principal=principal,
                                                                data=body),
@@ -62,39 +61,38 @@ def open_mapping(request: Request, body: MappingCreate, idempotency_key: Idempot
 
 
 @router.get("/mappings/{mapping_id}", response_model=MappingPublic, summary="Read a mapping")
-def get_mapping(request: Request, mapping_id: str, principal: Principal = require(*READERS)) -> MappingPublic:
+async def get_mapping(request: Request, mapping_id: str, principal: Principal = require(*READERS)) -> MappingPublic:
     """Read one mapping with its areas (audited); flagged areas and suggestions once completed."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.get_mapping(session, principal=principal, mapping_id=mapping_id)
+    return await run_query(request.app.state.infra.engine, lambda session: service.get_mapping(
+        session, principal=principal, mapping_id=mapping_id))
 
 
 @router.put("/mappings/{mapping_id}/areas/{area_code}", response_model=AreaAssessmentPublic,
             summary="Assess one area of the wheel")
-def assess_area(request: Request, mapping_id: str, area_code: str, body: AreaAssessmentPut,
-                principal: Principal = require(*WRITERS)) -> AreaAssessmentPublic:
+async def assess_area(request: Request, mapping_id: str, area_code: str, body: AreaAssessmentPut,
+                      principal: Principal = require(*WRITERS)) -> AreaAssessmentPublic:
     """Set an area's level and note; 422 if the wheel has no such area, 409 once completed."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.assess_area(session, principal=principal, mapping_id=mapping_id, area_code=area_code,
-                                   data=body)
+    return await run_query(request.app.state.infra.engine, lambda session: service.assess_area(
+        session, principal=principal, mapping_id=mapping_id, area_code=area_code, data=body))
 
 
 @router.put("/mappings/{mapping_id}/questions", response_model=MappingPublic,
             summary="Answer the five questions (fem frågor)")
-def answer_questions(request: Request, mapping_id: str, body: FiveQuestions,
-                     principal: Principal = require(*WRITERS)) -> MappingPublic:
+async def answer_questions(request: Request, mapping_id: str, body: FiveQuestions,
+                           principal: Principal = require(*WRITERS)) -> MappingPublic:
     """Replace all five answers (an omitted one stays unanswered); 409 once completed."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.answer_questions(session, principal=principal, mapping_id=mapping_id, data=body)
+    return await run_query(request.app.state.infra.engine, lambda session: service.answer_questions(
+        session, principal=principal, mapping_id=mapping_id, data=body))
 
 
 @router.post("/mappings/{mapping_id}/complete", status_code=200, response_model=MappingPublic,
              summary="Complete a mapping: Trappan step, flagged areas, organisations to involve")
-def complete_mapping(request: Request, mapping_id: str, body: MappingComplete,
-                     idempotency_key: IdempotencyKey = None,
-                     principal: Principal = require(*WRITERS)) -> JSONResponse:
+async def complete_mapping(request: Request, mapping_id: str, body: MappingComplete,
+                           idempotency_key: IdempotencyKey = None,
+                           principal: Principal = require(*WRITERS)) -> JSONResponse:
     """Complete; 422 names each missing answer or the lack of assessed areas; 409 if already completed."""
     settings = request.app.state.settings
-    return run_command(
+    return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, status_code=200,
         action=lambda session: service.complete_mapping(session, settings=settings, principal=principal,
@@ -103,7 +101,8 @@ def complete_mapping(request: Request, mapping_id: str, body: MappingComplete,
 
 
 @router.get("/cases/{case_id}/mappings", response_model=list[MappingPublic], summary="A case's mappings")
-def case_history(request: Request, case_id: str, principal: Principal = require(*READERS)) -> list[MappingPublic]:
+async def case_history(request: Request, case_id: str,
+                       principal: Principal = require(*READERS)) -> list[MappingPublic]:
     """Every mapping of a case, newest first (audited)."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.case_history(session, principal=principal, case_id=case_id)
+    return await run_query(request.app.state.infra.engine, lambda session: service.case_history(
+        session, principal=principal, case_id=case_id))

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from tillsammans_common.auth import Principal, Role, require
-from tillsammans_common.db import session_scope
-from tillsammans_common.web import run_command
+from tillsammans_common.web import run_command, run_query
 from tillsammans_meetings import service
 from tillsammans_meetings.models import (
     ConsultationCreate,
@@ -42,11 +41,11 @@ CONSULTATION_READERS = (Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTE
 
 @router.post("/meetings", status_code=201, response_model=MeetingPublic,
              summary="Call a samverkansmöte and invite other organisations under consent")
-def call_meeting(request: Request, body: MeetingCreate, idempotency_key: IdempotencyKey = None,
-                 principal: Principal = require(*CALLERS)) -> JSONResponse:
+async def call_meeting(request: Request, body: MeetingCreate, idempotency_key: IdempotencyKey = None,
+                       principal: Principal = require(*CALLERS)) -> JSONResponse:
     """Call a meeting; 403 consent-required names an organisation no consent covers, and nothing is written."""
     settings = request.app.state.settings
-    return run_command(
+    return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, action=lambda session: service.call_meeting(session, settings=settings, principal=principal,
                                                                data=body),
@@ -54,31 +53,31 @@ def call_meeting(request: Request, body: MeetingCreate, idempotency_key: Idempot
 
 
 @router.get("/meetings/{meeting_id}", response_model=MeetingPublic, summary="Read a meeting with its plan")
-def get_meeting(request: Request, meeting_id: str,
-                principal: Principal = require(*MEETING_READERS)) -> MeetingPublic:
+async def get_meeting(request: Request, meeting_id: str,
+                      principal: Principal = require(*MEETING_READERS)) -> MeetingPublic:
     """Read one meeting with its invitations and plan items (audited)."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.get_meeting(session, principal=principal, meeting_id=meeting_id)
+    return await run_query(request.app.state.infra.engine, lambda session: service.get_meeting(
+        session, principal=principal, meeting_id=meeting_id))
 
 
 @router.put("/meetings/{meeting_id}/coordinator", response_model=MeetingPublic,
             summary="Appoint the samordningsperson (the child's wish first)")
-def appoint_coordinator(request: Request, meeting_id: str, body: CoordinatorPut,
-                        principal: Principal = require(*RUNNERS)) -> MeetingPublic:
+async def appoint_coordinator(request: Request, meeting_id: str, body: CoordinatorPut,
+                              principal: Principal = require(*RUNNERS)) -> MeetingPublic:
     """Appoint the coordinator; a choice other than the child's wish needs special_reason (422 otherwise)."""
     settings = request.app.state.settings
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.appoint_coordinator(session, settings=settings, principal=principal, meeting_id=meeting_id,
-                                           data=body)
+    return await run_query(request.app.state.infra.engine, lambda session: service.appoint_coordinator(
+        session, settings=settings, principal=principal, meeting_id=meeting_id, data=body))
 
 
 @router.post("/meetings/{meeting_id}/plan-items", status_code=201, response_model=PlanItemPublic,
              summary="Add an action to the plan")
-def add_plan_item(request: Request, meeting_id: str, body: PlanItemCreate, idempotency_key: IdempotencyKey = None,
-                  principal: Principal = require(*RUNNERS)) -> JSONResponse:
+async def add_plan_item(request: Request, meeting_id: str, body: PlanItemCreate,
+                        idempotency_key: IdempotencyKey = None,
+                        principal: Principal = require(*RUNNERS)) -> JSONResponse:
     """Add a plan item; the responsible organisation must take part in the meeting."""
     settings = request.app.state.settings
-    return run_command(
+    return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, action=lambda session: PlanItemPublic.model_validate(service.add_plan_item(
             session, settings=settings, principal=principal, meeting_id=meeting_id, data=body), from_attributes=True),
@@ -87,11 +86,12 @@ def add_plan_item(request: Request, meeting_id: str, body: PlanItemCreate, idemp
 
 @router.post("/meetings/{meeting_id}/follow-up", status_code=200, response_model=MeetingPublic,
              summary="Book the uppföljning")
-def book_follow_up(request: Request, meeting_id: str, body: FollowUpCreate, idempotency_key: IdempotencyKey = None,
-                   principal: Principal = require(*RUNNERS)) -> JSONResponse:
+async def book_follow_up(request: Request, meeting_id: str, body: FollowUpCreate,
+                         idempotency_key: IdempotencyKey = None,
+                         principal: Principal = require(*RUNNERS)) -> JSONResponse:
     """Book the follow-up; 409 without a coordinator, 422 unless it is after the meeting."""
     settings = request.app.state.settings
-    return run_command(
+    return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, status_code=200, action=lambda session: service.book_follow_up(
             session, settings=settings, principal=principal, meeting_id=meeting_id, data=body),
@@ -100,11 +100,11 @@ def book_follow_up(request: Request, meeting_id: str, body: FollowUpCreate, idem
 
 @router.post("/consultations", status_code=201, response_model=ConsultationPublic,
              summary="Ask other organisations anonymously (no identity)")
-def request_consultation(request: Request, body: ConsultationCreate, idempotency_key: IdempotencyKey = None,
-                         principal: Principal = require(*CALLERS)) -> JSONResponse:
+async def request_consultation(request: Request, body: ConsultationCreate, idempotency_key: IdempotencyKey = None,
+                               principal: Principal = require(*CALLERS)) -> JSONResponse:
     """Send an anonymous consultation; a question with anything like a personnummer is refused (422)."""
     settings = request.app.state.settings
-    return run_command(
+    return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, action=lambda session: ConsultationPublic.model_validate(service.request_consultation(
             session, settings=settings, principal=principal, data=body), from_attributes=True),
@@ -113,27 +113,27 @@ def request_consultation(request: Request, body: ConsultationCreate, idempotency
 
 @router.get("/consultations/received", response_model=list[ReceivedConsultationPublic],
             summary="Anonymous consultations from other organisations")
-def received_consultations(request: Request, principal: Principal = require(*CONSULTATION_READERS)
-                           ) -> list[ReceivedConsultationPublic]:
+async def received_consultations(request: Request, principal: Principal = require(*CONSULTATION_READERS)
+                                 ) -> list[ReceivedConsultationPublic]:
     """Anonymous consultations other organisations sent here, newest first."""
-    with session_scope(request.app.state.infra.engine) as session:
-        rows = service.list_received_consultations(session, principal=principal)
-        return [ReceivedConsultationPublic.model_validate(row, from_attributes=True) for row in rows]
+    return await run_query(request.app.state.infra.engine, lambda session: [
+        ReceivedConsultationPublic.model_validate(row, from_attributes=True)
+        for row in service.list_received_consultations(session, principal=principal)])
 
 
 @router.get("/received-invitations", response_model=list[ReceivedInvitationSummary],
             summary="Invitations from other organisations (without identities)")
-def received_invitations(request: Request, principal: Principal = require(*INVITATION_READERS)
-                         ) -> list[ReceivedInvitationSummary]:
+async def received_invitations(request: Request, principal: Principal = require(*INVITATION_READERS)
+                               ) -> list[ReceivedInvitationSummary]:
     """Invitations other organisations sent here, newest first; open one to see the child (audited)."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.list_received_invitations(session, principal=principal)
+    return await run_query(request.app.state.infra.engine, lambda session: service.list_received_invitations(
+        session, principal=principal))
 
 
 @router.get("/received-invitations/{invitation_id}", response_model=ReceivedInvitationPublic,
             summary="One invitation from another organisation")
-def received_invitation(request: Request, invitation_id: str,
-                        principal: Principal = require(*INVITATION_READERS)) -> ReceivedInvitationPublic:
+async def received_invitation(request: Request, invitation_id: str,
+                              principal: Principal = require(*INVITATION_READERS)) -> ReceivedInvitationPublic:
     """Read one received invitation (audited); withdrawn ones no longer show the child."""
-    with session_scope(request.app.state.infra.engine) as session:
-        return service.get_received_invitation(session, principal=principal, invitation_id=invitation_id)
+    return await run_query(request.app.state.infra.engine, lambda session: service.get_received_invitation(
+        session, principal=principal, invitation_id=invitation_id))

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-import anyio
 from faststream.middlewares import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.events import EVENTS_STREAM, INBOX_STREAM, Envelope, Event
 from tillsammans_common.messaging.consent_replica import decide
 from tillsammans_common.models import DeadLetter, ProcessedMessage
@@ -67,19 +68,25 @@ def consume(
     subject = f"inbox.{settings.org}.*.{event.type}" if from_other_orgs else f"{settings.org}.{event.type}"
     consumer_name = f"{settings.service_name}-{durable}"
 
+    def processed(session: Session, event_id: str) -> bool:
+        return session.execute(select(col(ProcessedMessage.event_id)).where(
+            col(ProcessedMessage.consumer) == consumer_name, col(ProcessedMessage.event_id) == event_id)
+        ).first() is not None
+
     def apply(envelope: Envelope, payload: Event, nats_subject: str) -> None:
         with Session(engine, expire_on_commit=False) as session:
-            if session.get(ProcessedMessage, (consumer_name, envelope.id)) is not None:
+            if processed(session, envelope.id):
                 return
             if from_other_orgs:
                 _check_ingress(session, settings, envelope, payload, nats_subject)
             handler(session, envelope, payload)
-            session.add(ProcessedMessage(consumer=consumer_name, event_id=envelope.id))
             try:
+                session.execute(insert(ProcessedMessage).values(consumer=consumer_name, event_id=envelope.id,
+                                                                processed_at=utcnow()))
                 session.commit()
             except IntegrityError:
                 session.rollback()
-                if session.get(ProcessedMessage, (consumer_name, envelope.id)) is None:
+                if not processed(session, envelope.id):
                     raise  # the effects themselves broke a constraint, not a concurrent duplicate
 
     async def on_message(body: bytes, msg: NatsMessage) -> None:
@@ -90,7 +97,7 @@ def consume(
             if envelope.type != event.type:
                 raise Reject("unexpected event type on subject")
             payload = event.model_validate(envelope.data)
-            await anyio.to_thread.run_sync(apply, envelope, payload, nats_subject)
+            await run_db(engine, partial(apply, envelope, payload, nats_subject))
         except (Reject, ValidationError, ValueError) as exc:
             await _dead_letter(engine, consumer_name, nats_subject, body, deliveries, _reason(exc))
             await msg.ack()
@@ -162,5 +169,5 @@ async def _dead_letter(engine: Engine, consumer: str, nats_subject: str, body: b
                                    event_type=event_type, reason=reason, deliveries=deliveries, body=body))
             session.commit()
 
-    await anyio.to_thread.run_sync(write)
+    await run_db(engine, write)
     log.error("message dead-lettered", extra={"consumer": consumer, "reason": reason})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy import event as sa_event
 from sqlmodel import Session
 
+from tillsammans_common.db import utcnow
 from tillsammans_common.events import (
     EVENTS_STREAM,
     INBOX_STREAM,
@@ -35,12 +36,16 @@ def record_cross_org(session: Session, envelope: Envelope, *, from_org: str, to_
 
 
 def _add(session: Session, envelope: Envelope, *, nats_subject: str, stream: str) -> None:
-    session.add(OutboxMessage(
+    # A plain INSERT in the session's transaction: an outbox row is never read back or changed by
+    # the caller, so building an ORM object for it (the costliest part of a write) buys nothing.
+    session.execute(insert(OutboxMessage).values(
         event_id=envelope.id,
         nats_subject=nats_subject,
         stream=stream,
         body=envelope.to_bytes(),
         traceparent=current_traceparent(),
+        created_at=utcnow(),
+        attempts=0,
     ))
     session.info["outbox_dirty"] = True
 

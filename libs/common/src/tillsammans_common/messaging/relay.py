@@ -11,13 +11,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
-import anyio
 from faststream.nats import NatsBroker
 from sqlalchemy import Engine, delete, select, update
 from sqlmodel import Session, col
 
-from tillsammans_common.db import utcnow
+from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.messaging.outbox import on_outbox_commit
 from tillsammans_common.models import OutboxMessage
 from tillsammans_common.telemetry import attach_traceparent, detach
@@ -86,7 +86,7 @@ class OutboxRelay:
                 continue
             sweeps += 1
             if sweeps % 600 == 0:
-                await anyio.to_thread.run_sync(self._purge_published)
+                await run_db(self.engine, self._purge_published)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
             except TimeoutError:
@@ -94,7 +94,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> tuple[int, bool]:
         """Publish one batch of unsent rows; returns (sent, whether the batch was full)."""
-        pending = await anyio.to_thread.run_sync(self._load)
+        pending = await run_db(self.engine, self._load)
         if not pending:
             return 0, False
         published: list[int] = []
@@ -117,7 +117,7 @@ class OutboxRelay:
                             extra={"destination": row.destination, "error_type": failed[row.seq]})
             finally:
                 detach(token)
-        await anyio.to_thread.run_sync(self._mark, published, failed)
+        await run_db(self.engine, partial(self._mark, published, failed))
         return len(published), len(pending) == self.batch and not failed
 
     def _load(self) -> list[_Pending]:
