@@ -76,17 +76,9 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-def attach_traceparent(traceparent: str | None) -> object | None:
-    """Make a saved traceparent the active context; returns a token for ``detach``."""
-    if not traceparent:
-        return None
-    return otel_context.attach(extract({"traceparent": traceparent}))
-
-
-def detach(token: object | None) -> None:
-    """Undo ``attach_traceparent``."""
-    if token is not None:
-        otel_context.detach(token)  # type: ignore[arg-type]
+def context_of(traceparent: str | None) -> otel_context.Context | None:
+    """The trace context a saved traceparent names (None: start a new trace)."""
+    return extract({"traceparent": traceparent}) if traceparent else None
 
 
 def current_trace_id() -> str | None:

@@ -7,6 +7,7 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from tillsammans_common.audit import audit
@@ -27,6 +28,10 @@ from tillsammans_intake.models import (
     UnitPut,
 )
 
+# Only the BBA is needed: two columns, not a whole ORM object, on the busiest write there is; the
+# statement is built once so SQLAlchemy reuses its compiled form.
+_UNIT_BBA = select(col(Unit.id), col(Unit.bba_user)).where(col(Unit.id) == bindparam("unit_id"))
+
 
 def raise_concern(session: Session, *, settings: IntakeSettings, principal: Principal,
                   data: ConcernCreate) -> ConcernPublic:
@@ -34,8 +39,7 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
     unknown = sorted(set(data.wheel_areas) - all_area_codes())
     if unknown:
         raise InvalidField("wheel_areas", f"unknown wheel area(s): {', '.join(unknown)}")
-    # Only the BBA is needed: two columns, not a whole ORM object, on the busiest write there is.
-    unit = session.execute(select(col(Unit.id), col(Unit.bba_user)).where(col(Unit.id) == data.unit_id)).first()
+    unit = session.connection().execute(_UNIT_BBA, {"unit_id": data.unit_id}).first()
     if unit is None:
         raise InvalidField("unit_id", "no such unit in this organisation's directory")
     concern = Concern(

@@ -4,15 +4,16 @@ one transaction, bounded redelivery with backoff, and a dead letter instead of a
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from faststream.middlewares import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from pydantic import ValidationError
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -25,6 +26,11 @@ from tillsammans_common.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Envelope, Any], None]
+MAX_ACK_PENDING = 256
+# Built once, so each message reuses the compiled statements.
+_SELECT_PROCESSED = select(col(ProcessedMessage.event_id)).where(
+    col(ProcessedMessage.consumer) == bindparam("consumer"), col(ProcessedMessage.event_id) == bindparam("event_id"))
+_INSERT_PROCESSED = insert(ProcessedMessage.__table__)  # type: ignore[attr-defined]
 
 
 class Retry(Exception):
@@ -69,9 +75,8 @@ def consume(
     consumer_name = f"{settings.service_name}-{durable}"
 
     def processed(session: Session, event_id: str) -> bool:
-        return session.execute(select(col(ProcessedMessage.event_id)).where(
-            col(ProcessedMessage.consumer) == consumer_name, col(ProcessedMessage.event_id) == event_id)
-        ).first() is not None
+        return session.connection().execute(
+            _SELECT_PROCESSED, {"consumer": consumer_name, "event_id": event_id}).first() is not None
 
     def apply(envelope: Envelope, payload: Event, nats_subject: str) -> None:
         with Session(engine, expire_on_commit=False) as session:
@@ -81,8 +86,8 @@ def consume(
                 _check_ingress(session, settings, envelope, payload, nats_subject)
             handler(session, envelope, payload)
             try:
-                session.execute(insert(ProcessedMessage).values(consumer=consumer_name, event_id=envelope.id,
-                                                                processed_at=utcnow()))
+                session.connection().execute(_INSERT_PROCESSED, {
+                    "consumer": consumer_name, "event_id": envelope.id, "processed_at": utcnow()})
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -114,16 +119,24 @@ def consume(
         else:
             await msg.ack()
 
-    subscriber = broker.subscriber(
-        subject,
-        stream=stream,
-        durable=consumer_name,
-        pull_sub=PullSub(batch_size=1, timeout=5.0),
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_wait=30, max_deliver=settings.max_deliveries + 1),
-        ack_policy=AckPolicy.MANUAL,
-        decoder=_raw_body,
-        title=f"{settings.service_name}:{durable}",
-    )
+    # A durable push consumer in a deliver group: the server sends each message as it is stored
+    # (a pull consumer costs a fetch round trip per message, or lingers for a batch to fill), at
+    # most MAX_ACK_PENDING unacknowledged at a time, and instances of a service share the work.
+    with warnings.catch_warnings():
+        # FastStream warns about every durable push consumer, even one in a deliver group (queue)
+        # like this, which is exactly what its warning recommends.
+        warnings.filterwarnings("ignore", message="The JetStream Push consumer", category=RuntimeWarning)
+        subscriber = broker.subscriber(
+            subject,
+            stream=stream,
+            durable=consumer_name,
+            queue=consumer_name,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_wait=30,
+                                  max_deliver=settings.max_deliveries + 1, max_ack_pending=MAX_ACK_PENDING),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_raw_body,
+            title=f"{settings.service_name}:{durable}",
+        )
     subscriber(on_message)
 
 

@@ -21,6 +21,8 @@ from tillsammans_common.models import OutboxMessage
 from tillsammans_common.telemetry import current_traceparent
 
 _wakers: dict[int, Callable[[], None]] = {}
+# Built once: SQLAlchemy then reuses the compiled statement instead of building it per row.
+_INSERT_OUTBOX = insert(OutboxMessage.__table__)  # type: ignore[attr-defined]
 
 
 def record_event(session: Session, event: Event, *, source: str, org: str, subject: str) -> Envelope:
@@ -36,17 +38,17 @@ def record_cross_org(session: Session, envelope: Envelope, *, from_org: str, to_
 
 
 def _add(session: Session, envelope: Envelope, *, nats_subject: str, stream: str) -> None:
-    # A plain INSERT in the session's transaction: an outbox row is never read back or changed by
-    # the caller, so building an ORM object for it (the costliest part of a write) buys nothing.
-    session.execute(insert(OutboxMessage).values(
-        event_id=envelope.id,
-        nats_subject=nats_subject,
-        stream=stream,
-        body=envelope.to_bytes(),
-        traceparent=current_traceparent(),
-        created_at=utcnow(),
-        attempts=0,
-    ))
+    # A plain INSERT on the session's connection, in its transaction: an outbox row is never read
+    # back or changed by the caller, so an ORM object (the costliest part of a write) buys nothing.
+    session.connection().execute(_INSERT_OUTBOX, {
+        "event_id": envelope.id,
+        "nats_subject": nats_subject,
+        "stream": stream,
+        "body": envelope.to_bytes(),
+        "traceparent": current_traceparent(),
+        "created_at": utcnow(),
+        "attempts": 0,
+    })
     session.info["outbox_dirty"] = True
 
 
