@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,8 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlmodel import Session, create_engine
@@ -77,6 +78,9 @@ async def run_db(engine: Engine, work: Callable[[], T]) -> T:
 
 def migrate(engine: Engine, versions_dir: Path, *, version_table: str = "alembic_version") -> None:
     """Bring the schema to the newest revision: the shared tables plus the service's own."""
+    from alembic import command  # imported here: a serving process never needs Alembic (see migrate_in_child)
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_ENV))
     config.set_main_option("version_locations", f"{COMMON_VERSIONS} {versions_dir}")
@@ -85,3 +89,36 @@ def migrate(engine: Engine, versions_dir: Path, *, version_table: str = "alembic
         config.attributes["connection"] = connection
         config.attributes["version_table"] = version_table
         command.upgrade(config, "heads")
+
+
+MIGRATE_URL_VARIABLE = "TILLSAMMANS_MIGRATE_DATABASE_URL"
+
+
+def migrate_in_child(database_url: str, versions_dir: Path, *, service: str, org: str) -> None:
+    """Run ``migrate`` in a short-lived child process and wait for it; raise if it fails.
+
+    Alembic and Mako take some 11 MB that a serving process would otherwise keep for its whole
+    life (Python does not give imported modules' memory back). The URL travels in the child's
+    environment, not its arguments, so a password in it never shows in the process list.
+    """
+    env = {**os.environ, MIGRATE_URL_VARIABLE: database_url}
+    done = subprocess.run([sys.executable, "-m", "tillsammans_common.db", str(versions_dir), service, org],
+                          env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"database migration failed (exit status {done.returncode}); see the log above")
+
+
+def _migrate_main() -> None:
+    """Entry point of the child ``migrate_in_child`` starts: ``<versions_dir> <service> <org>``."""
+    from tillsammans_common.telemetry import setup_logging
+
+    setup_logging(service=sys.argv[2], org=sys.argv[3])
+    engine = make_engine(os.environ[MIGRATE_URL_VARIABLE])
+    try:
+        migrate(engine, Path(sys.argv[1]))
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    _migrate_main()

@@ -21,7 +21,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Engine, text
 
 from tillsammans_common.auth import TokenVerifier
-from tillsammans_common.db import make_engine, migrate, run_db
+from tillsammans_common.db import make_engine, migrate_in_child, run_db
 from tillsammans_common.messaging.consumer import stream_configs
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.settings import ServiceSettings
@@ -45,9 +45,10 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
     """Create the engine (migrated), the broker with telemetry, and the outbox relay."""
     setup_logging(service=settings.service_name, org=settings.org, level=settings.log_level)
     provider = setup_telemetry(service=settings.service_name, org=settings.org)
-    engine = make_engine(settings.resolved_database_url)
     if settings.auto_migrate:
-        migrate(engine, versions_dir)
+        migrate_in_child(settings.resolved_database_url, versions_dir, service=settings.service_name,
+                         org=settings.org)
+    engine = make_engine(settings.resolved_database_url)
     SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
     broker = NatsBroker(
         settings.nats_url,
