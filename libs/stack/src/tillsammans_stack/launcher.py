@@ -42,6 +42,7 @@ DEV_TOKEN_SECRET = "tillsammans-development-only"
 STOP_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 25
 SLOTS_PER_ORG = 10
+BROKER_MEMORY_LIMIT = "32MiB"  # GOMEMLIMIT of the local broker, unless the caller's environment sets one
 
 # Settings the launcher decides for every service. Inherited values (shared or per-service) are
 # dropped, so a stray TILLSAMMANS_INTAKE_PORT in the caller's shell cannot quietly break the layout.
@@ -484,7 +485,10 @@ class Stack:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(conf)
         log_path = config.nats_dir / "nats.log"
-        self._nats = self._popen([str(nats_server_binary()), "-c", str(conf_path.resolve())], log_path)
+        # A soft limit for the Go runtime: the broker collects garbage sooner instead of keeping
+        # every message it has cached (46 MB after 5,000 concerns without it, 33 MB with it).
+        nats_env = {"GOMEMLIMIT": BROKER_MEMORY_LIMIT, **os.environ}
+        self._nats = self._popen([str(nats_server_binary()), "-c", str(conf_path.resolve())], log_path, env=nats_env)
         while True:
             if (code := self._nats.poll()) is not None:
                 raise StackError(f"nats-server exited with {exit_status(code)}; last lines of {log_path}:\n"
