@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -29,6 +30,9 @@ def test_concern_reaches_the_bba_inbox(tmp_path: Path, nats_url: str) -> None:
         concern = response.json()
         assert concern["bba_user"] == "bba.norrskolan"
         assert concern["child_personnummer"] == "201304121237"
+        # Without an exporter no span is recorded, yet every response names its trace for ops.
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Trace-Id"])
+        assert response.headers["X-Trace-Id"] != "0" * 32
 
         bba = bearer("school", "bba", "bba.norrskolan")
         inbox = wait_for(lambda: client.get("/inbox", headers=bba).json(), message="inbox item")
