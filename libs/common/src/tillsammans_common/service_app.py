@@ -26,7 +26,7 @@ from tillsammans_common.db import make_engine, migrate_in_child, run_db
 from tillsammans_common.messaging.consumer import stream_configs
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.settings import ServiceSettings
-from tillsammans_common.telemetry import setup_logging, setup_telemetry, shutdown_telemetry
+from tillsammans_common.telemetry import exporting, setup_logging, setup_telemetry, shutdown_telemetry
 from tillsammans_common.web import PROBLEM_RESPONSES, TraceIdHeader, install_problem_handlers
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
         migrate_in_child(settings.resolved_database_url, versions_dir, service=settings.service_name,
                          org=settings.org)
     engine = make_engine(settings.resolved_database_url)
-    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+    if exporting():  # statement spans are the costliest kind; without an exporter nobody sees them
+        SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
     broker = NatsBroker(
         settings.nats_url,
         security=SASLPlaintext(username=settings.nats_user, password=settings.nats_password.get_secret_value())

@@ -25,8 +25,19 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 _provider: TracerProvider | None = None
 
 
+def exporting() -> bool:
+    """Whether traces and metrics go anywhere (an OTLP endpoint is configured)."""
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
 def setup_telemetry(*, service: str, org: str) -> TracerProvider:
-    """Install the process-wide tracer and meter providers (once per process)."""
+    """Install the process-wide tracer (and, when exporting, meter) provider once per process.
+
+    With nowhere to send them, recording spans and metrics is pure cost (a fifth of a request's
+    CPU, measured): spans then stay unrecorded, yet trace ids are still made and propagated
+    (X-Trace-Id, log lines, NATS headers), and metrics stay OpenTelemetry's no-op default.
+    OTEL_TRACES_SAMPLER, when set, decides about spans instead.
+    """
     global _provider
     if _provider is not None:
         return _provider
@@ -36,26 +47,17 @@ def setup_telemetry(*, service: str, org: str) -> TracerProvider:
         "deployment.environment": os.environ.get("TILLSAMMANS_ENVIRONMENT", "development"),
         "tillsammans.org": org,
     })
-    exporting = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                     or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-    # With nowhere to send spans, recording them is pure cost (a fifth of a request's CPU): spans stay
-    # unrecorded, yet trace ids are still made and propagated (X-Trace-Id, logs, NATS headers).
-    # OTEL_TRACES_SAMPLER, when set, decides instead.
-    sampler = None if exporting or os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
+    sampler = None if exporting() or os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
     provider = TracerProvider(resource=resource, sampler=sampler)
-    meter_provider: MeterProvider | None = None
-    if exporting:
+    if exporting():
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        meter_provider = MeterProvider(resource=resource,
-                                       metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
-    else:
-        meter_provider = MeterProvider(resource=resource)
+        metrics.set_meter_provider(MeterProvider(
+            resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]))
     trace.set_tracer_provider(provider)
-    metrics.set_meter_provider(meter_provider)
     _provider = provider
     return provider
 
