@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections import OrderedDict
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -57,11 +58,26 @@ def mint_token(*, dev_secret: str, org: str, user: str, role: Role | str, ttl_se
 class TokenVerifier:
     """Verifies development tokens of the federation's organisations."""
 
-    def __init__(self, *, dev_secret: str, orgs: list[str]) -> None:
+    def __init__(self, *, dev_secret: str, orgs: list[str], cache_size: int = 1024) -> None:
         self._keys = {org: org_token_key(dev_secret, org) for org in orgs}
+        # A journal system sends the same token with every call until it expires: remember the
+        # verified ones (until their expiry) instead of decoding and checking each time.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
 
     def verify(self, token: str) -> Principal:
         """Return the principal, or raise ``jwt.InvalidTokenError``."""
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            self._verified.move_to_end(token)
+            return known[0]
+        principal, expires = self._verify(token)
+        self._verified[token] = (principal, expires)
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         unverified = jwt.decode(token, options={"verify_signature": False})
         org = unverified.get("org")
         key = self._keys.get(org) if isinstance(org, str) else None
@@ -69,7 +85,7 @@ class TokenVerifier:
             raise jwt.InvalidIssuerError("unknown organisation")
         claims = jwt.decode(token, key, algorithms=["HS256"], issuer=ISSUER_PREFIX + org,
                             options={"require": ["exp", "sub", "org", "role"]})
-        return Principal(org=claims["org"], user=claims["sub"], role=Role(claims["role"]))
+        return Principal(org=claims["org"], user=claims["sub"], role=Role(claims["role"])), float(claims["exp"])
 
 
 _bearer = HTTPBearer(auto_error=False)
