@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         intake = throughput(stack.url("school", "intake") + "/concerns", _token("school", "professional", "bench"),
                             seconds=args.seconds, connections=args.connections)
         results["memory"]["rss_mb_after_load"] = stack.peak_rss("school") / 2**20
+        results["memory"]["peak_mb_by_process"] = {name: round(peak / 2**20, 1)
+                                                   for name, peak in stack.peak_rss_by_process("school").items()}
     print("bare endpoint throughput ...")
     bare = bare_throughput(seconds=args.seconds, connections=args.connections)
     results["throughput"] = {"intake": intake, "bare": bare,
