@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 from sqlmodel import Session
 
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
@@ -17,6 +16,7 @@ from tillsammans_common.messaging.consent_replica import apply_granted
 from tillsammans_common.messaging.egress import share_consent
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.personnummer import child_key
+from tillsammans_common.testing import engine_of
 from tillsammans_meetings.config import MeetingsSettings
 
 CHILD = {"personnummer": "20130412-1237", "name": "Testbarn Testsson"}
@@ -27,11 +27,6 @@ CATEGORIES = ["identity", "concern", "mapping_summary"]
 MeetingBody = Callable[..., dict[str, Any]]
 Grant = Callable[..., ConsentGranted]
 Withdraw = Callable[[TestClient, ConsentGranted], ConsentWithdrawn]
-
-
-def engine_of(client: TestClient) -> Engine:
-    """The database engine behind a test client's app."""
-    return client.app.state.infra.engine  # type: ignore[attr-defined,no-any-return]
 
 
 @pytest.fixture

@@ -12,9 +12,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, func, select
 
 from tillsammans_common.auth import Role, mint_token
 
@@ -110,6 +112,18 @@ class NatsServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+def engine_of(client: Any) -> Engine:
+    """The database engine behind a service's FastAPI test client."""
+    engine: Engine = client.app.state.infra.engine
+    return engine
+
+
+def count_rows(client: Any, table: type[Any]) -> int:
+    """How many rows ``table`` has in the database behind a service's test client."""
+    with Session(engine_of(client)) as session:
+        return int(session.exec(select(func.count()).select_from(table)).one())
 
 
 def bearer(org: str, role: Role | str, user: str = "test.user") -> dict[str, str]:

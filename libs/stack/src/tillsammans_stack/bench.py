@@ -170,18 +170,22 @@ def _all_stored(db: Path, sql: str, ids: dict[str, float]) -> dict[str, float] |
     return times if all(key in times for key in ids) else None
 
 
+def _latencies(sent: list[tuple[float, dict[str, Any]]], db: Path, sql: str, where: str) -> dict[str, Any]:
+    """Wait until every sent id is stored at the far end; the latencies from send to store."""
+    ids = {body["id"]: at for at, body in sent}
+    stored = wait_for(lambda: _all_stored(db, sql, ids), timeout=60, message=f"every item in {where}")
+    latencies = [(stored[key] - at) * 1000 for key, at in ids.items()]
+    return {"count": len(latencies), "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+            "max_ms": max(latencies)}
+
+
 def end_to_end(stack: Stack, *, rate: float, seconds: float) -> dict[str, Any]:
     """Latency from POST /concerns to the item in the BBA's inbox, at ``rate`` concerns/s."""
     count = int(rate * seconds)
     headers = {"Authorization": f"Bearer {_token('school', 'professional', 'bench')}"}
     sent = asyncio.run(_open_loop(stack.url("school", "intake") + "/concerns", headers, [CONCERN] * count, rate))
-    db = stack.config.root / "data" / "school" / "intake.db"
-    ids = {body["id"]: at for at, body in sent}
-    sql = "SELECT concern_id, received_at FROM inbox_item"
-    handled = wait_for(lambda: _all_stored(db, sql, ids), timeout=60, message="every concern in the inbox")
-    latencies = [(handled[i] - at) * 1000 for i, at in ids.items()]
-    return {"rate_per_s": rate, "count": len(latencies), "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "max_ms": max(latencies)}
+    return {"rate_per_s": rate, **_latencies(sent, stack.config.root / "data" / "school" / "intake.db",
+                                             "SELECT concern_id, received_at FROM inbox_item", "the BBA's inbox")}
 
 
 def cross_org(stack: Stack, *, rate: float, count: int) -> dict[str, Any]:
@@ -200,13 +204,9 @@ def cross_org(stack: Stack, *, rate: float, count: int) -> dict[str, Any]:
     wait_for(lambda: httpx.post(stack.url("school", "meetings") + "/meetings", headers=bba, json=body
                                 ).status_code == 201, message="meetings to know the consent")
     sent = asyncio.run(_open_loop(stack.url("school", "meetings") + "/meetings", bba, [body] * count, rate))
-    db = stack.config.root / "data" / "region" / "meetings.db"
-    ids = {b["id"]: at for at, b in sent}
-    sql = "SELECT meeting_id, received_at FROM receivedinvitation"
-    stored = wait_for(lambda: _all_stored(db, sql, ids), timeout=60, message="every invitation at the region")
-    latencies = [(stored[i] - at) * 1000 for i, at in ids.items()]
-    return {"rate_per_s": rate, "count": len(latencies), "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "max_ms": max(latencies)}
+    return {"rate_per_s": rate, **_latencies(sent, stack.config.root / "data" / "region" / "meetings.db",
+                                             "SELECT meeting_id, received_at FROM receivedinvitation",
+                                             "the region's received invitations")}
 
 
 def bare_throughput(*, seconds: int, connections: int) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from tillsammans_common.events.meetings import ChildIdentity, InvitationSent
 from tillsammans_common.messaging.egress import disclose
 from tillsammans_common.models import DeadLetter, OutboxMessage
 from tillsammans_common.personnummer import child_key
-from tillsammans_common.testing import Federation, bearer, wait_for
+from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, wait_for
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
 from tillsammans_meetings.models import Invitation, Meeting, ReceivedConsultation, ReceivedInvitation
@@ -23,15 +23,6 @@ from tillsammans_meetings.models import Invitation, Meeting, ReceivedConsultatio
 SCHOOL_BBA = bearer("school", "bba", "bba.norrskolan")
 REGION_BBA = bearer("region", "bba", "bba.bvc")
 Factory = Callable[..., Any]
-
-
-def _engine(client: TestClient) -> Any:
-    return client.app.state.infra.engine  # type: ignore[attr-defined]
-
-
-def _count(client: TestClient, table: type[Any]) -> int:
-    with Session(_engine(client)) as session:
-        return int(session.exec(select(func.count()).select_from(table)).one())
 
 
 @contextmanager
@@ -67,12 +58,12 @@ def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_on
         assert detail["concern_summary"] == "Ökad frånvaro, oro i hemmet."
         assert detail["id"] == meeting["invitations"][0]["id"]
         # Stored exactly once, announced once inside region, and nothing looped back to school.
-        wait_for(lambda: _count(region, OutboxMessage) == 1, message="region's InvitationReceived")
-        with Session(_engine(region)) as session:
+        wait_for(lambda: count_rows(region, OutboxMessage) == 1, message="region's InvitationReceived")
+        with Session(engine_of(region)) as session:
             assert session.exec(select(OutboxMessage.nats_subject)).all() == [
                 "region.meetings.invitation.received.v1"]
-        assert _count(region, ReceivedInvitation) == 1
-        assert _count(school, ReceivedInvitation) == 0
+        assert count_rows(region, ReceivedInvitation) == 1
+        assert count_rows(school, ReceivedInvitation) == 0
 
         withdraw(school, consent)
         withdrawn = wait_for(lambda: (d := region.get(f"/received-invitations/{summary['id']}",
@@ -82,7 +73,7 @@ def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_on
         assert withdrawn["withdrawn_at"] is not None
         wait_for(lambda: school.get(f"/meetings/{meeting['id']}", headers=SCHOOL_BBA).json()
                  ["invitations"][0]["status"] == "consent_withdrawn", message="school to mark its invitation")
-        with Session(_engine(region)) as session:
+        with Session(engine_of(region)) as session:
             # Kept for the record (public records are archived, not erased), no longer shown.
             assert session.exec(select(ReceivedInvitation.child_personnummer)).all() == ["201304121237"]
 
@@ -90,27 +81,27 @@ def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_on
         assert again.status_code == 403
         assert again.json()["type"].endswith("/consent-required")
         assert "withdrawn" in again.json()["detail"]
-        assert _count(school, Meeting) == 1
+        assert count_rows(school, Meeting) == 1
 
 
 def test_without_consent_for_social_nothing_is_written_and_nothing_arrives(
         federation: Federation, grant: Factory, meeting_body: Factory) -> None:
     with _orgs(federation) as (school, region):
         grant(school, receiving=["region"])
-        outbox_before = _count(school, OutboxMessage)
+        outbox_before = count_rows(school, OutboxMessage)
         refused = school.post("/meetings", json=meeting_body("region", "social"), headers=SCHOOL_BBA)
         assert refused.status_code == 403
         assert refused.json()["type"].endswith("/consent-required")
         assert refused.json()["org"] == "social"
-        assert _count(school, Meeting) == 0
-        assert _count(school, Invitation) == 0
-        assert _count(school, OutboxMessage) == outbox_before
+        assert count_rows(school, Meeting) == 0
+        assert count_rows(school, Invitation) == 0
+        assert count_rows(school, OutboxMessage) == outbox_before
 
         # A later meeting still reaches region, and the refused one never did.
         ok = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
         assert ok.status_code == 201
         wait_for(lambda: _received(region, ok.json()["id"]), message="the later invitation at region")
-        assert _count(region, ReceivedInvitation) == 1
+        assert count_rows(region, ReceivedInvitation) == 1
 
 
 def test_anonymous_consultation_reaches_region_without_identity(federation: Federation) -> None:
@@ -130,7 +121,7 @@ def test_anonymous_consultation_reaches_region_without_identity(federation: Fede
         assert item["age_band"] == "10-12" and item["wheel_areas"] == ["trygghet", "hemmet"]
         assert item["question"] == question
         assert datetime.fromisoformat(item["proposed_at"]) == datetime(2030, 2, 1, 8, tzinfo=UTC)
-        with Session(_engine(region)) as session:
+        with Session(engine_of(region)) as session:
             row = session.exec(select(ReceivedConsultation)).one()
         assert "20130412" not in row.model_dump_json() and "Testbarn" not in row.model_dump_json()
 
@@ -144,13 +135,13 @@ def test_region_refuses_an_invitation_its_own_replica_does_not_cover(
         assert called.status_code == 201
 
         def dead_letters() -> list[DeadLetter]:
-            with Session(_engine(region)) as session:
+            with Session(engine_of(region)) as session:
                 return list(session.exec(select(DeadLetter)).all())
 
         letters = wait_for(dead_letters, message="region to dead-letter the uncovered invitation")
         assert letters[0].event_type == "meetings.invitation.sent.v1"
         assert letters[0].reason == "Retry: no consent recorded"
-        assert _count(region, ReceivedInvitation) == 0
+        assert count_rows(region, ReceivedInvitation) == 0
 
 
 def test_region_refuses_an_invitation_whose_child_is_not_the_consented_child(
@@ -166,14 +157,14 @@ def test_region_refuses_an_invitation_whose_child_is_not_the_consented_child(
             scheduled_at=datetime.now(UTC), child_key=consent.child_key,
             child=ChildIdentity(personnummer=other_child, name="Annat Barn"), flagged_areas=["trygghet"],
             concern_summary="...", contact_user="bba.norrskolan")
-        with Session(_engine(school)) as session:
+        with Session(engine_of(school)) as session:
             disclose(session, forged, settings=settings, to_org="region", subject="case-1")
             session.commit()
 
         def dead_letters() -> list[DeadLetter]:
-            with Session(_engine(region)) as session:
+            with Session(engine_of(region)) as session:
                 return list(session.exec(select(DeadLetter)).all())
 
         letters = wait_for(dead_letters, message="region to reject the forged invitation")
         assert letters[0].reason.startswith("Reject: child key does not match")
-        assert _count(region, ReceivedInvitation) == 0
+        assert count_rows(region, ReceivedInvitation) == 0

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from tillsammans_common.events import Envelope
 from tillsammans_common.models import AuditRecord, OutboxMessage
-from tillsammans_common.testing import bearer
+from tillsammans_common.testing import bearer, count_rows, engine_of
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
 from tillsammans_meetings.models import Consultation, Invitation, Meeting, PlanItem
@@ -23,17 +23,8 @@ BBA = bearer("school", "bba", "bba.norrskolan")
 Factory = Callable[..., Any]
 
 
-def _engine(client: TestClient) -> Any:
-    return client.app.state.infra.engine  # type: ignore[attr-defined]
-
-
-def _count(client: TestClient, table: type[Any]) -> int:
-    with Session(_engine(client)) as session:
-        return int(session.exec(select(func.count()).select_from(table)).one())
-
-
 def _outbox(client: TestClient) -> list[OutboxMessage]:
-    with Session(_engine(client)) as session:
+    with Session(engine_of(client)) as session:
         return list(session.exec(select(OutboxMessage).order_by(OutboxMessage.seq)).all())  # type: ignore[arg-type]
 
 
@@ -183,8 +174,8 @@ def test_invited_organisations_and_fields_are_validated_and_nothing_is_written(
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["errors"][0]["field"].startswith(field), response.json()
         assert "20130412" not in response.text
-    assert _count(client, Meeting) == 0
-    assert _count(client, OutboxMessage) == 0
+    assert count_rows(client, Meeting) == 0
+    assert count_rows(client, OutboxMessage) == 0
 
 
 def test_without_consent_the_whole_call_is_refused_and_nothing_is_written(
@@ -197,16 +188,16 @@ def test_without_consent_the_whole_call_is_refused_and_nothing_is_written(
     assert problem["org"] == "social"
     assert "no consent" in problem["detail"] and "social" in problem["detail"]
     assert "20130412" not in refused.text and "Testbarn" not in refused.text
-    assert _count(client, Meeting) == 0
-    assert _count(client, Invitation) == 0
-    assert _count(client, OutboxMessage) == 0
+    assert count_rows(client, Meeting) == 0
+    assert count_rows(client, Invitation) == 0
+    assert count_rows(client, OutboxMessage) == 0
 
     narrow = grant(client, receiving=["social"], categories=["identity"], share=False)
     still = client.post("/meetings", json=meeting_body("social"), headers=BBA)
     assert still.status_code == 403
     assert "does not cover concern, mapping_summary" in still.json()["detail"]
     assert narrow.consent_id not in still.text
-    assert _count(client, Meeting) == 0
+    assert count_rows(client, Meeting) == 0
 
 
 def test_protected_identity_needs_a_recorded_manual_review(
@@ -216,7 +207,7 @@ def test_protected_identity_needs_a_recorded_manual_review(
     unreviewed = client.post("/meetings", json=meeting_body("region", child=child), headers=BBA)
     assert unreviewed.status_code == 403
     assert unreviewed.json()["type"].endswith("/manual-review-required")
-    assert _count(client, Meeting) == 0
+    assert count_rows(client, Meeting) == 0
 
     reviewed = client.post("/meetings", headers=BBA, json=meeting_body(
         "region", child=child, manual_review={"reviewed_by": "registrator.per"}))
@@ -251,7 +242,7 @@ def test_anonymous_consultation_carries_no_identity(client: TestClient) -> None:
         assert refused.status_code == 422, refused.text
         assert refused.json()["errors"][0]["field"] == field
         assert "130412" not in refused.text
-    assert _count(client, Consultation) == 1
+    assert count_rows(client, Consultation) == 1
     assert len(_outbox(client)) == 2
 
 
@@ -267,8 +258,8 @@ def test_idempotency_key_returns_first_result_and_writes_once(
     assert second.headers.get("Idempotent-Replayed") == "true"
     other = client.post("/meetings", json={**body, "concern_summary": "annat"}, headers=headers)
     assert other.status_code == 409
-    assert _count(client, Meeting) == 1
-    assert _count(client, Invitation) == 1
+    assert count_rows(client, Meeting) == 1
+    assert count_rows(client, Invitation) == 1
     assert len(_outbox(client)) == 2
 
     item_headers = {**BBA, "Idempotency-Key": "item-1"}
@@ -276,7 +267,7 @@ def test_idempotency_key_returns_first_result_and_writes_once(
     for _ in range(2):
         assert client.post(url, json={"action": "A", "responsible_org": "school"},
                            headers=item_headers).status_code == 201
-    assert _count(client, PlanItem) == 1
+    assert count_rows(client, PlanItem) == 1
 
 
 def test_authentication_and_authorisation(client: TestClient, grant: Factory, meeting_body: Factory) -> None:
@@ -308,7 +299,7 @@ def test_reads_and_writes_are_audited(client: TestClient, grant: Factory, meetin
                        json={"action": "A", "responsible_org": "region"}).status_code == 201
     assert client.post("/consultations", headers=BBA, json={
         "invited_orgs": ["social"], "age_band": "6-9", "wheel_areas": ["halsa"], "question": "Hur?"}).is_success
-    with Session(_engine(client)) as session:
+    with Session(engine_of(client)) as session:
         records = session.exec(select(AuditRecord.action, AuditRecord.user, AuditRecord.case_id)).all()
     assert ("meeting.call", "bba.norrskolan", "case-1") in records
     assert ("meeting.read", "samordnare.lo", "case-1") in records
