@@ -183,8 +183,8 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
     response = fed.until("meetings to see the consent", call_meeting)
     result.meeting = _ok(response, 201)
     result.meeting_trace_id = response.headers.get("X-Trace-Id", "")
-    fed.out(f"[school meetings] POST /meetings -> {response.status_code}  trace {result.meeting_trace_id}  "
-            "meeting called")
+    fed.out(f"[school meetings] {'POST':<4} {'/meetings':<44} -> {response.status_code}  "
+            f"trace {result.meeting_trace_id}  meeting called; the receivers handle it in this trace")
     for org in invited:
         receiver = _receiving_bba(org)
         found = fed.until(f"the invitation at {org}", partial(_received_invitation, fed, org, result.meeting["id"]))
@@ -227,7 +227,7 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
             fed.call("school", "meetings", "GET", meeting_path, **bba).json()["invitations"]))
         result.refused_after_withdrawal = _ok(fed.call("school", "meetings", "POST", "/meetings", **bba,
                                                        body=meeting_body, step="a new invitation is refused"), 403)
-        fed.out(f"   a new invitation is refused: {result.refused_after_withdrawal['detail']}")
+        fed.out(f"   reason: {result.refused_after_withdrawal['detail']}")
     return result
 
 
