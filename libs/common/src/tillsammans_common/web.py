@@ -104,8 +104,7 @@ class TraceIdHeader:
             if message["type"] == "http.response.start":
                 trace_id = current_trace_id()
                 if trace_id:  # the trace id carries nothing about the child
-                    message.setdefault("headers", [])
-                    message["headers"] = [*message["headers"], (b"x-trace-id", trace_id.encode())]
+                    message["headers"] = [*message.get("headers", []), (b"x-trace-id", trace_id.encode())]
             await send(message)
 
         await self.app(scope, receive, send_with_trace_id)

@@ -401,15 +401,11 @@ class Stack:
 
     def peak_rss_by_process(self, org: str) -> dict[str, int]:
         """Peak resident memory in bytes of each of an organisation's services (``service``) and ``nats``."""
-        peaks = {service: _peak_rss(process.pid) for (o, service), process in self._services.items()
-                 if o == org and process.poll() is None}
-        if self._nats is not None and self._nats.poll() is None:
-            peaks["nats"] = _peak_rss(self._nats.pid)
-        return peaks
+        return {name: _peak_rss(pid) for name, pid in self._org_pids(org).items()}
 
     def rss(self, org: str) -> int:
         """Current resident memory in bytes of an organisation's service processes plus the nats-server."""
-        return sum(int(psutil.Process(pid).memory_info().rss) for pid in self._org_pids(org))
+        return sum(int(psutil.Process(pid).memory_info().rss) for pid in self._org_pids(org).values())
 
     def exited(self) -> list[tuple[str, int]]:
         """Processes that died since the last call, as ``("<org>/<service>" or "nats", exit code)``."""
@@ -446,12 +442,14 @@ class Stack:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _org_pids(self, org: str) -> list[int]:
+    def _org_pids(self, org: str) -> dict[str, int]:
+        """The running processes of an organisation's services (by service) and the broker (``nats``)."""
         if org not in self.config.orgs:
             raise KeyError(f"unknown organisation {org!r}")
-        pids = [process.pid for (o, _), process in self._services.items() if o == org and process.poll() is None]
+        pids = {service: process.pid for (o, service), process in self._services.items()
+                if o == org and process.poll() is None}
         if self._nats is not None and self._nats.poll() is None:
-            pids.append(self._nats.pid)
+            pids["nats"] = self._nats.pid
         return pids
 
     def _check_installed(self) -> None:

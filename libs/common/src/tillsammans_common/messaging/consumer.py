@@ -1,5 +1,6 @@
-"""Idempotent JetStream consumers: durable pull subscriptions, effects and the processed-id in
-one transaction, bounded redelivery with backoff, and a dead letter instead of a silent drop."""
+"""Idempotent JetStream consumers: durable push subscriptions in a deliver group, effects and the
+processed-id in one transaction, bounded redelivery with backoff, and a dead letter instead of a
+silent drop."""
 
 from __future__ import annotations
 
