@@ -79,7 +79,12 @@ def test_calling_the_meeting_and_the_receivers_handling_share_one_trace(
                 and span.resource.get("tillsammans.org") in ("region", "social")
                 and span.resource.get("service.name") == "tillsammans-meetings"]
 
-    spans = wait_for(receiver_spans, timeout=15, message="the receivers' spans in the meeting's trace")
+    def both_receivers() -> list[object] | None:
+        # Each receiver exports on its own schedule: wait for both, not for whichever comes first.
+        spans = receiver_spans()
+        return spans if len({span.resource["tillsammans.org"] for span in spans}) == 2 else None  # type: ignore[attr-defined]
+
+    spans = wait_for(both_receivers, timeout=15, message="the receivers' spans in the meeting's trace")
     assert {span.resource["tillsammans.org"] for span in spans} == {"region", "social"}  # type: ignore[attr-defined]
     school = [span for span in collector.snapshot() if span.trace_id == trace_id
               and span.resource.get("tillsammans.org") == "school"]
