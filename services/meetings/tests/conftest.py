@@ -1,22 +1,25 @@
-"""Shared helpers for meetings' tests: the child, a meeting body, and consent written as the consent service would."""
+"""Shared helpers for meetings' tests: the child, a meeting body, and the consent service beside meetings."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, col, delete
 
-from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
-from tillsammans_common.messaging.consent_replica import apply_granted
-from tillsammans_common.messaging.egress import share_consent
-from tillsammans_common.messaging.outbox import record_event
-from tillsammans_common.personnummer import child_key
-from tillsammans_common.testing import engine_of
+from tillsammans_common.auth import Principal, Role
+from tillsammans_common.events import INBOX_STREAM
+from tillsammans_common.events.consent import ConsentGranted
+from tillsammans_common.models import OutboxMessage
+from tillsammans_common.testing import bearer, engine_of
+from tillsammans_consent import service as consent_service
+from tillsammans_consent.config import ConsentSettings
+from tillsammans_consent.main import create_app as create_consent_app
+from tillsammans_consent.models import ConsentCreate
 from tillsammans_meetings.config import MeetingsSettings
 
 CHILD = {"personnummer": "20130412-1237", "name": "Testbarn Testsson"}
@@ -26,7 +29,7 @@ CATEGORIES = ["identity", "concern", "mapping_summary"]
 
 MeetingBody = Callable[..., dict[str, Any]]
 Grant = Callable[..., ConsentGranted]
-Withdraw = Callable[[TestClient, ConsentGranted], ConsentWithdrawn]
+Withdraw = Callable[[TestClient, ConsentGranted], None]
 
 
 @pytest.fixture
@@ -46,43 +49,81 @@ def meeting_body() -> MeetingBody:
     return _body
 
 
+@contextmanager
+def consent_beside(meetings: TestClient) -> Iterator[TestClient]:
+    """Run the consent service of the meetings app's organisation (same broker and data folder) beside it.
+
+    The meetings service asks it about every invitation, as in production.
+    """
+    meetings_settings: MeetingsSettings = meetings.app.state.settings  # type: ignore[attr-defined]
+    fields = ("org", "peers", "nats_url", "nats_user", "nats_password", "data_dir", "child_key_secret",
+              "max_deliveries", "redelivery_backoff_seconds")
+    settings = ConsentSettings(**{name: getattr(meetings_settings, name) for name in fields})
+    if meetings_settings.database_url:
+        settings.database_url = meetings_settings.database_url.replace("meetings", "consent")
+    with TestClient(create_consent_app(settings)) as consent:
+        meetings.app.state.test_consent = consent  # type: ignore[attr-defined]
+        yield consent
+
+
+Beside = Callable[[TestClient], AbstractContextManager[TestClient]]
+
+
+@pytest.fixture
+def with_consent() -> Beside:
+    """``with with_consent(meetings_client):`` runs the organisation's consent service beside it."""
+    return consent_beside
+
+
+def _consent_of(meetings: TestClient) -> TestClient:
+    consent: TestClient = meetings.app.state.test_consent  # type: ignore[attr-defined]
+    return consent
+
+
 @pytest.fixture
 def grant() -> Grant:
-    """Record a consent in a meetings database the way the consent service would (replica, then replication)."""
+    """Record a consent in the consent service beside a meetings app, as a BBA of its organisation would.
+
+    With ``share=False`` its replication to the receivers is dropped, as if it never arrived there.
+    """
 
     def _grant(client: TestClient, *, receiving: list[str], categories: list[str] | None = None,
                share: bool = True, case_id: str = "case-1") -> ConsentGranted:
-        settings: MeetingsSettings = client.app.state.settings  # type: ignore[attr-defined]
+        consent_client = _consent_of(client)
+        settings: ConsentSettings = consent_client.app.state.settings  # type: ignore[attr-defined]
         now = datetime.now(UTC)
-        event = ConsentGranted(
-            consent_id=str(uuid.uuid4()), case_id=case_id,
-            child_key=child_key(NORMALIZED, settings.child_key_secret.get_secret_value()),
-            disclosing_org=settings.org, receiving_orgs=receiving, categories=categories or CATEGORIES,
-            purpose="coordination_meeting", valid_from=now - timedelta(minutes=1), valid_until=now + timedelta(days=30))
-        with Session(engine_of(client)) as session:
-            apply_granted(session, event)
-            if share:
-                share_consent(session, event, settings=settings, subject=case_id)
+        data = ConsentCreate.model_validate({
+            "case_id": case_id, "child": {"personnummer": CHILD["personnummer"]}, "custody": "sole",
+            "grantors": [{"role": "guardian", "name": "Vårdnadshavare", "given_at": now.isoformat()}],
+            "child_view": {"heard": True, "agrees": True}, "receiving_orgs": receiving,
+            "categories": categories or CATEGORIES, "purpose": "coordination_meeting",
+            "valid_from": (now - timedelta(minutes=1)).isoformat(), "valid_until": (now + timedelta(days=30)).isoformat(),
+        })
+        with Session(engine_of(consent_client), expire_on_commit=False) as session:
+            consent = consent_service.grant_consent(
+                session, settings=settings, principal=Principal(org=settings.org, user="bba.test", role=Role.BBA),
+                data=data)
+            session.flush()
+            if not share:
+                session.execute(delete(OutboxMessage).where(col(OutboxMessage.stream) == INBOX_STREAM))
             session.commit()
-        return event
+        return ConsentGranted(
+            consent_id=consent.id, case_id=consent.case_id, child_key=consent.child_key, disclosing_org=settings.org,
+            receiving_orgs=list(consent.receiving_orgs), categories=list(consent.categories),
+            purpose=consent.purpose.value, valid_from=consent.valid_from, valid_until=consent.valid_until)
 
     return _grant
 
 
 @pytest.fixture
 def withdraw() -> Withdraw:
-    """Withdraw a consent the way the consent service would: on the own stream and to each receiver."""
+    """Withdraw a consent through the consent service's API, as a BBA would."""
     return _withdraw
 
 
-def _withdraw(client: TestClient, granted: ConsentGranted) -> ConsentWithdrawn:
-    settings: MeetingsSettings = client.app.state.settings  # type: ignore[attr-defined]
-    event = ConsentWithdrawn(consent_id=granted.consent_id, case_id=granted.case_id, child_key=granted.child_key,
-                             disclosing_org=granted.disclosing_org, receiving_orgs=granted.receiving_orgs,
-                             withdrawn_at=datetime.now(UTC))
-    with Session(engine_of(client)) as session:
-        record_event(session, event, source=f"/orgs/{settings.org}/consent", org=settings.org,
-                     subject=granted.case_id)
-        share_consent(session, event, settings=settings, subject=granted.case_id)
-        session.commit()
-    return event
+def _withdraw(client: TestClient, granted: ConsentGranted) -> None:
+    consent_client = _consent_of(client)
+    org = consent_client.app.state.settings.org  # type: ignore[attr-defined]
+    response = consent_client.post(f"/consents/{granted.consent_id}/withdraw", json={"withdrawn_by": "guardian"},
+                                   headers=bearer(org, "bba", "bba.test"))
+    assert response.status_code == 200, response.text

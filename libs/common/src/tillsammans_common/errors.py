@@ -56,3 +56,9 @@ class ManualReviewRequired(DomainError):
     """The child has protected identity: a person must review every disclosure first."""
 
     status, slug, title = 403, "manual-review-required", "Protected identity needs manual review"
+
+
+class ServiceUnavailable(DomainError):
+    """Something this request depends on (e.g. the consent service) did not answer; try again."""
+
+    status, slug, title = 503, "service-unavailable", "Service unavailable"

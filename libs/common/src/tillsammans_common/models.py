@@ -35,6 +35,10 @@ class OutboxMessage(SQLModel, table=True):
     published_at: datetime | None = _ts(nullable=True)
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=255)
+    gate: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True), description=(
+        "For an identifying message: the question the consent service answers before it leaves."))
+    withheld_at: datetime | None = _ts(nullable=True)
+    withheld_reason: str | None = Field(default=None, max_length=255)
 
 
 class ProcessedMessage(SQLModel, table=True):

@@ -65,7 +65,7 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
         # Per-message lines ("Received", "Processed") at DEBUG: at INFO they cost more than the handling.
         log_level=logging.DEBUG,
     )
-    relay = OutboxRelay(engine, broker, sweep_seconds=settings.relay_sweep_seconds)
+    relay = OutboxRelay(engine, broker, org=settings.org, sweep_seconds=settings.relay_sweep_seconds)
     return Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay)
 
 

@@ -62,7 +62,7 @@ def _rows(engine: Engine) -> dict[str, OutboxMessage]:
 async def test_a_failing_destination_keeps_its_rows_in_order_and_others_go(engine: Engine,
                                                                            broker: NatsBroker) -> None:
     first, region_a, region_b, last = _write(engine)
-    relay = OutboxRelay(engine, broker)
+    relay = OutboxRelay(engine, broker, org="school")
 
     sent, _ = await relay.relay_once()
 
@@ -98,7 +98,7 @@ async def test_a_relay_pass_keeps_the_trace_the_row_was_written_in(engine: Engin
         session.add(row)
         session.commit()
 
-    await OutboxRelay(engine, broker).relay_once()
+    await OutboxRelay(engine, broker, org="school").relay_once()
 
     message = await broker.config.connection_state.stream.get_msg("EVENTS", 1)
     assert message.headers is not None

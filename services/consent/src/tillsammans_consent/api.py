@@ -8,10 +8,13 @@ is all they need to know before disclosing. Every role of this organisation may 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine
 
 from tillsammans_common.auth import Principal, Role, require
 from tillsammans_common.messaging.consent_replica import Decision
@@ -23,6 +26,8 @@ from tillsammans_consent.models import (
     ConsentDetail,
     ConsentPublic,
     ConsentWithdraw,
+    DecisionFilter,
+    DecisionRecordPublic,
     DecisionRequest,
     ReplicaPublic,
 )
@@ -31,6 +36,7 @@ router = APIRouter(tags=["consent"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
 RECORDERS = (Role.BBA, Role.COORDINATOR, Role.INTEGRATION)
 READERS = (*RECORDERS, Role.AUDITOR)
+NDJSON = "application/x-ndjson"
 
 
 @router.post("/consents", status_code=201, response_model=ConsentPublic,
@@ -50,14 +56,32 @@ async def grant_consent(request: Request, body: ConsentCreate, idempotency_key: 
 async def withdraw_consent(request: Request, consent_id: str, body: ConsentWithdraw,
                            idempotency_key: IdempotencyKey = None,
                            principal: Principal = require(*RECORDERS)) -> JSONResponse:
-    """Withdraw a consent at any time; 409 if it already is withdrawn."""
+    """Withdraw a consent at any time; 409 if it already is withdrawn.
+
+    Answers only once no message under the consent can leave any more: new permits are refused
+    from the commit on, and permits given just before it are waited out (their lease at most).
+    """
     settings = request.app.state.settings
-    return await run_command(
-        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
+    engine = request.app.state.infra.engine
+    response = await run_command(
+        engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, status_code=200, action=lambda session: ConsentPublic.of(
             service.withdraw_consent(session, settings=settings, principal=principal, consent_id=consent_id,
                                      data=body)),
     )
+    await _until_no_open_leases(engine, consent_id, limit=settings.disclosure_lease_seconds)
+    return response
+
+
+async def _until_no_open_leases(engine: Engine, consent_id: str, *, limit: float) -> None:
+    # A permit's lease is bounded, so this wait is too; reports of sent messages usually end it at once.
+    deadline = time.monotonic() + limit + 1.0
+    while time.monotonic() < deadline:
+        open_until = await run_query(engine, lambda session: service.open_lease_deadline(
+            session, consent_id=consent_id))
+        if open_until is None:
+            return
+        await asyncio.sleep(0.005)
 
 
 @router.get("/consents/{consent_id}", response_model=ConsentDetail, summary="Read a consent")
@@ -91,3 +115,28 @@ async def replicas(request: Request, principal: Principal = require(*READERS),
     return await run_query(request.app.state.infra.engine, lambda session: [
         ReplicaPublic.of(grant) for grant in service.replicas(session, settings=settings, principal=principal,
                                                               disclosing_org=disclosing_org)])
+
+
+Filters = Annotated[DecisionFilter, Query()]
+
+
+@router.get("/disclosure-decisions", response_model=list[DecisionRecordPublic],
+            summary="Every answer of the disclosure gate (auditors)")
+async def disclosure_decisions(request: Request, filters: Filters,
+                               principal: Principal = require(Role.AUDITOR)) -> list[DecisionRecordPublic]:
+    """Permits and denials, oldest first, each naming the consent and version it rests on (audited)."""
+    return await run_query(request.app.state.infra.engine, lambda session: [
+        DecisionRecordPublic.model_validate(row)
+        for row in service.list_decisions(session, principal=principal, filters=filters)])
+
+
+@router.get("/disclosure-decisions/export", summary="Export disclosure decisions as NDJSON (auditors)",
+            response_class=Response, responses={200: {"content": {NDJSON: {}}}})
+async def export_disclosure_decisions(request: Request, filters: Filters,
+                                      principal: Principal = require(Role.AUDITOR)) -> Response:
+    """The same records as ``GET /disclosure-decisions``, one JSON object per line (audited)."""
+    rows = await run_query(request.app.state.infra.engine, lambda session: [
+        DecisionRecordPublic.model_validate(row).model_dump_json()
+        for row in service.list_decisions(session, principal=principal, filters=filters)])
+    return Response("".join(f"{row}\n" for row in rows), media_type=NDJSON,
+                    headers={"Content-Disposition": 'attachment; filename="disclosure-decisions.ndjson"'})

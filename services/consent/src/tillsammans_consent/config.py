@@ -17,3 +17,6 @@ class ConsentSettings(ServiceSettings):
     port: int = 8003
     mature_age: int = Field(15, ge=0, description="From this age the child's own consent is required.")
     max_validity_days: int = Field(365, ge=1, description="The longest period one consent may cover.")
+    disclosure_lease_seconds: float = Field(
+        10.0, gt=0, le=300,
+        description="How long a permit to send lets the relay publish; a withdrawal waits at most this long.")

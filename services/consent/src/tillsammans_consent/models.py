@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, Index
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper
@@ -68,6 +68,13 @@ class ConsentStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class DecisionOutcome(StrEnum):
+    """What the disclosure gate answered."""
+
+    PERMIT = "permit"
+    DENY = "deny"
+
+
 class HistoryAction(StrEnum):
     """What happened to a consent."""
 
@@ -110,6 +117,7 @@ class Consent(SQLModel, table=True):
     valid_from: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     valid_until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     status: ConsentStatus = ConsentStatus.ACTIVE
+    version: int = Field(default=1, description="Goes up with every change; decisions name the version they read.")
     withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     withdrawn_by: str | None = Field(default=None, max_length=200)
     recorded_by: str = Field(max_length=128)
@@ -127,6 +135,38 @@ class ConsentHistory(SQLModel, table=True):
     by: str = Field(max_length=200, description="Who granted (grantor roles) or withdrew (e.g. guardian).")
     recorded_by: str = Field(max_length=128, description="The user who entered it.")
     at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class DisclosureDecision(SQLModel, table=True):
+    """One answer of the disclosure gate (permit or deny), kept so every disclosure rests on a named consent.
+
+    Append-only but for the settlement of a permit (what the relay did with it). Holds no identity:
+    the child is the consent's case.
+    """
+
+    __tablename__ = "disclosure_decision"
+    __table_args__ = (Index("ix_decision_open_leases", "consent_id", "settled_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    decided_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    phase: str = Field(max_length=16, description="queue: the user asked; send: the message was about to leave.")
+    event_id: str = Field(index=True, max_length=64)
+    event_type: str = Field(max_length=128)
+    consent_id: str | None = Field(default=None, max_length=64)
+    consent_version: int | None = None
+    case_id: str | None = Field(default=None, max_length=64, index=True)
+    purpose: str = Field(max_length=64)
+    categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    receiving_org: str = Field(max_length=32)
+    requested_by: str = Field(max_length=128)
+    requested_role: str = Field(max_length=32)
+    trace_id: str | None = Field(default=None, max_length=32)
+    outcome: DecisionOutcome
+    reason: str = Field(max_length=255)
+    lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    settled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    settlement: str | None = Field(default=None, max_length=16)
 
 
 class AppendOnlyError(RuntimeError):
@@ -270,3 +310,42 @@ class ReplicaPublic(BaseModel):
         """The public view of a replicated consent."""
         status = ConsentStatus.ACTIVE if grant.withdrawn_at is None else ConsentStatus.WITHDRAWN
         return cls.model_validate({**grant.model_dump(), "status": status})
+
+
+class DecisionRecordPublic(BaseModel):
+    """A disclosure decision as an auditor reads and exports it (no identity: the consent and its case)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    decided_at: UtcDatetime
+    phase: str
+    event_id: str
+    event_type: str
+    consent_id: str | None
+    consent_version: int | None
+    case_id: str | None
+    purpose: str
+    categories: list[str]
+    receiving_org: str
+    requested_by: str
+    requested_role: str
+    trace_id: str | None
+    outcome: DecisionOutcome
+    reason: str
+    lease_until: UtcDatetime | None
+    settled_at: UtcDatetime | None
+    settlement: str | None
+
+
+class DecisionFilter(BaseModel):
+    """Which disclosure decisions an auditor wants."""
+
+    model_config = ConfigDict(extra="forbid")
+    consent_id: str | None = PydanticField(None, max_length=64)
+    case_id: str | None = PydanticField(None, max_length=64)
+    receiving_org: OrgId | None = None
+    outcome: DecisionOutcome | None = None
+    phase: Literal["queue", "send"] | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    limit: int = PydanticField(1000, ge=1, le=100_000)

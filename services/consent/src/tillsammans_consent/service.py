@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from tillsammans_common.audit import audit
@@ -17,6 +17,14 @@ from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
 from tillsammans_common.messaging.consent_replica import Decision, apply_granted, apply_withdrawn, decide
 from tillsammans_common.messaging.egress import share_consent
+from tillsammans_common.messaging.gate import (
+    AskBatch,
+    DisclosureVerdict,
+    Phase,
+    Settlement,
+    SettlementReport,
+    VerdictBatch,
+)
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.models import ConsentGrant
 from tillsammans_common.personnummer import InvalidIdentityNumber, age_on, child_key, normalize
@@ -29,7 +37,10 @@ from tillsammans_consent.models import (
     ConsentStatus,
     ConsentWithdraw,
     Custody,
+    DecisionFilter,
+    DecisionOutcome,
     DecisionRequest,
+    DisclosureDecision,
     GrantorRole,
     HistoryAction,
 )
@@ -134,6 +145,9 @@ def withdraw_consent(session: Session, *, settings: ConsentSettings, principal: 
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("the consent is already withdrawn")
+    # The version moves in its own statement so the conditional update above stays the one that decides.
+    session.execute(update(Consent).where(col(Consent.id) == consent_id)
+                    .values(version=Consent.version + 1).execution_options(synchronize_session=False))
     session.refresh(consent)
     session.add(ConsentHistory(consent_id=consent.id, action=HistoryAction.WITHDRAWN, by=data.withdrawn_by,
                                recorded_by=principal.user, at=now))
@@ -202,3 +216,114 @@ def replicas(session: Session, *, settings: ConsentSettings, principal: Principa
     grants = session.exec(query.order_by(col(ConsentGrant.valid_until).desc())).all()
     audit(session, principal, "consent.replicas.read")
     return list(grants)
+
+
+def covering(consents: list[Consent], *, receiving_org: str, categories: list[str], purpose: str,
+             at: datetime) -> tuple[Consent | None, str]:
+    """The first of this organisation's own consents that covers a disclosure now, or why none does."""
+    reasons: list[str] = []
+    for consent in consents:
+        missing = sorted(set(categories) - set(consent.categories))
+        if receiving_org not in consent.receiving_orgs:
+            reasons.append("consent does not name the receiving organisation")
+        elif consent.status is not ConsentStatus.ACTIVE:
+            reasons.append("consent was withdrawn")
+        elif consent.purpose.value != purpose:
+            reasons.append("consent is for another purpose")
+        elif missing:
+            reasons.append(f"consent does not cover {', '.join(missing)}")
+        elif not _as_utc(consent.valid_from) <= at <= _as_utc(consent.valid_until):
+            reasons.append("consent is not valid at this time")
+        else:
+            return consent, "covered by consent"
+    return None, reasons[0] if reasons else "no consent recorded"
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything is stored in UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def decide_disclosures(session: Session, *, settings: ConsentSettings, batch: AskBatch) -> VerdictBatch:
+    """Answer the disclosure gate from this organisation's own consent records, recording every answer.
+
+    Only consents this organisation recorded count: a replica another organisation sent can never
+    open this organisation's gate. The consents read are share-locked (PostgreSQL), so a withdrawal
+    committing meanwhile waits for this answer and then sees its lease (see ``open_lease_deadline``).
+    """
+    now = utcnow()
+    verdicts: list[DisclosureVerdict] = []
+    for item in batch.asks:
+        query = select(Consent).where(Consent.child_key == item.child_ref, Consent.disclosing_org == settings.org)
+        if item.consent_id is not None:
+            query = query.where(Consent.id == item.consent_id)
+        elif batch.phase is Phase.SEND:
+            # A message about to leave must name the consent it was queued under.
+            query = query.where(col(Consent.id).is_(None))
+        consents = list(session.exec(query.order_by(col(Consent.valid_until).desc()).with_for_update(read=True)))
+        consent, reason = covering(consents, receiving_org=item.receiving_org, categories=item.categories,
+                                   purpose=item.purpose, at=now)
+        named = consent or (consents[0] if item.consent_id is not None and consents else None)
+        allowed = consent is not None
+        lease = settings.disclosure_lease_seconds if allowed and batch.phase is Phase.SEND else 0.0
+        record = DisclosureDecision(
+            id=str(uuid.uuid4()), decided_at=now, phase=batch.phase.value, event_id=item.event_id,
+            event_type=item.event_type, consent_id=named.id if named else item.consent_id,
+            consent_version=named.version if named else None, case_id=named.case_id if named else None,
+            purpose=item.purpose, categories=list(item.categories), receiving_org=item.receiving_org,
+            requested_by=item.requested_by, requested_role=item.requested_role, trace_id=item.trace_id,
+            outcome=DecisionOutcome.PERMIT if allowed else DecisionOutcome.DENY, reason=reason,
+            lease_until=now + timedelta(seconds=lease) if lease else None,
+        )
+        session.add(record)
+        verdicts.append(DisclosureVerdict(
+            decision_id=record.id, event_id=item.event_id, allowed=allowed, consent_id=record.consent_id,
+            consent_version=record.consent_version, reason=reason, lease_seconds=lease, decided_at=now))
+    return VerdictBatch(verdicts=verdicts)
+
+
+def settle_disclosures(session: Session, *, report: SettlementReport) -> None:
+    """Record what the relay did with permitted messages; only the first report of a permit counts."""
+    now = utcnow()
+    for decision_id, settlement in report.settlements.items():
+        session.execute(update(DisclosureDecision).where(
+            col(DisclosureDecision.id) == decision_id, col(DisclosureDecision.outcome) == DecisionOutcome.PERMIT,
+            col(DisclosureDecision.settled_at).is_(None),
+        ).values(settled_at=now, settlement=settlement.value).execution_options(synchronize_session=False))
+
+
+def open_lease_deadline(session: Session, *, consent_id: str) -> datetime | None:
+    """The latest lease under which a message of this consent may still leave, or None when none may.
+
+    A permit is closed once the relay reports it sent, or that its lease ran out before it tried.
+    A failed publish stays open until its lease ends: the message may have left all the same.
+    """
+    leases = session.exec(select(DisclosureDecision.lease_until).where(
+        DisclosureDecision.consent_id == consent_id, DisclosureDecision.outcome == DecisionOutcome.PERMIT,
+        col(DisclosureDecision.lease_until).is_not(None),
+        or_(col(DisclosureDecision.settlement).is_(None),
+            col(DisclosureDecision.settlement) == Settlement.FAILED.value),
+    )).all()
+    now = utcnow()
+    open_until = [_as_utc(lease) for lease in leases if lease is not None and _as_utc(lease) > now]
+    return max(open_until, default=None)
+
+
+def list_decisions(session: Session, *, principal: Principal, filters: DecisionFilter) -> list[DisclosureDecision]:
+    """Disclosure decisions, oldest first, filtered; the read is audited."""
+    query = select(DisclosureDecision)
+    for column, value in ((DisclosureDecision.consent_id, filters.consent_id),
+                          (DisclosureDecision.case_id, filters.case_id),
+                          (DisclosureDecision.receiving_org, filters.receiving_org),
+                          (DisclosureDecision.outcome, filters.outcome),
+                          (DisclosureDecision.phase, filters.phase)):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.since is not None:
+        query = query.where(col(DisclosureDecision.decided_at) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(DisclosureDecision.decided_at) < filters.until)
+    rows = session.exec(query.order_by(col(DisclosureDecision.decided_at), col(DisclosureDecision.id))
+                        .limit(filters.limit)).all()
+    audit(session, principal, "disclosure_decision.list", case_id=filters.case_id)
+    return list(rows)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from tillsammans_common.auth import Principal, Role, require
+from tillsammans_common.messaging.egress import request_permits
 from tillsammans_common.web import run_command, run_query
 from tillsammans_meetings import service
 from tillsammans_meetings.models import (
@@ -43,12 +44,19 @@ CONSULTATION_READERS = (Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTE
              summary="Call a samverkansmöte and invite other organisations under consent")
 async def call_meeting(request: Request, body: MeetingCreate, idempotency_key: IdempotencyKey = None,
                        principal: Principal = require(*CALLERS)) -> JSONResponse:
-    """Call a meeting; 403 consent-required names an organisation no consent covers, and nothing is written."""
+    """Call a meeting; 403 consent-required names an organisation no consent covers, and nothing is written.
+
+    The consent service decides each invitation from its own record before anything is written
+    (503 if it does not answer), and again as each invitation leaves.
+    """
     settings = request.app.state.settings
+    infra = request.app.state.infra
+    plan = service.plan_meeting(settings=settings, principal=principal, data=body)
+    verdicts = await request_permits(infra.broker.connection, settings, plan.disclosures)
     return await run_command(
-        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
+        infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, action=lambda session: service.call_meeting(session, settings=settings, principal=principal,
-                                                               data=body),
+                                                               data=body, plan=plan, verdicts=verdicts),
     )
 
 

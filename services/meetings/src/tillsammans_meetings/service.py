@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
@@ -23,7 +24,8 @@ from tillsammans_common.events.meetings import (
     MeetingCalled,
     PlanItemAdded,
 )
-from tillsammans_common.messaging.egress import disclose, send_anonymous
+from tillsammans_common.messaging.egress import Disclosure, disclose, prepare_disclosure, send_anonymous
+from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.personnummer import child_key, normalize
 from tillsammans_common.settings import ServiceSettings
@@ -71,40 +73,61 @@ def _known_areas(areas: list[str], *, field: str) -> list[str]:
     return list(dict.fromkeys(areas))
 
 
-def call_meeting(session: Session, *, settings: ServiceSettings, principal: Principal,
-                 data: MeetingCreate) -> MeetingPublic:
-    """Call a samverkansmöte and invite each organisation under its consent, all or nothing.
+@dataclass(frozen=True)
+class MeetingPlan:
+    """A meeting about to be called: its ids and one disclosure per invited organisation, not yet decided."""
 
-    Each invitation goes through the egress gate; one organisation without a covering consent
-    refuses the whole call (ConsentRequired), and the caller's transaction writes nothing.
-    """
+    meeting_id: str
+    orgs: list[str]
+    areas: list[str]
+    child_key: str
+    disclosures: list[Disclosure]
+
+
+def plan_meeting(*, settings: ServiceSettings, principal: Principal, data: MeetingCreate) -> MeetingPlan:
+    """Check a call for a meeting and build its invitations, ready to put to the consent service."""
     orgs = _invited_orgs(settings, data.invited_orgs, field="invited_orgs")
     areas = _known_areas(data.flagged_areas, field="flagged_areas")
     key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
-    meeting = Meeting(
-        id=str(uuid.uuid4()), case_id=data.case_id, kind=data.kind, scheduled_at=data.scheduled_at,
-        status=MeetingStatus.CALLED, called_by=principal.user, child_personnummer=data.child.personnummer,
-        child_name=data.child.name, protected_identity=data.child.protected_identity, child_key=key,
-        manually_reviewed_by=data.manual_review.reviewed_by if data.manual_review else None,
-        flagged_areas=areas, concern_summary=data.concern_summary,
-    )
-    session.add(meeting)
+    meeting_id = str(uuid.uuid4())
     child = ChildIdentity(personnummer=data.child.personnummer, name=data.child.name,
                           protected_identity=data.child.protected_identity)
-    for org in orgs:
-        invitation_id = str(uuid.uuid4())
-        envelope = disclose(session, InvitationSent(
-            invitation_id=invitation_id, meeting_id=meeting.id, case_id=meeting.case_id, kind=meeting.kind.value,
-            scheduled_at=meeting.scheduled_at, child_key=key, child=child, flagged_areas=areas,
-            concern_summary=meeting.concern_summary, contact_user=principal.user,
-        ), settings=settings, to_org=org, subject=meeting.case_id, protected_identity=meeting.protected_identity,
-            manually_reviewed=data.manual_review is not None)
+    disclosures = [prepare_disclosure(InvitationSent(
+        invitation_id=str(uuid.uuid4()), meeting_id=meeting_id, case_id=data.case_id, kind=data.kind.value,
+        scheduled_at=data.scheduled_at, child_key=key, child=child, flagged_areas=areas,
+        concern_summary=data.concern_summary, contact_user=principal.user,
+    ), settings=settings, to_org=org, subject=data.case_id, principal=principal, child_ref=key) for org in orgs]
+    return MeetingPlan(meeting_id=meeting_id, orgs=orgs, areas=areas, child_key=key, disclosures=disclosures)
+
+
+def call_meeting(session: Session, *, settings: ServiceSettings, principal: Principal, data: MeetingCreate,
+                 plan: MeetingPlan, verdicts: list[DisclosureVerdict]) -> MeetingPublic:
+    """Call a samverkansmöte and invite each organisation under its consent, all or nothing.
+
+    ``verdicts`` are the consent service's answers to ``plan``; one organisation without a covering
+    consent refuses the whole call (ConsentRequired), and the caller's transaction writes nothing.
+    """
+    meeting = Meeting(
+        id=plan.meeting_id, case_id=data.case_id, kind=data.kind, scheduled_at=data.scheduled_at,
+        status=MeetingStatus.CALLED, called_by=principal.user, child_personnummer=data.child.personnummer,
+        child_name=data.child.name, protected_identity=data.child.protected_identity, child_key=plan.child_key,
+        manually_reviewed_by=data.manual_review.reviewed_by if data.manual_review else None,
+        flagged_areas=plan.areas, concern_summary=data.concern_summary,
+    )
+    session.add(meeting)
+    session.flush()  # the invitations refer to it, and there is no ORM relationship to order the inserts
+    for disclosure, verdict in zip(plan.disclosures, verdicts, strict=True):
+        envelope = disclose(session, disclosure, verdict, settings=settings,
+                            protected_identity=meeting.protected_identity,
+                            manually_reviewed=data.manual_review is not None)
+        invitation = disclosure.event
+        assert isinstance(invitation, InvitationSent)
         # The gate only queues a message when a consent covers it, so the envelope names that consent.
-        session.add(Invitation(id=invitation_id, meeting_id=meeting.id, to_org=org,
+        session.add(Invitation(id=invitation.invitation_id, meeting_id=meeting.id, to_org=disclosure.to_org,
                                consent_id=envelope.consentid or ""))
     record_event(session, MeetingCalled(
         meeting_id=meeting.id, case_id=meeting.case_id, kind=meeting.kind.value, scheduled_at=meeting.scheduled_at,
-        invited_orgs=orgs,
+        invited_orgs=plan.orgs,
     ), source=settings.source, org=settings.org, subject=meeting.case_id)
     audit(session, principal, "meeting.call", case_id=meeting.case_id, purpose=PURPOSE)
     return meeting_view(session, meeting)

@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from tillsammans_common.events.meetings import ChildIdentity, InvitationSent
-from tillsammans_common.messaging.egress import disclose
+from tillsammans_common.auth import Principal, Role
+from tillsammans_common.messaging.egress import disclose, prepare_disclosure
+from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.models import DeadLetter, OutboxMessage
 from tillsammans_common.personnummer import child_key
 from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, wait_for
@@ -26,10 +28,12 @@ Factory = Callable[..., Any]
 
 
 @contextmanager
-def _orgs(federation: Federation, **region_overrides: Any) -> Iterator[tuple[TestClient, TestClient]]:
+def _orgs(federation: Federation, with_consent: Factory,
+          **region_overrides: Any) -> Iterator[tuple[TestClient, TestClient]]:
     school = MeetingsSettings(**federation.settings("school"))  # type: ignore[arg-type]
     region = MeetingsSettings(**{**federation.settings("region"), **region_overrides})  # type: ignore[arg-type]
-    with TestClient(create_app(school)) as school_client, TestClient(create_app(region)) as region_client:
+    with (TestClient(create_app(school)) as school_client, with_consent(school_client),
+          TestClient(create_app(region)) as region_client):
         yield school_client, region_client
 
 
@@ -40,8 +44,8 @@ def _received(region: TestClient, meeting_id: str) -> list[dict[str, Any]]:
 
 
 def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_ones(
-        federation: Federation, grant: Factory, withdraw: Factory, meeting_body: Factory) -> None:
-    with _orgs(federation) as (school, region):
+        federation: Federation, with_consent: Factory, grant: Factory, withdraw: Factory, meeting_body: Factory) -> None:
+    with _orgs(federation, with_consent) as (school, region):
         consent = grant(school, receiving=["region"])
         called = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
         assert called.status_code == 201, called.text
@@ -85,8 +89,8 @@ def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_on
 
 
 def test_without_consent_for_social_nothing_is_written_and_nothing_arrives(
-        federation: Federation, grant: Factory, meeting_body: Factory) -> None:
-    with _orgs(federation) as (school, region):
+        federation: Federation, with_consent: Factory, grant: Factory, meeting_body: Factory) -> None:
+    with _orgs(federation, with_consent) as (school, region):
         grant(school, receiving=["region"])
         outbox_before = count_rows(school, OutboxMessage)
         refused = school.post("/meetings", json=meeting_body("region", "social"), headers=SCHOOL_BBA)
@@ -104,8 +108,8 @@ def test_without_consent_for_social_nothing_is_written_and_nothing_arrives(
         assert count_rows(region, ReceivedInvitation) == 1
 
 
-def test_anonymous_consultation_reaches_region_without_identity(federation: Federation) -> None:
-    with _orgs(federation) as (school, region):
+def test_anonymous_consultation_reaches_region_without_identity(federation: Federation, with_consent: Factory) -> None:
+    with _orgs(federation, with_consent) as (school, region):
         question = "Hur kan vi stötta en elev med ökande frånvaro och oro hemma?"
         sent = school.post("/consultations", headers=SCHOOL_BBA, json={
             "invited_orgs": ["region"], "age_band": "10-12", "wheel_areas": ["trygghet", "hemmet"],
@@ -127,9 +131,9 @@ def test_anonymous_consultation_reaches_region_without_identity(federation: Fede
 
 
 def test_region_refuses_an_invitation_its_own_replica_does_not_cover(
-        federation: Federation, grant: Factory, meeting_body: Factory) -> None:
+        federation: Federation, with_consent: Factory, grant: Factory, meeting_body: Factory) -> None:
     # Defence in depth: school's replica has the consent, region's never got it.
-    with _orgs(federation, max_deliveries=2, redelivery_backoff_seconds=[0.05]) as (school, region):
+    with _orgs(federation, with_consent, max_deliveries=2, redelivery_backoff_seconds=[0.05]) as (school, region):
         grant(school, receiving=["region"], share=False)
         called = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
         assert called.status_code == 201
@@ -145,8 +149,8 @@ def test_region_refuses_an_invitation_its_own_replica_does_not_cover(
 
 
 def test_region_refuses_an_invitation_whose_child_is_not_the_consented_child(
-        federation: Federation, grant: Factory) -> None:
-    with _orgs(federation) as (school, region):
+        federation: Federation, with_consent: Factory, grant: Factory) -> None:
+    with _orgs(federation, with_consent) as (school, region):
         consent = grant(school, receiving=["region"])
         settings: MeetingsSettings = school.app.state.settings  # type: ignore[attr-defined]
         other_child = "20100101-0006"
@@ -157,8 +161,15 @@ def test_region_refuses_an_invitation_whose_child_is_not_the_consented_child(
             scheduled_at=datetime.now(UTC), child_key=consent.child_key,
             child=ChildIdentity(personnummer=other_child, name="Annat Barn"), flagged_areas=["trygghet"],
             concern_summary="...", contact_user="bba.norrskolan")
+        # Written past the first decision (as a buggy sender would); the relay still asks the consent
+        # service, which permits it (the key is the consented child's), and region must catch it.
+        disclosure = prepare_disclosure(forged, settings=settings, to_org="region", subject="case-1",
+                                        principal=Principal(org="school", user="bba", role=Role.BBA),
+                                        child_ref=consent.child_key)
+        verdict = DisclosureVerdict(decision_id="none", event_id=disclosure.envelope_id, allowed=True,
+                                    consent_id=consent.consent_id, reason="test", decided_at=datetime.now(UTC))
         with Session(engine_of(school)) as session:
-            disclose(session, forged, settings=settings, to_org="region", subject="case-1")
+            disclose(session, disclosure, verdict, settings=settings)
             session.commit()
 
         def dead_letters() -> list[DeadLetter]:

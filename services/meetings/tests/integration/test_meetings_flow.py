@@ -34,8 +34,9 @@ def _events(client: TestClient, event_type: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def client(tmp_path: Path, nats_url: str) -> Any:
-    with TestClient(create_app(MeetingsSettings(org="school", nats_url=nats_url, data_dir=tmp_path / "data"))) as c:
+def client(tmp_path: Path, nats_url: str, with_consent: Factory) -> Any:
+    with (TestClient(create_app(MeetingsSettings(org="school", nats_url=nats_url, data_dir=tmp_path / "data"))) as c,
+          with_consent(c)):
         yield c
 
 

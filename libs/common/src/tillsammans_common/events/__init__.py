@@ -54,10 +54,11 @@ class Envelope(BaseModel):
     data: dict[str, Any]
 
     @classmethod
-    def wrap(cls, event: Event, *, source: str, subject: str, consent_id: str | None = None) -> Envelope:
-        """Wrap a typed event for sending."""
-        return cls(source=source, type=event.type, subject=subject, consentid=consent_id,
-                   data=event.model_dump(mode="json"))
+    def wrap(cls, event: Event, *, source: str, subject: str, consent_id: str | None = None,
+             event_id: str | None = None) -> Envelope:
+        """Wrap a typed event for sending (with a given id when it was decided on before it was wrapped)."""
+        return cls(id=event_id or str(uuid.uuid4()), source=source, type=event.type, subject=subject,
+                   consentid=consent_id, data=event.model_dump(mode="json"))
 
     @property
     def source_org(self) -> str:

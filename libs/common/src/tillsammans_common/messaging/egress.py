@@ -1,17 +1,27 @@
-"""The one way out of an organisation: identifying messages only under consent, else anonymous."""
+"""The one way out of an organisation: identifying messages only under consent, else anonymous.
+
+An identifying message is decided by this organisation's consent service, from its own record,
+twice: when the user asks (``request_permits``, so a refusal is immediate and nothing is written)
+and again by the relay as the message leaves (see messaging/gate.py).
+"""
 
 from __future__ import annotations
 
 import re
+import uuid
+from dataclasses import dataclass
 
+from nats.aio.client import Client
 from sqlmodel import Session
 
-from tillsammans_common.errors import ConsentRequired, InvalidField, ManualReviewRequired
+from tillsammans_common.auth import Principal
+from tillsammans_common.errors import ConsentRequired, InvalidField, ManualReviewRequired, ServiceUnavailable
 from tillsammans_common.events import Envelope, Event
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
-from tillsammans_common.messaging.consent_replica import decide
+from tillsammans_common.messaging.gate import DisclosureAsk, DisclosureVerdict, GateUnavailable, Phase, ask
 from tillsammans_common.messaging.outbox import record_cross_org
 from tillsammans_common.settings import ServiceSettings
+from tillsammans_common.telemetry import current_trace_id
 
 # Anything that looks like a personnummer or samordningsnummer, with or without century/separator.
 _IDENTITY_NUMBER = re.compile(r"(?<!\d)(\d{2})?\d{6}[-+]?\d{4}(?!\d)")
@@ -23,30 +33,61 @@ def _check_peer(settings: ServiceSettings, to_org: str) -> None:
         raise InvalidField("org", f"'{to_org}' is not another organisation of the federation")
 
 
-def disclose(
-    session: Session,
-    event: Event,
-    *,
-    settings: ServiceSettings,
-    to_org: str,
-    subject: str,
-    protected_identity: bool = False,
-    manually_reviewed: bool = False,
-) -> Envelope:
-    """Queue an identifying message to ``to_org`` if a consent covers it; raise ConsentRequired if not."""
+@dataclass(frozen=True)
+class Disclosure:
+    """An identifying message that wants to leave, with the question its consent service must answer."""
+
+    event: Event
+    envelope_id: str
+    to_org: str
+    subject: str
+    ask: DisclosureAsk
+
+
+def prepare_disclosure(event: Event, *, settings: ServiceSettings, to_org: str, subject: str,
+                       principal: Principal, child_ref: str) -> Disclosure:
+    """Build the disclosure and its question to the consent service (no database, no broker)."""
     _check_peer(settings, to_org)
-    if protected_identity and not manually_reviewed:
-        raise ManualReviewRequired("a person must review this disclosure before it is sent", org=to_org)
     if not event.identifying:
         raise TypeError(f"{event.type} carries no identity; use send_anonymous()")
-    decision = decide(session, disclosing_org=settings.org, receiving_org=to_org,
-                      child_key=event.child_key,  # type: ignore[attr-defined]
-                      categories=event.consent_categories, purpose=event.consent_purpose)
-    if not decision.allowed:
-        raise ConsentRequired(f"no consent covers disclosure to {to_org}: {decision.reason}",
-                              org=to_org, reason=decision.reason)
-    envelope = Envelope.wrap(event, source=settings.source, subject=subject, consent_id=decision.consent_id)
-    record_cross_org(session, envelope, from_org=settings.org, to_org=to_org)
+    envelope_id = str(uuid.uuid4())
+    ask = DisclosureAsk(event_id=envelope_id, event_type=event.type, receiving_org=to_org, child_ref=child_ref,
+                        categories=list(event.consent_categories), purpose=event.consent_purpose,
+                        requested_by=principal.user, requested_role=principal.role.value,
+                        trace_id=current_trace_id())
+    return Disclosure(event=event, envelope_id=envelope_id, to_org=to_org, subject=subject, ask=ask)
+
+
+async def request_permits(connection: Client, settings: ServiceSettings,
+                          disclosures: list[Disclosure]) -> list[DisclosureVerdict]:
+    """Ask this organisation's consent service about each disclosure; 503 when it cannot answer."""
+    if not disclosures:
+        return []
+    try:
+        return await ask(connection, settings.org, Phase.QUEUE, [item.ask for item in disclosures])
+    except GateUnavailable:
+        raise ServiceUnavailable("the consent service did not answer; nothing was sent or saved, try again",
+                                 dependency="consent") from None
+
+
+def disclose(session: Session, disclosure: Disclosure, verdict: DisclosureVerdict, *, settings: ServiceSettings,
+             protected_identity: bool = False, manually_reviewed: bool = False) -> Envelope:
+    """Queue a disclosure its consent service permitted; raise ConsentRequired if it did not.
+
+    The relay asks the consent service again just before the message leaves, so a consent
+    withdrawn in between stops it.
+    """
+    if verdict.event_id != disclosure.envelope_id:
+        raise ValueError("the verdict answers another disclosure")
+    if protected_identity and not manually_reviewed:
+        raise ManualReviewRequired("a person must review this disclosure before it is sent", org=disclosure.to_org)
+    if not verdict.allowed or verdict.consent_id is None:
+        raise ConsentRequired(f"no consent covers disclosure to {disclosure.to_org}: {verdict.reason}",
+                              org=disclosure.to_org, reason=verdict.reason, decision_id=verdict.decision_id)
+    envelope = Envelope.wrap(disclosure.event, source=settings.source, subject=disclosure.subject,
+                             consent_id=verdict.consent_id, event_id=disclosure.envelope_id)
+    gate = disclosure.ask.model_copy(update={"consent_id": verdict.consent_id}).model_dump(mode="json")
+    record_cross_org(session, envelope, from_org=settings.org, to_org=disclosure.to_org, gate=gate)
     return envelope
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine, insert
 from sqlalchemy import event as sa_event
@@ -32,12 +33,19 @@ def record_event(session: Session, event: Event, *, source: str, org: str, subje
     return envelope
 
 
-def record_cross_org(session: Session, envelope: Envelope, *, from_org: str, to_org: str) -> None:
-    """Queue a message for another organisation's inbox; only the egress gate calls this."""
-    _add(session, envelope, nats_subject=inbox_subject(to_org, from_org, envelope.type), stream=INBOX_STREAM)
+def record_cross_org(session: Session, envelope: Envelope, *, from_org: str, to_org: str,
+                     gate: dict[str, Any] | None = None) -> None:
+    """Queue a message for another organisation's inbox; only the egress calls this.
+
+    ``gate`` is the question the relay puts to the consent service before an identifying message
+    leaves; a message without one is never identifying.
+    """
+    _add(session, envelope, nats_subject=inbox_subject(to_org, from_org, envelope.type), stream=INBOX_STREAM,
+         gate=gate)
 
 
-def _add(session: Session, envelope: Envelope, *, nats_subject: str, stream: str) -> None:
+def _add(session: Session, envelope: Envelope, *, nats_subject: str, stream: str,
+         gate: dict[str, Any] | None = None) -> None:
     # A plain INSERT on the session's connection, in its transaction: an outbox row is never read
     # back or changed by the caller, so an ORM object (the costliest part of a write) buys nothing.
     session.connection().execute(_INSERT_OUTBOX, {
@@ -48,6 +56,7 @@ def _add(session: Session, envelope: Envelope, *, nats_subject: str, stream: str
         "traceparent": current_traceparent(),
         "created_at": utcnow(),
         "attempts": 0,
+        "gate": gate,
     })
     session.info["outbox_dirty"] = True
 

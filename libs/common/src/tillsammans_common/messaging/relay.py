@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from faststream.nats import NatsBroker
 from opentelemetry import trace
@@ -21,6 +23,8 @@ from sqlalchemy import Engine, delete, select, update
 from sqlmodel import Session, col
 
 from tillsammans_common.db import run_db, utcnow
+from tillsammans_common.messaging import gate
+from tillsammans_common.messaging.gate import Settlement
 from tillsammans_common.messaging.outbox import on_outbox_commit
 from tillsammans_common.models import OutboxMessage
 from tillsammans_common.telemetry import context_of
@@ -28,6 +32,9 @@ from tillsammans_common.telemetry import context_of
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("tillsammans.outbox")
 PUBLISHED_RETENTION = timedelta(days=7)
+# Publish a permitted row only within this share of its lease: the rest is margin for a slow pass.
+LEASE_SHARE = 0.5
+_EXPIRED = "LeaseExpired"
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class _Pending:
     stream: str
     body: bytes
     traceparent: str | None
+    gate: dict[str, Any] | None
 
     @property
     def destination(self) -> str:
@@ -48,9 +56,11 @@ class _Pending:
 class OutboxRelay:
     """Moves outbox rows of one service's database to NATS."""
 
-    def __init__(self, engine: Engine, broker: NatsBroker, *, sweep_seconds: float = 1.0, batch: int = 200) -> None:
+    def __init__(self, engine: Engine, broker: NatsBroker, *, org: str, sweep_seconds: float = 1.0,
+                 batch: int = 200) -> None:
         self.engine = engine
         self.broker = broker
+        self.org = org
         self.sweep_seconds = sweep_seconds
         self.batch = batch
         self._wake = asyncio.Event()
@@ -101,16 +111,24 @@ class OutboxRelay:
         pending = await run_db(self.engine, self._load)
         if not pending:
             return 0, False
+        permits, withheld, deadline = await self._ask_gate(pending)
         # All publishes of a batch are in flight at once and their acknowledgements awaited together:
         # one round trip per batch instead of per row. The server stores one connection's messages
         # in the order sent; if one fails, it and every later row to the same destination stay
         # unsent and go again in order next pass (those that did arrive are dropped as duplicates
         # by their Nats-Msg-Id), so a failing receiver never lets later messages overtake.
-        errors = await asyncio.gather(*(self._publish(row) for row in pending))
+        sendable = [row for row in pending if row.seq not in withheld]
+        errors = await asyncio.gather(*(self._publish(row, permits, deadline) for row in sendable))
         published: list[int] = []
         failed: dict[int, str] = {}
         blocked: set[str] = set()
-        for row, error in zip(pending, errors, strict=True):
+        settlements: dict[str, Settlement] = {}
+        for row, error in zip(sendable, errors, strict=True):
+            verdict = permits.get(row.seq)
+            if verdict is not None:
+                settlements[verdict.decision_id] = (
+                    Settlement.SENT if error is None else Settlement.EXPIRED if error == _EXPIRED
+                    else Settlement.FAILED)
             if error is not None and row.destination not in blocked:
                 failed[row.seq] = error
                 blocked.add(row.destination)
@@ -118,16 +136,50 @@ class OutboxRelay:
                             extra={"destination": row.destination, "error_type": error})
             elif error is None and row.destination not in blocked:
                 published.append(row.seq)
-        await run_db(self.engine, partial(self._mark, published, failed))
+        await gate.settle(self.broker.connection, self.org, settlements)
+        await run_db(self.engine, partial(self._mark, published, failed, withheld))
         return len(published), len(pending) == self.batch and not failed
 
-    async def _publish(self, row: _Pending) -> str | None:
+    async def _ask_gate(self, pending: list[_Pending]
+                        ) -> tuple[dict[int, gate.DisclosureVerdict], dict[int, str], float]:
+        """Ask the consent service about the identifying rows of a batch, all in one round trip.
+
+        Returns the permits by row, the refused rows with their reason (withheld for good), and the
+        monotonic deadline before which permitted rows must be published.
+        """
+        gated = [row for row in pending if row.gate is not None]
+        if not gated:
+            return {}, {}, 0.0
+        # The lease is counted from before the question, so the relay's deadline falls before the
+        # consent service's, whatever the time the answer took to come back.
+        asked_at = time.monotonic()
+        try:
+            verdicts = await gate.ask(self.broker.connection, self.org, gate.Phase.SEND,
+                                      [gate.DisclosureAsk.model_validate(row.gate) for row in gated])
+        except gate.GateUnavailable as exc:
+            log.warning("consent service did not answer; identifying messages wait",
+                        extra={"error_type": str(exc)})
+            return {}, {}, 0.0
+        permits = {row.seq: verdict for row, verdict in zip(gated, verdicts, strict=True) if verdict.allowed}
+        withheld = {row.seq: verdict.reason for row, verdict in zip(gated, verdicts, strict=True)
+                    if not verdict.allowed}
+        lease = min((verdict.lease_seconds for verdict in permits.values()), default=0.0)
+        return permits, withheld, asked_at + lease * LEASE_SHARE
+
+    async def _publish(self, row: _Pending, permits: dict[int, gate.DisclosureVerdict], deadline: float) -> str | None:
         """Publish one row in the trace it was written in; the error type if it failed.
+
+        An identifying row goes only with a permit of this pass, and only before its lease runs out.
 
         Straight to JetStream rather than through the broker's publish middlewares: the relay
         already holds the trace context (the row's traceparent), and the middlewares cost more than
         the publish. The receiving consumer's telemetry continues the trace from the header.
         """
+        if row.gate is not None:
+            if row.seq not in permits:
+                return "ConsentServiceUnavailable"
+            if time.monotonic() >= deadline:
+                return _EXPIRED
         headers = {"Nats-Msg-Id": row.event_id, "content-type": "application/cloudevents+json"}
         with _tracer.start_as_current_span(f"{row.nats_subject} publish", context=context_of(row.traceparent),
                                            kind=SpanKind.PRODUCER,
@@ -146,15 +198,20 @@ class OutboxRelay:
         with Session(self.engine) as session:
             rows = session.execute(
                 select(col(OutboxMessage.seq), col(OutboxMessage.event_id), col(OutboxMessage.nats_subject),
-                       col(OutboxMessage.stream), col(OutboxMessage.body), col(OutboxMessage.traceparent))
-                .where(col(OutboxMessage.published_at).is_(None))
+                       col(OutboxMessage.stream), col(OutboxMessage.body), col(OutboxMessage.traceparent),
+                       col(OutboxMessage.gate))
+                .where(col(OutboxMessage.published_at).is_(None), col(OutboxMessage.withheld_at).is_(None))
                 .order_by(col(OutboxMessage.seq))
                 .limit(self.batch)
             ).all()
             return [_Pending(*row) for row in rows]
 
-    def _mark(self, published: list[int], failed: dict[int, str]) -> None:
+    def _mark(self, published: list[int], failed: dict[int, str], withheld: dict[int, str]) -> None:
         with Session(self.engine) as session:
+            for seq, reason in withheld.items():
+                # Refused by the consent service (e.g. withdrawn): kept as a record, never sent.
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.seq) == seq)
+                                .values(withheld_at=utcnow(), withheld_reason=reason[:255]))
             if published:
                 session.execute(update(OutboxMessage).where(col(OutboxMessage.seq).in_(published))
                              .values(published_at=utcnow()))
