@@ -7,7 +7,7 @@ import asyncio
 import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from tillsammans_common.messaging.consumer import stream_configs
 from tillsammans_common.testing import Federation
@@ -26,6 +26,10 @@ async def _streams(federation: Federation, org: str) -> nats.NATS:
     js = client.jetstream()
     for config in stream_configs(org):
         await js.add_stream(config=config)
+    # A receiver's services create their durable consumers at start; the inbox keeps a message only
+    # while one of them still wants it (interest retention).
+    await js.add_consumer("INBOX", ConsumerConfig(durable_name="receiver", filter_subject=f"inbox.{org}.>",
+                                                  ack_policy=AckPolicy.EXPLICIT))
     return client
 
 
@@ -94,9 +98,12 @@ async def test_inbox_is_durable_while_the_receiver_is_away(federation: Federatio
     await school.jetstream().publish("inbox.region.school.meetings.invitation.sent.v1", b"kept", stream="INBOX")
     await school.close()
     region = await _connect(federation, "region", [])
-    sub = await region.jetstream().pull_subscribe("inbox.region.>", durable="late", stream="INBOX")
+    sub = await region.jetstream().pull_subscribe_bind("receiver", "INBOX")
     messages = await sub.fetch(1, timeout=5)
     assert [m.data for m in messages] == [b"kept"]
+    await messages[0].ack_sync()
+    # Once processed it leaves the inbox: the receiver keeps nothing it has handled.
+    assert (await region.jetstream().stream_info("INBOX")).state.messages == 0
     await region.close()
 
 
@@ -104,3 +111,4 @@ def test_stream_configs_capture_only_the_organisations_own_subjects() -> None:
     events, inbox = stream_configs("region")
     assert isinstance(events, StreamConfig) and events.subjects == ["region.>"]
     assert inbox.subjects == ["inbox.region.>"]
+    assert inbox.retention is not None and inbox.retention.value == "interest" and inbox.max_age

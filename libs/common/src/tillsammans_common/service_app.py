@@ -16,7 +16,9 @@ from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.security import SASLPlaintext
-from nats.js.errors import BadRequestError
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import APIError, BadRequestError
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Engine, text
@@ -25,7 +27,7 @@ from tillsammans_common.auth import TokenVerifier
 from tillsammans_common.db import make_engine, migrate_in_child, run_db
 from tillsammans_common.messaging.consumer import stream_configs
 from tillsammans_common.messaging.relay import OutboxRelay
-from tillsammans_common.settings import ServiceSettings
+from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
 from tillsammans_common.telemetry import exporting, setup_logging, setup_telemetry, shutdown_telemetry
 from tillsammans_common.web import PROBLEM_RESPONSES, TraceIdHeader, install_problem_handlers
 
@@ -69,14 +71,32 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
     return Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay)
 
 
-async def ensure_streams(broker: NatsBroker, org: str) -> None:
-    """Create this organisation's event and inbox streams if they do not exist yet."""
+async def ensure_streams(broker: NatsBroker, org: str, *, inbox_max_age_seconds: float = INBOX_MAX_AGE_SECONDS) -> None:
+    """Create this organisation's event and inbox streams, or bring existing ones to this configuration."""
     js = broker.config.connection_state.stream
-    for config in stream_configs(org):
+    for config in stream_configs(org, inbox_max_age_seconds=inbox_max_age_seconds):
         try:
-            await js.add_stream(config=config)
+            await js.add_stream(config=config)  # accepted as is when the stream exists with this configuration
         except BadRequestError:
-            await js.update_stream(config=config)
+            try:
+                # nats-server 2.10+ changes retention between limits and interest in place, and then
+                # drops at once what every consumer has acknowledged.
+                await js.update_stream(config=config)
+            except APIError:
+                await _replace_if_unused(js, config)
+
+
+async def _replace_if_unused(js: JetStreamContext, config: StreamConfig) -> None:
+    # A change JetStream refuses in place (e.g. of storage, or retention on an older server) needs a
+    # new stream; deleting one that holds messages or consumers would lose them, so that one stays.
+    info = await js.stream_info(config.name or "")
+    if info.state.messages == 0 and info.state.consumer_count == 0:
+        await js.delete_stream(config.name or "")
+        await js.add_stream(config=config)
+        log.info("stream recreated with its new configuration", extra={"stream": config.name})
+    else:
+        log.warning("stream kept with its old configuration: the broker refused the change and the stream is in use",
+                    extra={"stream": config.name})
 
 
 def build_app(infra: Infrastructure, *, title: str, description: str, routers: list[APIRouter]) -> FastAPI:
@@ -86,7 +106,7 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await infra.broker.connect()
-        await ensure_streams(infra.broker, settings.org)
+        await ensure_streams(infra.broker, settings.org, inbox_max_age_seconds=settings.inbox_max_age_seconds)
         await infra.broker.start()
         await infra.relay.start()
         # Everything built so far (routes, models, compiled schemas) lives as long as the process:

@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 ORG_ID = re.compile(r"^[a-z][a-z0-9]{1,30}$")
+INBOX_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 
 
 class ServiceSettings(BaseSettings):
@@ -52,6 +53,14 @@ class ServiceSettings(BaseSettings):
     relay_sweep_seconds: float = Field(1.0, description="How often the outbox relay re-checks for unsent rows.")
     max_deliveries: int = Field(5, description="Deliveries of one message before it is dead-lettered.")
     redelivery_backoff_seconds: list[float] = Field(default_factory=lambda: [0.2, 1.0, 5.0, 15.0])
+    inbox_max_age_seconds: float = Field(
+        INBOX_MAX_AGE_SECONDS, gt=0,
+        description="Backstop: the longest a message from another organisation stays in the INBOX stream. "
+                    "A message leaves as soon as every consumer that wants it has acknowledged it (interest "
+                    "retention); this bounds how long an unprocessed one (e.g. for a service that is down) is "
+                    "kept. The stream is the organisation's, shared by its services: set it once for all of them "
+                    "(TILLSAMMANS_INBOX_MAX_AGE_SECONDS), as the last service to start applies its value.",
+    )
     log_level: str = "INFO"
 
     @field_validator("org")

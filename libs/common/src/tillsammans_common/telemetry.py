@@ -71,6 +71,18 @@ def shutdown_telemetry() -> None:
         meter_provider.shutdown()
 
 
+def ingress_refusals(meter_provider: metrics.MeterProvider | None = None) -> metrics.Counter:
+    """The counter ``tillsammans.ingress.refused``: messages from another organisation a receiver refused.
+
+    Its attributes are only ``event_type``, ``sender`` and a short ``reason`` code: never ids or values.
+    Made from the global meter provider unless one is given; before (or without) an exporter that is
+    OpenTelemetry's proxy, which costs nothing and starts counting once a real provider is installed.
+    """
+    meter = metrics.get_meter("tillsammans", meter_provider=meter_provider)
+    return meter.create_counter("tillsammans.ingress.refused", unit="{message}",
+                                description="Messages from another organisation refused and dead-lettered.")
+
+
 def current_traceparent() -> str | None:
     """The W3C traceparent of the active span, to store with an outbox row."""
     carrier: dict[str, str] = {}

@@ -28,6 +28,12 @@ class Event(BaseModel):
     Such an event has a ``child_key`` field and names the ``consent_categories`` and ``consent_purpose`` it needs."""
     consent_categories: ClassVar[tuple[str, ...]] = ()
     consent_purpose: ClassVar[str] = ""
+    sender_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields naming the organisation that authored the event (e.g. ``disclosing_org``). A receiver
+    refuses the event from another organisation unless each names the sender its inbox subject proves."""
+    receiver_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields naming the organisation(s) the event is meant for (an id or a list of ids). A receiver
+    refuses the event from another organisation unless each names (or lists) the receiver itself."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

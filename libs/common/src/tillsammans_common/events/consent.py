@@ -12,6 +12,8 @@ class ConsentGranted(Event):
     """Guardians (and the child by maturity) consented to a disclosure (samtycke)."""
 
     type: ClassVar[str] = "consent.consent.granted.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("disclosing_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("receiving_orgs",)
     consent_id: str
     case_id: str
     child_key: str
@@ -27,6 +29,8 @@ class ConsentWithdrawn(Event):
     """A consent was withdrawn; receivers stop receiving and mark what they got under it."""
 
     type: ClassVar[str] = "consent.consent.withdrawn.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("disclosing_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("receiving_orgs",)
     consent_id: str
     case_id: str
     child_key: str

@@ -2,12 +2,17 @@
 
 Each service that sends or receives identifying data keeps its own copy of the consents that
 name its organisation, fed by consent events, so a decision needs no remote call.
+
+A consent replicated from another organisation is that organisation's own, names this one, and never
+changes once recorded: it can neither touch this organisation's consents nor a third one's, nor be
+widened by a later message with the same id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,7 +20,11 @@ from sqlmodel import Session, col, select
 
 from tillsammans_common.db import utcnow
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
+from tillsammans_common.messaging.refusals import Reject
 from tillsammans_common.models import ConsentGrant
+
+# The purpose of a consent known only from its withdrawal (which overtook the grant): no terms yet.
+_TERMS_UNKNOWN = ""
 
 
 class Decision(BaseModel):
@@ -26,30 +35,88 @@ class Decision(BaseModel):
     reason: str
 
 
-def apply_granted(session: Session, event: ConsentGranted) -> None:
-    """Store (or refresh) a granted consent; a withdrawal already seen is kept."""
-    grant = session.get(ConsentGrant, event.consent_id)
-    if grant is None:
-        grant = ConsentGrant(consent_id=event.consent_id, case_id=event.case_id, child_key=event.child_key,
-                             disclosing_org=event.disclosing_org, receiving_orgs=[], categories=[],
-                             purpose=event.purpose, valid_from=event.valid_from, valid_until=event.valid_until)
-    grant.receiving_orgs = list(event.receiving_orgs)
-    grant.categories = list(event.categories)
-    grant.purpose = event.purpose
-    grant.valid_from = event.valid_from
-    grant.valid_until = event.valid_until
-    session.add(grant)
+def _check_origin(event: ConsentGranted | ConsentWithdrawn, *, org: str | None, replicated_from: str | None) -> None:
+    # Without org the caller is the consent service recording its own decision (or a test).
+    if org is None:
+        return
+    if replicated_from is None:
+        if event.disclosing_org != org:
+            raise Reject("a consent on this organisation's own stream must be its own", code="not_own_consent")
+        return
+    if replicated_from == org or event.disclosing_org == org:
+        raise Reject("this organisation's own consents never arrive from another organisation", code="own_consent")
+    if event.disclosing_org != replicated_from:
+        raise Reject("disclosing_org names another organisation than the sender", code="sender_mismatch")
+    if org not in event.receiving_orgs:
+        raise Reject("a replicated consent must name this organisation", code="not_a_receiver")
 
 
-def apply_withdrawn(session: Session, event: ConsentWithdrawn) -> None:
-    """Mark a consent withdrawn; a withdrawal that overtakes its grant is stored as withdrawn."""
+def _stored(session: Session, event: ConsentGranted | ConsentWithdrawn) -> ConsentGrant | None:
+    # The id is the discloser's; the same id under another discloser is never the same consent, and
+    # this message may only ever change the consent of the organisation that sent it.
     grant = session.get(ConsentGrant, event.consent_id)
+    if grant is not None and grant.disclosing_org != event.disclosing_org:
+        raise Reject("the consent id belongs to another disclosing organisation", code="other_discloser")
+    return grant
+
+
+def _terms_of(grant: ConsentGrant | ConsentGranted) -> tuple[object, ...]:
+    return (grant.case_id, grant.child_key, grant.purpose, frozenset(grant.receiving_orgs),
+            frozenset(grant.categories), _utc(grant.valid_from), _utc(grant.valid_until))
+
+
+def apply_granted(session: Session, event: ConsentGranted, *, org: str | None = None,
+                  replicated_from: str | None = None) -> None:
+    """Record a granted consent once; its terms never change, an identical replay is a no-op.
+
+    ``org`` is this organisation, ``replicated_from`` the sender the broker proved (when the consent
+    came from another organisation's inbox); with them a consent that is not the sender's own, does
+    not name this organisation or claims this organisation's own is refused (Reject). A grant that
+    re-uses a recorded id with other terms (wider or not) is refused. A withdrawal already seen is kept.
+    """
+    _check_origin(event, org=org, replicated_from=replicated_from)
+    grant = _stored(session, event)
     if grant is None:
+        session.add(ConsentGrant(
+            consent_id=event.consent_id, case_id=event.case_id, child_key=event.child_key,
+            disclosing_org=event.disclosing_org, receiving_orgs=list(event.receiving_orgs),
+            categories=list(event.categories), purpose=event.purpose, valid_from=_utc(event.valid_from),
+            valid_until=_utc(event.valid_until)))
+        return
+    if grant.purpose == _TERMS_UNKNOWN and not grant.categories:
+        # Its withdrawal overtook it: record the terms, and it stays withdrawn.
+        if grant.child_key != event.child_key:
+            raise Reject("the grant names another child than its withdrawal", code="terms_changed")
+        grant.case_id = event.case_id
+        grant.receiving_orgs = list(event.receiving_orgs)
+        grant.categories = list(event.categories)
+        grant.purpose = event.purpose
+        grant.valid_from = _utc(event.valid_from)
+        grant.valid_until = _utc(event.valid_until)
+        session.add(grant)
+        return
+    if _terms_of(grant) != _terms_of(event):
+        # A consent is what the guardians agreed to; a message cannot widen it (or quietly change it).
+        raise Reject("a recorded consent's terms never change", code="terms_changed")
+
+
+def apply_withdrawn(session: Session, event: ConsentWithdrawn, *, org: str | None = None,
+                    replicated_from: str | None = None) -> None:
+    """Mark a consent withdrawn (the first withdrawal counts); one that overtakes its grant is stored as withdrawn.
+
+    ``org`` and ``replicated_from`` as for ``apply_granted``: a withdrawal may only touch the sender's
+    own consent with that id, never this organisation's nor a third one's.
+    """
+    _check_origin(event, org=org, replicated_from=replicated_from)
+    grant = _stored(session, event)
+    if grant is None:
+        # Stored under its discloser: a later grant with this id from anyone else is refused.
         grant = ConsentGrant(consent_id=event.consent_id, case_id=event.case_id, child_key=event.child_key,
                              disclosing_org=event.disclosing_org, receiving_orgs=list(event.receiving_orgs),
-                             categories=[], purpose="", valid_from=event.withdrawn_at,
-                             valid_until=event.withdrawn_at)
-    grant.withdrawn_at = event.withdrawn_at
+                             categories=[], purpose=_TERMS_UNKNOWN, valid_from=_utc(event.withdrawn_at),
+                             valid_until=_utc(event.withdrawn_at))
+    if grant.withdrawn_at is None:
+        grant.withdrawn_at = _utc(event.withdrawn_at)
     session.add(grant)
 
 
@@ -94,6 +161,11 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _utc(value: datetime) -> datetime:
+    # SQLite keeps the wall time and drops the offset, so only UTC survives a round trip unchanged.
+    return _aware(value).astimezone(UTC)
+
+
 def keep_replica(infra: Any, *, on_withdrawn: Callable[[Session, ConsentWithdrawn], None] | None = None) -> None:
     """Subscribe a service to the consents of its own organisation and those replicated to it.
 
@@ -103,16 +175,24 @@ def keep_replica(infra: Any, *, on_withdrawn: Callable[[Session, ConsentWithdraw
     from tillsammans_common.events import Envelope
     from tillsammans_common.messaging.consumer import consume
 
-    def granted(session: Session, _: Envelope, event: ConsentGranted) -> None:
-        apply_granted(session, event)
+    org: str = infra.settings.org
 
-    def withdrawn(session: Session, _: Envelope, event: ConsentWithdrawn) -> None:
-        apply_withdrawn(session, event)
+    def origin(envelope: Envelope, from_other_orgs: bool) -> str | None:
+        # The inbox consumer has already checked the envelope's source against the subject.
+        return envelope.source_org if from_other_orgs else None
+
+    def granted(from_other_orgs: bool, session: Session, envelope: Envelope, event: ConsentGranted) -> None:
+        apply_granted(session, event, org=org, replicated_from=origin(envelope, from_other_orgs))
+
+    def withdrawn(from_other_orgs: bool, session: Session, envelope: Envelope, event: ConsentWithdrawn) -> None:
+        apply_withdrawn(session, event, org=org, replicated_from=origin(envelope, from_other_orgs))
         if on_withdrawn is not None:
             on_withdrawn(session, event)
 
     for from_other_orgs, suffix in ((False, "own"), (True, "replicated")):
-        consume(infra.broker, infra.engine, infra.settings, event=ConsentGranted, handler=granted,
-                durable=f"consent-granted-{suffix}", from_other_orgs=from_other_orgs)
-        consume(infra.broker, infra.engine, infra.settings, event=ConsentWithdrawn, handler=withdrawn,
-                durable=f"consent-withdrawn-{suffix}", from_other_orgs=from_other_orgs)
+        consume(infra.broker, infra.engine, infra.settings, event=ConsentGranted,
+                handler=partial(granted, from_other_orgs), durable=f"consent-granted-{suffix}",
+                from_other_orgs=from_other_orgs)
+        consume(infra.broker, infra.engine, infra.settings, event=ConsentWithdrawn,
+                handler=partial(withdrawn, from_other_orgs), durable=f"consent-withdrawn-{suffix}",
+                from_other_orgs=from_other_orgs)

@@ -10,19 +10,24 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import orjson
 from faststream.middlewares import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage
-from nats.js.api import DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from tillsammans_common.db import run_db, utcnow
-from tillsammans_common.events import EVENTS_STREAM, INBOX_STREAM, Envelope, Event
+from tillsammans_common.events import EVENT_TYPES, EVENTS_STREAM, INBOX_STREAM, Envelope, Event
 from tillsammans_common.messaging.consent_replica import decide
+from tillsammans_common.messaging.refusals import Reject, Retry
 from tillsammans_common.models import DeadLetter, ProcessedMessage
-from tillsammans_common.settings import ServiceSettings
+from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
+from tillsammans_common.telemetry import ingress_refusals
+
+__all__ = ["Reject", "Retry", "consume", "stream_configs"]
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +37,28 @@ MAX_ACK_PENDING = 256
 _SELECT_PROCESSED = select(col(ProcessedMessage.event_id)).where(
     col(ProcessedMessage.consumer) == bindparam("consumer"), col(ProcessedMessage.event_id) == bindparam("event_id"))
 _INSERT_PROCESSED = insert(ProcessedMessage.__table__)  # type: ignore[attr-defined]
+DUPLICATE_WINDOW_SECONDS = 120.0
+# What a dead letter keeps of a message that may identify a child: the CloudEvents attributes, never data.
+DEAD_LETTER_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "consentid")
+# Module level, so tests can swap in a counter of their own meter provider.
+REFUSED = ingress_refusals()
 
 
-class Retry(Exception):
-    """The message cannot be applied yet (e.g. its consent has not arrived); try again later."""
-
-
-class Reject(Exception):
-    """The message can never be applied; it goes to the dead letters at once."""
-
-
-def stream_configs(org: str) -> tuple[StreamConfig, StreamConfig]:
+def stream_configs(org: str, *,
+                   inbox_max_age_seconds: float = INBOX_MAX_AGE_SECONDS) -> tuple[StreamConfig, StreamConfig]:
     """This organisation's event stream and its cross-organisation inbox stream.
 
-    File storage and a two-minute duplicate window (``Nats-Msg-Id``) for both.
+    File storage and a two-minute duplicate window (``Nats-Msg-Id``) for both. The inbox keeps a
+    message only while a consumer that wants it has not acknowledged it (interest retention), and
+    never longer than ``inbox_max_age_seconds``: a receiver keeps nothing it has already handled.
     """
     return (
-        StreamConfig(name=EVENTS_STREAM, subjects=[f"{org}.>"], storage=StorageType.FILE, duplicate_window=120.0),
+        StreamConfig(name=EVENTS_STREAM, subjects=[f"{org}.>"], storage=StorageType.FILE,
+                     duplicate_window=DUPLICATE_WINDOW_SECONDS),
         StreamConfig(name=INBOX_STREAM, subjects=[f"inbox.{org}.>"], storage=StorageType.FILE,
-                     duplicate_window=120.0),
+                     retention=RetentionPolicy.INTEREST, max_age=inbox_max_age_seconds,
+                     # JetStream refuses a duplicate window longer than the maximum age.
+                     duplicate_window=min(DUPLICATE_WINDOW_SECONDS, inbox_max_age_seconds)),
     )
 
 
@@ -66,9 +74,11 @@ def consume(
 ) -> None:
     """Subscribe ``handler(session, envelope, event)`` to one event type, effectively once.
 
-    With ``from_other_orgs`` the consumer reads this organisation's inbox: the sender is checked
-    against the subject, and an identifying message must be covered by a consent in the local
-    replica before anything is stored (defence in depth behind the sender's egress check).
+    With ``from_other_orgs`` the consumer reads this organisation's inbox: every organisation the
+    message claims as its author must be the sender the subject proves, it must be meant for this
+    organisation, and an identifying message must be covered by a consent in the local replica
+    before anything is stored (defence in depth behind the sender's egress check). A refusal is
+    dead-lettered without the payload, counted (``tillsammans.ingress.refused``) and logged.
     """
     # The streams are created by ensure_streams at start-up, not by FastStream.
     stream = JStream(INBOX_STREAM if from_other_orgs else EVENTS_STREAM, declare=False)
@@ -95,21 +105,27 @@ def consume(
                 if not processed(session, envelope.id):
                     raise  # the effects themselves broke a constraint, not a concurrent duplicate
 
+    async def refuse(nats_subject: str, body: bytes, deliveries: int, exc: BaseException) -> None:
+        await _dead_letter(engine, consumer_name, nats_subject, body, deliveries, _reason(exc),
+                           redact=from_other_orgs or event.identifying)
+        if from_other_orgs:
+            _count_refusal(event.type, _sender_of(nats_subject), _reason_code(exc))
+
     async def on_message(body: bytes, msg: NatsMessage) -> None:
         nats_subject = msg.raw_message.subject
         deliveries = msg.raw_message.metadata.num_delivered
         try:
             envelope = Envelope.from_bytes(body)
             if envelope.type != event.type:
-                raise Reject("unexpected event type on subject")
+                raise Reject("unexpected event type on subject", code="wrong_type")
             payload = event.model_validate(envelope.data)
             await run_db(engine, partial(apply, envelope, payload, nats_subject))
         except (Reject, ValidationError, ValueError) as exc:
-            await _dead_letter(engine, consumer_name, nats_subject, body, deliveries, _reason(exc))
+            await refuse(nats_subject, body, deliveries, exc)
             await msg.ack()
         except Exception as exc:
             if deliveries >= settings.max_deliveries:
-                await _dead_letter(engine, consumer_name, nats_subject, body, deliveries, _reason(exc))
+                await refuse(nats_subject, body, deliveries, exc)
                 await msg.ack()
                 return
             backoff = settings.redelivery_backoff_seconds
@@ -147,11 +163,28 @@ async def _raw_body(message: NatsMessage) -> bytes:
     return bytes(message.body)
 
 
+def _sender_of(nats_subject: str) -> str:
+    # inbox.<to>.<from>.<type>: the broker lets only account <from> publish on this subject.
+    return nats_subject.split(".")[2]
+
+
 def _check_ingress(session: Session, settings: ServiceSettings, envelope: Envelope, payload: Event,
                    nats_subject: str) -> None:
-    sender = nats_subject.split(".")[2]
+    """Refuse a message from another organisation that claims an author other than its sender, or
+    is not meant for this organisation, or identifies a child without a consent that covers it."""
+    sender = _sender_of(nats_subject)
+    if sender == settings.org:
+        raise Reject("an organisation does not write to its own inbox", code="own_inbox")
     if envelope.source_org != sender:
-        raise Reject("sender in envelope does not match the subject the broker let it publish on")
+        raise Reject("sender in envelope does not match the subject the broker let it publish on",
+                     code="source_mismatch")
+    for field in type(payload).sender_fields:
+        if getattr(payload, field) != sender:
+            raise Reject(f"{field} names another organisation than the sender", code="sender_mismatch")
+    for field in type(payload).receiver_fields:
+        named = getattr(payload, field)
+        if settings.org not in (named if isinstance(named, (list, tuple)) else [named]):
+            raise Reject(f"{field} does not name this organisation", code="not_a_receiver")
     if payload.identifying:
         decision = decide(session, disclosing_org=sender, receiving_org=settings.org,
                           child_key=payload.child_key,  # type: ignore[attr-defined]
@@ -159,7 +192,7 @@ def _check_ingress(session: Session, settings: ServiceSettings, envelope: Envelo
                           consent_id=envelope.consentid)
         if not decision.allowed:
             # The consent may still be on its way on another consumer; retry, then dead-letter.
-            raise Retry(decision.reason)
+            raise Retry(decision.reason, code="not_covered")
 
 
 def _reason(exc: BaseException) -> str:
@@ -169,8 +202,41 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _reason_code(exc: BaseException) -> str:
+    # A short, fixed vocabulary, so a metric's attributes stay few and carry no data.
+    if isinstance(exc, (Reject, Retry)):
+        return exc.code
+    if isinstance(exc, ValueError):  # pydantic's ValidationError is one
+        return "invalid_message"
+    return "not_applied"
+
+
+def _count_refusal(event_type: str, sender: str, reason: str) -> None:
+    # event_type is the consumer's own (not the sender's claim) and sender a federation member the
+    # broker vouches for, so the attributes are few and chosen by us, never by the message.
+    attributes = {"event_type": event_type, "sender": sender, "reason": reason}
+    REFUSED.add(1, attributes)
+    log.warning("message from another organisation refused", extra=attributes)
+
+
+def redacted(body: bytes) -> bytes:
+    """The CloudEvents attributes of a message, without its data: what a dead letter may keep."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    kept: dict[str, str] = {}
+    if isinstance(parsed, dict):
+        # Only short strings: an attribute the sender stuffed with something else is not kept either.
+        kept = {name: parsed[name] for name in DEAD_LETTER_ATTRIBUTES
+                if isinstance(parsed.get(name), str) and len(parsed[name]) <= 255}
+        if kept.get("type") not in EVENT_TYPES:  # a type of the sender's invention could be anything
+            kept.pop("type", None)
+    return orjson.dumps(kept)
+
+
 async def _dead_letter(engine: Engine, consumer: str, nats_subject: str, body: bytes, deliveries: int,
-                       reason: str) -> None:
+                       reason: str, *, redact: bool) -> None:
     def write() -> None:
         event_id = event_type = None
         try:
@@ -178,9 +244,15 @@ async def _dead_letter(engine: Engine, consumer: str, nats_subject: str, body: b
             event_id, event_type = envelope.id, envelope.type
         except ValueError:
             pass
+        known = EVENT_TYPES.get(event_type or "")
+        if known is None:
+            event_type = None  # not one of ours: the sender's invention is not kept
+        # Kept whole only when it comes from inside the organisation and cannot identify a child.
+        keep_body = not redact and not (known is not None and known.identifying)
         with Session(engine) as session:
             session.add(DeadLetter(consumer=consumer, nats_subject=nats_subject, event_id=event_id,
-                                   event_type=event_type, reason=reason, deliveries=deliveries, body=body))
+                                   event_type=event_type, reason=reason, deliveries=deliveries,
+                                   body=body if keep_body else redacted(body)))
             session.commit()
 
     await run_db(engine, write)
