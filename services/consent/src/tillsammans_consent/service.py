@@ -244,14 +244,15 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def decide_disclosures(session: Session, *, settings: ConsentSettings, batch: AskBatch) -> VerdictBatch:
+def decide_disclosures(session: Session, *, settings: ConsentSettings, batch: AskBatch,
+                       now: datetime | None = None) -> VerdictBatch:
     """Answer the disclosure gate from this organisation's own consent records, recording every answer.
 
     Only consents this organisation recorded count: a replica another organisation sent can never
     open this organisation's gate. The consents read are share-locked (PostgreSQL), so a withdrawal
     committing meanwhile waits for this answer and then sees its lease (see ``open_lease_deadline``).
     """
-    now = utcnow()
+    now = now or utcnow()
     verdicts: list[DisclosureVerdict] = []
     for item in batch.asks:
         query = select(Consent).where(Consent.child_key == item.child_ref, Consent.disclosing_org == settings.org)
