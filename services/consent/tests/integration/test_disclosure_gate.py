@@ -27,6 +27,7 @@ Serve = Callable[[ConsentSettings], AbstractContextManager[TestClient]]
 NOW = datetime.now(UTC)
 PERSONNUMMER = "20130412-1237"
 BBA = bearer("school", "bba", "bba.norrskolan")
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 AUDITOR = bearer("school", "auditor", "granskare.eva")
 CONSENT: dict[str, Any] = {
     "case_id": "3b0f4c7e-2b7a-4c4e-9d55-6a0f0e1b2c3d", "child": {"personnummer": PERSONNUMMER}, "custody": "sole",
@@ -41,7 +42,7 @@ def _ask(consent_id: str | None, *, child_ref: str, receiving_org: str = "region
     return DisclosureAsk(event_id=str(uuid.uuid4()), event_type="meetings.invitation.sent.v1", consent_id=consent_id,
                          receiving_org=receiving_org, child_ref=child_ref,
                          categories=["identity", "concern", "mapping_summary"], purpose="coordination_meeting",
-                         requested_by="bba.norrskolan", requested_role="bba", trace_id="0af7651916cd43dd8448eb211c80319c")
+                         requested_by="bba.norrskolan", requested_role="bba", trace_id=TRACE_ID)
 
 
 def _gate(nats_url: str, phase: Phase, asks: list[DisclosureAsk]) -> list[DisclosureVerdict]:
@@ -117,7 +118,7 @@ def test_a_withdrawal_answers_only_once_no_permitted_message_can_still_leave(
         assert first["receiving_org"] == "region" and first["purpose"] == "coordination_meeting"
         assert first["categories"] == ["identity", "concern", "mapping_summary"]
         assert (first["requested_by"], first["requested_role"]) == ("bba.norrskolan", "bba")
-        assert first["trace_id"] == "0af7651916cd43dd8448eb211c80319c" and first["case_id"] == CONSENT["case_id"]
+        assert first["trace_id"] == TRACE_ID and first["case_id"] == CONSENT["case_id"]
         assert rows[2]["reason"] == "consent was withdrawn"
 
         export = client.get("/disclosure-decisions/export", params={"outcome": "deny"}, headers=AUDITOR)
