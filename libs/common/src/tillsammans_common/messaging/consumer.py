@@ -23,7 +23,7 @@ from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.events import EVENT_TYPES, EVENTS_STREAM, INBOX_STREAM, Envelope, Event
 from tillsammans_common.messaging.consent_replica import decide
 from tillsammans_common.messaging.refusals import Reject, Retry
-from tillsammans_common.models import DeadLetter, ProcessedMessage
+from tillsammans_common.models import ConsentGrant, DeadLetter, ProcessedMessage
 from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
 from tillsammans_common.telemetry import ingress_refusals
 
@@ -106,10 +106,11 @@ def consume(
                     raise  # the effects themselves broke a constraint, not a concurrent duplicate
 
     async def refuse(nats_subject: str, body: bytes, deliveries: int, exc: BaseException) -> None:
-        await _dead_letter(engine, consumer_name, nats_subject, body, deliveries, _reason(exc),
-                           redact=from_other_orgs or event.identifying)
+        # Counted before the dead letter is written: whoever sees the dead letter also sees the count.
         if from_other_orgs:
             _count_refusal(event.type, _sender_of(nats_subject), _reason_code(exc))
+        await _dead_letter(engine, consumer_name, nats_subject, body, deliveries, _reason(exc),
+                           redact=from_other_orgs or event.identifying)
 
     async def on_message(body: bytes, msg: NatsMessage) -> None:
         nats_subject = msg.raw_message.subject
@@ -186,6 +187,10 @@ def _check_ingress(session: Session, settings: ServiceSettings, envelope: Envelo
         if settings.org not in (named if isinstance(named, (list, tuple)) else [named]):
             raise Reject(f"{field} does not name this organisation", code="not_a_receiver")
     if payload.identifying:
+        named = session.get(ConsentGrant, envelope.consentid) if envelope.consentid else None
+        if named is not None and named.disclosing_org == sender and named.withdrawn_at is not None:
+            # Arrived after its consent was withdrawn: never stored, and no retry can change that.
+            raise Reject("consent was withdrawn", code="consent_withdrawn")
         decision = decide(session, disclosing_org=sender, receiving_org=settings.org,
                           child_key=payload.child_key,  # type: ignore[attr-defined]
                           categories=payload.consent_categories, purpose=payload.consent_purpose,
