@@ -46,9 +46,9 @@ def test_each_organisation_stores_the_invitation_in_its_own_database(stack: Stac
         received = journey.received[org]
         assert received["from_org"] == "school"
         assert received["consent_id"] == journey.consent["id"]
-        rows = _rows(stack, org, "meetings",
-                     f"SELECT child_personnummer FROM receivedinvitation WHERE meeting_id = '{journey.meeting['id']}'")
-        assert rows == [("201304121237",)]
+        rows = _rows(stack, org, "meetings", "SELECT from_org, consent_id FROM receivedinvitation "
+                     f"WHERE meeting_id = '{journey.meeting['id']}'")
+        assert rows == [("school", journey.consent["id"])]
     # The school's own database holds no received invitation: nothing loops back.
     assert _rows(stack, "school", "meetings", "SELECT count(*) FROM receivedinvitation") == [(0,)]
 
@@ -59,12 +59,15 @@ def test_meeting_outcome_coordinator_plan_and_follow_up(journey: JourneyResult) 
     assert journey.follow_up["follow_up_at"]
 
 
-def test_withdrawal_marks_received_invitations_and_stops_new_ones(stack: Stack, journey: JourneyResult) -> None:
+def test_withdrawal_empties_received_invitations_confirms_and_stops_new_ones(stack: Stack,
+                                                                            journey: JourneyResult) -> None:
     assert journey.withdrawn["status"] == "withdrawn"
     for org in ("region", "social"):
-        rows = _rows(stack, org, "meetings",
-                     f"SELECT status FROM receivedinvitation WHERE meeting_id = '{journey.meeting['id']}'")
-        assert rows == [("withdrawn",)]
+        rows = _rows(stack, org, "meetings", "SELECT status, child_personnummer, child_name, concern_summary "
+                     f"FROM receivedinvitation WHERE meeting_id = '{journey.meeting['id']}'")
+        assert rows == [("withdrawn", "", "", "")]
+    assert sorted((r["org"], r["state"], r["purged_records"]) for r in journey.receipts) == [
+        ("region", "purged", 1), ("social", "purged", 1)]
     assert journey.refused_after_withdrawal["status"] == 403
     assert "withdrawn" in journey.refused_after_withdrawal["detail"]
 

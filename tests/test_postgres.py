@@ -20,15 +20,25 @@ SERVER = os.environ.get("TILLSAMMANS_TEST_POSTGRES_URL", "postgresql://postgres@
 CHILD = {"personnummer": "20130412-1237", "name": "Testbarn"}
 
 
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+def _fresh_database() -> Iterator[str]:
     name = f"tillsammans_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(SERVER, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield SERVER.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(SERVER, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    yield from _fresh_database()
+
+
+@pytest.fixture
+def consent_database_url() -> Iterator[str]:
+    """A second fresh database, for the consent service beside the one under test."""
+    yield from _fresh_database()
 
 
 def _count(client: TestClient, model: type) -> int:
@@ -88,19 +98,35 @@ def test_consent_on_postgres(database_url: str, nats_url: str) -> None:
         assert decision.json()["allowed"] is True
 
 
-def test_meetings_on_postgres(database_url: str, nats_url: str) -> None:
+def test_meetings_on_postgres(database_url: str, consent_database_url: str, nats_url: str) -> None:
+    from tillsammans_consent.config import ConsentSettings
+    from tillsammans_consent.main import create_app as create_consent_app
+    from tillsammans_consent.models import DisclosureDecision
     from tillsammans_meetings.config import MeetingsSettings
     from tillsammans_meetings.main import create_app
 
+    now = datetime.now(UTC)
     settings = MeetingsSettings(org="school", nats_url=nats_url, database_url=database_url)
-    with TestClient(create_app(settings)) as client:
+    consent_settings = ConsentSettings(org="school", nats_url=nats_url, database_url=consent_database_url)
+    with TestClient(create_app(settings)) as client, TestClient(create_consent_app(consent_settings)) as consent:
         bba = bearer("school", "bba", "bba.norrskolan")
-        body = {"case_id": "case-pg", "scheduled_at": datetime.now(UTC).isoformat(), "child": CHILD,
+        body = {"case_id": "case-pg", "scheduled_at": now.isoformat(), "child": CHILD,
                 "invited_orgs": ["region"], "flagged_areas": ["trygghet"], "concern_summary": "s"}
         refused = client.post("/meetings", json=body, headers=bba)
         assert refused.status_code == 403
         assert _count(client, OutboxMessage) == 0
+        granted = consent.post("/consents", headers=bba, json={
+            "case_id": "case-pg", "child": {"personnummer": CHILD["personnummer"]}, "custody": "sole",
+            "grantors": [{"role": "guardian", "name": "V", "given_at": now.isoformat()}],
+            "child_view": {"heard": True, "agrees": True, "note": None}, "receiving_orgs": ["region"],
+            "categories": ["identity", "concern", "mapping_summary"], "purpose": "coordination_meeting",
+            "valid_from": now.isoformat(), "valid_until": (now + timedelta(days=30)).isoformat()})
+        assert granted.status_code == 201, granted.text
+        called = client.post("/meetings", json=body, headers=bba)
+        assert called.status_code == 201, called.text
+        # The relay asked again as the invitation left (region has no stream here, so it waits unsent).
+        wait_for(lambda: _count(consent, DisclosureDecision) >= 4, message="the decision as the invitation leaves")
         consultation = client.post("/consultations", headers=bba, json={
             "invited_orgs": ["region"], "age_band": "10-12", "wheel_areas": ["trygghet"], "question": "q?"})
         assert consultation.status_code == 201, consultation.text
-        assert _count(client, OutboxMessage) == 1
+        assert _count(client, OutboxMessage) == 3

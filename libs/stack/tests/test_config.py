@@ -68,6 +68,29 @@ def test_the_services_settings_class_reads_that_environment(tmp_path: Path, monk
     assert settings.resolved_database_url == f"sqlite:///{(tmp_path / 'data' / 'region' / 'intake.db').resolve()}"
 
 
+def test_each_pair_of_organisations_shares_a_secret_no_third_one_gets(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from tillsammans_meetings.config import MeetingsSettings
+
+    config = StackConfig(root=tmp_path, orgs=["school", "region", "social"], services=["meetings"])
+    seen: dict[str, MeetingsSettings] = {}
+    for org in config.orgs:
+        with monkeypatch.context() as patch:
+            for name, value in config.service_env(org, "meetings", "pw").items():
+                patch.setenv(name, value)
+            seen[org] = MeetingsSettings()
+    school, region, social = seen["school"], seen["region"], seen["social"]
+    assert school.pair_secret("region") == region.pair_secret("school")
+    assert school.pair_secret("region") not in (social.pair_secret("school"), social.pair_secret("region"))
+    assert set(social.pair_secrets) == {"school", "region"}
+    own = {settings.child_key_secret.get_secret_value() for settings in seen.values()}
+    assert len(own) == 3 and "tillsammans-development-child-key" not in own
+    # Made once and kept (replicas must still match after a restart), readable by this user only.
+    again = StackConfig(root=tmp_path, orgs=["school", "region", "social"], services=["meetings"])
+    assert again.key_secrets() == config.key_secrets()
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
+
+
 def test_inherited_settings_the_launcher_decides_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     stack = Stack(orgs=["school"], services=["intake"])
     assert stack._controlled("TILLSAMMANS_INTAKE_PORT")

@@ -97,7 +97,8 @@ def grant() -> Grant:
             "grantors": [{"role": "guardian", "name": "Vårdnadshavare", "given_at": now.isoformat()}],
             "child_view": {"heard": True, "agrees": True}, "receiving_orgs": receiving,
             "categories": categories or CATEGORIES, "purpose": "coordination_meeting",
-            "valid_from": (now - timedelta(minutes=1)).isoformat(), "valid_until": (now + timedelta(days=30)).isoformat(),
+            "valid_from": (now - timedelta(minutes=1)).isoformat(),
+            "valid_until": (now + timedelta(days=30)).isoformat(),
         })
         with Session(engine_of(consent_client), expire_on_commit=False) as session:
             consent = consent_service.grant_consent(

@@ -87,11 +87,20 @@ def age_on(normalized: str, on: date) -> int:
 
 
 def child_key(normalized: str, secret: str) -> str:
-    """A pseudonymous, federation-wide key for a child: HMAC-SHA256 of the normalized number.
+    """This organisation's own pseudonymous key for a child: HMAC-SHA256 of the normalized number.
 
-    Consent replicas and decisions match on this key so the number itself need not travel.
+    Its services match consents and meetings on it; the secret never leaves the organisation.
     """
     return hmac.new(secret.encode(), normalized.encode(), hashlib.sha256).hexdigest()
+
+
+def pair_key(normalized: str, pair_secret: str) -> str:
+    """The key two organisations (and only they) share for a child: HMAC-SHA256 under their pair secret.
+
+    A third member holds neither the secret nor the number, so it can neither compute the key nor
+    try every number of a birth year against it (docs/decisions/0009).
+    """
+    return hmac.new(pair_secret.encode(), b"tillsammans.child.v1:" + normalized.encode(), hashlib.sha256).hexdigest()
 
 
 def _validate(value: str) -> str:

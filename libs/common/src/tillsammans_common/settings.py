@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -15,6 +17,7 @@ from pydantic_settings import (
 )
 
 ORG_ID = re.compile(r"^[a-z][a-z0-9]{1,30}$")
+DEVELOPMENT_PAIR_SEED = b"tillsammans-development-pair-secret"
 INBOX_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 
 
@@ -48,7 +51,12 @@ class ServiceSettings(BaseSettings):
     )
     child_key_secret: SecretStr = Field(
         SecretStr("tillsammans-development-child-key"),
-        description="Federation-wide key for the pseudonymous child key shared in consent replicas.",
+        description="This organisation's own key for the pseudonymous child key its services share; never leaves it.",
+    )
+    pair_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="One secret per other member, shared with that member only: the child key that crosses "
+                    "between the two is keyed with it. Unset pairs fall back to a development derivation.",
     )
     relay_sweep_seconds: float = Field(1.0, description="How often the outbox relay re-checks for unsent rows.")
     max_deliveries: int = Field(5, description="Deliveries of one message before it is dead-lettered.")
@@ -91,6 +99,16 @@ class ServiceSettings(BaseSettings):
         path = (self.data_dir / self.org / f"{self.service_name}.db").resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
+
+    def pair_secret(self, other: str) -> str:
+        """The secret this organisation shares with ``other`` alone (a development derivation if unset)."""
+        configured = self.pair_secrets.get(other)
+        if configured is not None:
+            return configured.get_secret_value()
+        # Development only: anyone who reads this source can derive it, which is why the launcher
+        # generates real pair secrets and production must configure them.
+        pair = "|".join(sorted((self.org, other)))
+        return hmac.new(DEVELOPMENT_PAIR_SEED, pair.encode(), hashlib.sha256).hexdigest()
 
     @property
     def source(self) -> str:

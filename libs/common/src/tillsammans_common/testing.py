@@ -126,6 +126,46 @@ def count_rows(client: Any, table: type[Any]) -> int:
         return int(session.exec(select(func.count()).select_from(table)).one())
 
 
+def tables_containing(engine: Engine, *needles: str) -> list[str]:
+    """``table.column`` of every stored value, in any table, that contains one of ``needles``."""
+    from sqlalchemy import MetaData
+    from sqlalchemy import select as sa_select
+
+    metadata = MetaData()
+    metadata.reflect(bind=engine)
+    found: list[str] = []
+    with engine.connect() as connection:
+        for table in metadata.sorted_tables:
+            for row in connection.execute(sa_select(table)).mappings():
+                for column, value in row.items():
+                    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                    if any(needle in text for needle in needles):
+                        found.append(f"{table.name}.{column}")
+    return found
+
+
+async def stream_containing(url: str, *, user: str, password: str, stream: str, needles: list[str]) -> list[int]:
+    """Sequence numbers of the messages still in a JetStream stream whose payload contains one of ``needles``."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    connection = await nats.connect(url, user=user, password=password)
+    try:
+        js = connection.jetstream()
+        state = (await js.stream_info(stream)).state
+        found = []
+        for sequence in range(state.first_seq, state.last_seq + 1):
+            try:
+                message = await js.get_msg(stream, sequence)
+            except NotFoundError:  # removed already (interest retention, or deleted)
+                continue
+            if any(needle.encode() in (message.data or b"") for needle in needles):
+                found.append(sequence)
+        return found
+    finally:
+        await connection.close()
+
+
 def bearer(org: str, role: Role | str, user: str = "test.user") -> dict[str, str]:
     """An Authorization header with a development token."""
     return {"Authorization": f"Bearer {mint_token(dev_secret=DEV_SECRET, org=org, user=user, role=role)}"}

@@ -6,13 +6,15 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from tillsammans_common.auth import Principal, Role
 from tillsammans_common.db import make_engine, migrate, utcnow
 from tillsammans_common.errors import ConsentRequired, InvalidField, ManualReviewRequired
 from tillsammans_common.events import Envelope, inbox_subject, internal_subject
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
 from tillsammans_common.events.meetings import ChildIdentity, ConsultationRequested, InvitationSent
 from tillsammans_common.messaging.consent_replica import apply_granted, apply_withdrawn, decide
-from tillsammans_common.messaging.egress import disclose, send_anonymous
+from tillsammans_common.messaging.egress import Disclosure, disclose, prepare_disclosure, send_anonymous
+from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.models import OutboxMessage
 from tillsammans_common.settings import ServiceSettings
 
@@ -38,7 +40,7 @@ def _grant(**overrides: object) -> ConsentGranted:
 
 def _invitation() -> InvitationSent:
     return InvitationSent(
-        invitation_id="i1", meeting_id="m1", case_id="case-1", kind="samverkansmote", scheduled_at=utcnow(),
+        invitation_id="i1", meeting_id="m1", kind="samverkansmote", scheduled_at=utcnow(),
         child_key=KEY, child=ChildIdentity(personnummer="201304121237", name="Testbarn"),
         flagged_areas=["trygghet"], concern_summary="...", contact_user="bba")
 
@@ -86,25 +88,44 @@ def test_withdrawal_that_overtakes_its_grant_wins(session: Session) -> None:
                       categories=["identity"], purpose="coordination_meeting").allowed
 
 
-def test_disclose_needs_consent_and_queues_for_the_receivers_inbox(session: Session) -> None:
-    with pytest.raises(ConsentRequired):
-        disclose(session, _invitation(), settings=SETTINGS, to_org="region", subject="case-1")
-    apply_granted(session, _grant())
-    envelope = disclose(session, _invitation(), settings=SETTINGS, to_org="region", subject="case-1")
+def _prepared() -> Disclosure:
+    return prepare_disclosure(_invitation(), settings=SETTINGS, to_org="region", subject="m1",
+                              principal=Principal(org="school", user="bba.norrskolan", role=Role.BBA),
+                              child_ref="local-key")
+
+
+def _verdict(disclosure: Disclosure, *, allowed: bool, event_id: str | None = None) -> DisclosureVerdict:
+    return DisclosureVerdict(decision_id="d1", event_id=event_id or disclosure.envelope_id, allowed=allowed,
+                             consent_id="c1" if allowed else None, reason="covered by consent" if allowed
+                             else "consent was withdrawn", decided_at=utcnow())
+
+
+def test_disclose_queues_only_what_the_consent_service_permitted_with_its_question(session: Session) -> None:
+    disclosure = _prepared()
+    assert disclosure.ask.categories == ["identity", "concern", "mapping_summary"]
+    assert disclosure.ask.consent_id is None and disclosure.ask.requested_by == "bba.norrskolan"
+    with pytest.raises(ConsentRequired) as refused:
+        disclose(session, disclosure, _verdict(disclosure, allowed=False), settings=SETTINGS)
+    assert "withdrawn" in refused.value.detail
+    with pytest.raises(ValueError):
+        disclose(session, disclosure, _verdict(disclosure, allowed=True, event_id="another"), settings=SETTINGS)
+    envelope = disclose(session, disclosure, _verdict(disclosure, allowed=True), settings=SETTINGS)
     session.commit()
-    assert envelope.consentid == "c1"
+    assert envelope.consentid == "c1" and envelope.id == disclosure.envelope_id and envelope.subject == "m1"
     rows = session.exec(select(OutboxMessage)).all()
     assert [(r.nats_subject, r.stream) for r in rows] == [
         ("inbox.region.school.meetings.invitation.sent.v1", "INBOX")]
+    # The relay asks again as it leaves, naming the consent it was queued under.
+    assert rows[0].gate is not None and rows[0].gate["consent_id"] == "c1"
+    assert rows[0].gate["child_ref"] == "local-key" and rows[0].gate["receiving_org"] == "region"
 
 
 def test_protected_identity_needs_manual_review(session: Session) -> None:
-    apply_granted(session, _grant())
+    disclosure = _prepared()
     with pytest.raises(ManualReviewRequired):
-        disclose(session, _invitation(), settings=SETTINGS, to_org="region", subject="case-1",
-                 protected_identity=True)
-    disclose(session, _invitation(), settings=SETTINGS, to_org="region", subject="case-1",
-             protected_identity=True, manually_reviewed=True)
+        disclose(session, disclosure, _verdict(disclosure, allowed=True), settings=SETTINGS, protected_identity=True)
+    disclose(session, disclosure, _verdict(disclosure, allowed=True), settings=SETTINGS, protected_identity=True,
+             manually_reviewed=True)
 
 
 def test_anonymous_messages_carry_no_identity_number(session: Session) -> None:

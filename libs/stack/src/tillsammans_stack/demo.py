@@ -84,6 +84,7 @@ class JourneyResult:
     follow_up: dict[str, Any] = field(default_factory=dict)
     withdrawn: dict[str, Any] = field(default_factory=dict)
     refused_after_withdrawal: dict[str, Any] = field(default_factory=dict)
+    receipts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
@@ -107,6 +108,12 @@ def _received_invitation(fed: FederationClient, org: str, meeting_id: str) -> di
 def _has_status(fed: FederationClient, org: str, path: str, caller: dict[str, str], status: str) -> bool:
     """Whether the resource at ``path`` in ``org``'s meetings has reached ``status``."""
     return bool(fed.call(org, "meetings", "GET", path, **caller).json().get("status") == status)
+
+
+def _all_purged(fed: FederationClient, consent_path: str, bba: dict[str, str]) -> list[dict[str, Any]] | None:
+    """The consent's receivers once every one has confirmed the withdrawal, else None."""
+    receivers: list[dict[str, Any]] = fed.call("school", "consent", "GET", consent_path, **bba).json()["receivers"]
+    return receivers if all(receiver["state"] == "purged" for receiver in receivers) else None
 
 
 def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResult:
@@ -209,7 +216,7 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
         "follow_up_at": (datetime.now(UTC) + timedelta(days=49)).isoformat()}, step="follow-up booked"))
 
     if withdraw:
-        fed.out("7. The guardians withdraw consent: receivers mark what they got, and stop receiving")
+        fed.out("7. The guardians withdraw consent: nothing more leaves, receivers forget the child and confirm")
         result.withdrawn = _ok(fed.call("school", "consent", "POST", f"/consents/{result.consent['id']}/withdraw",
                                         **bba, body={"withdrawn_by": "guardian"}, step="consent withdrawn"))
         for org in invited:
@@ -218,13 +225,12 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
             fed.until(f"{org} to mark the invitation withdrawn", partial(
                 _has_status, fed, org, invitation_path, receiver, "withdrawn"))
             fed.call(org, "meetings", "GET", invitation_path, **receiver,
-                     step=f"{org} marked it withdrawn")
-        # Only once the school's own meetings service has applied the withdrawal (its sent invitations
-        # say so) is a new call certain to be refused rather than to create a meeting.
-        meeting_path = f"/meetings/{result.meeting['id']}"
-        fed.until("the school's meetings to apply the withdrawal", lambda: all(
-            invitation["status"] == "consent_withdrawn" for invitation in
-            fed.call("school", "meetings", "GET", meeting_path, **bba).json()["invitations"]))
+                     step=f"{org} removed the child's identity")
+        consent_path = f"/consents/{result.consent['id']}"
+        result.receipts = fed.until("every receiver's withdrawal receipt at the school",
+                                    partial(_all_purged, fed, consent_path, bba))
+        fed.call("school", "consent", "GET", consent_path, **bba, step="receipts: each receiver confirmed")
+        # The school's consent service decides every disclosure from its own record: refused at once.
         result.refused_after_withdrawal = _ok(fed.call("school", "meetings", "POST", "/meetings", **bba,
                                                        body=meeting_body, step="a new invitation is refused"), 403)
         fed.out(f"   reason: {result.refused_after_withdrawal['detail']}")

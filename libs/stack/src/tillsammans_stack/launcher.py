@@ -8,6 +8,8 @@ so ``tillsammans up`` after ``tillsammans down`` continues where it stopped::
     root/logs/<org>-<service>.log                          each service's stdout and stderr (appended)
     root/stack.json                                        URLs, present only while a stack is ready
     root/stack.pid                                         the pid of ``tillsammans up``
+    root/secrets.json                                      each organisation's child-key secret and one
+                                                           secret per pair of organisations (made once)
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ BROKER_MEMORY_LIMIT = "24MiB"  # GOMEMLIMIT of the local broker, unless the call
 # Settings the launcher decides for every service. Inherited values (shared or per-service) are
 # dropped, so a stray TILLSAMMANS_INTAKE_PORT in the caller's shell cannot quietly break the layout.
 _CONTROLLED = ("ORG", "PEERS", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "DATA_DIR", "HOST", "PORT",
-               "DEV_TOKEN_SECRET", "DATABASE_URL")
+               "DEV_TOKEN_SECRET", "DATABASE_URL", "CHILD_KEY_SECRET", "PAIR_SECRETS")
+
+
+def _pair_name(one: str, other: str) -> str:
+    return "|".join(sorted((one, other)))
 
 # Runs in each child before it becomes the real program: ask Linux to SIGTERM the child when the
 # launcher dies, so a killed ``tillsammans up`` or test run leaves no orphans holding ports. The
@@ -148,6 +154,30 @@ class StackConfig:
         """The description of a running stack, for the demo, the benchmark and integrators."""
         return self.root / "stack.json"
 
+    def key_secrets(self) -> dict[str, dict[str, str]]:
+        """Each organisation's own child-key secret and one secret per pair, made once and kept under ``root``.
+
+        Kept, not made per start: the keys in replicas and received invitations must still match
+        after a restart. A pair's secret is given to its two organisations only.
+        """
+        path = self.root / "secrets.json"
+        stored: dict[str, dict[str, str]] = {"own": {}, "pairs": {}}
+        if path.exists():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        own, pairs = stored.setdefault("own", {}), stored.setdefault("pairs", {})
+        missing = [org for org in self.orgs if org not in own]
+        pair_names = [_pair_name(a, b) for a in self.orgs for b in self.orgs if a < b]
+        missing_pairs = [name for name in pair_names if name not in pairs]
+        if missing or missing_pairs:
+            own.update({org: secrets.token_urlsafe(32) for org in missing})
+            pairs.update({name: secrets.token_urlsafe(32) for name in missing_pairs})
+            self.root.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # readable by this user only
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump(stored, handle)
+        return stored
+
     @property
     def pid_file(self) -> Path:
         """Where ``tillsammans up`` records its pid."""
@@ -157,6 +187,7 @@ class StackConfig:
         """The variables that make ``python -m tillsammans_<service>`` a member of this stack."""
         self._check(org, service)
         prefix = f"TILLSAMMANS_{service.upper()}_"
+        key_secrets = self.key_secrets()
         env = {
             "TILLSAMMANS_ORG": org,
             "TILLSAMMANS_PEERS": json.dumps(self.orgs),
@@ -165,6 +196,9 @@ class StackConfig:
             "TILLSAMMANS_NATS_PASSWORD": nats_password,
             "TILLSAMMANS_DATA_DIR": str(self.data_dir.resolve()),
             "TILLSAMMANS_DEV_TOKEN_SECRET": self.dev_token_secret,
+            "TILLSAMMANS_CHILD_KEY_SECRET": key_secrets["own"][org],
+            "TILLSAMMANS_PAIR_SECRETS": json.dumps({other: key_secrets["pairs"][_pair_name(org, other)]
+                                                    for other in self.orgs if other != org}),
             prefix + "HOST": self.host,
             prefix + "PORT": str(self.port(org, service)),
             "PYTHONUNBUFFERED": "1",  # so a log tail shown after a failure is complete

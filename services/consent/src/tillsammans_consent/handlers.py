@@ -9,7 +9,10 @@ from faststream.nats import NatsMessage
 from sqlmodel import Session
 
 from tillsammans_common.db import run_db, session_scope
+from tillsammans_common.events import Envelope
+from tillsammans_common.events.meetings import WithdrawalApplied
 from tillsammans_common.messaging.consent_replica import keep_replica
+from tillsammans_common.messaging.consumer import consume
 from tillsammans_common.messaging.gate import AskBatch, SettlementReport, decide_subject, settle_subject
 from tillsammans_common.service_app import Infrastructure
 from tillsammans_consent import service
@@ -22,7 +25,7 @@ async def _raw_body(message: NatsMessage) -> bytes:
 
 
 def register(infra: Infrastructure) -> None:
-    """Keep the replica, and answer the disclosure gate of this organisation's own services."""
+    """Keep the replica, answer the disclosure gate of this organisation's own services, note receipts."""
     settings = infra.settings
     assert isinstance(settings, ConsentSettings)
     engine = infra.engine
@@ -49,4 +52,9 @@ def register(infra: Infrastructure) -> None:
                             title="consent:decide")(on_ask)
     infra.broker.subscriber(settle_subject(settings.org), queue="consent-settle", decoder=_raw_body,
                             title="consent:settle", no_reply=True)(on_settle)
+    def on_receipt(session: Session, envelope: Envelope, event: WithdrawalApplied) -> None:
+        service.record_withdrawal_receipt(session, settings=settings, sender=envelope.source_org, event=event)
+
+    consume(infra.broker, engine, settings, event=WithdrawalApplied, handler=on_receipt,
+            durable="withdrawal-receipts", from_other_orgs=True)
     keep_replica(infra)

@@ -255,21 +255,36 @@ class ConsentPublic(BaseModel):
 
 
 class ConsentDetail(ConsentPublic):
-    """The full consent as this organisation's own users read it: identity, grantors, child's view, history."""
+    """The full consent as this organisation's own users read it: identity, grantors, child's view, history,
+    and per receiver whether it confirmed a withdrawal."""
 
     child_personnummer: str
     grantors: list[Grantor]
     child_view: ChildView | None
     history: list[HistoryEntry]
+    receivers: list[ReceiverState]
 
     @classmethod
-    def of_with_history(cls, consent: Consent, history: list[ConsentHistory]) -> ConsentDetail:
-        """The detail view of a stored consent and its history."""
+    def of_with_history(cls, consent: Consent, history: list[ConsentHistory],
+                        receipts: list[WithdrawalReceipt]) -> ConsentDetail:
+        """The detail view of a stored consent, its history and the receivers' withdrawal receipts."""
         public = ConsentPublic.of(consent).model_dump()
+        by_org = {receipt.receiving_org: receipt for receipt in receipts}
+        receivers = []
+        for org in consent.receiving_orgs:
+            receipt = by_org.get(org)
+            if consent.status is ConsentStatus.ACTIVE:
+                receivers.append(ReceiverState(org=org, state="active"))
+            elif receipt is None:
+                receivers.append(ReceiverState(org=org, state="pending"))
+            else:
+                receivers.append(ReceiverState(org=org, state="purged", purged_at=receipt.purged_at,
+                                               purged_records=receipt.purged_records))
         return cls.model_validate({
             **public, "child_personnummer": consent.child_personnummer, "grantors": consent.grantors,
             "child_view": consent.child_view,
             "history": [HistoryEntry.model_validate(entry, from_attributes=True) for entry in history],
+            "receivers": receivers,
         })
 
 
@@ -291,10 +306,9 @@ class DecisionRequest(BaseModel):
 
 
 class ReplicaPublic(BaseModel):
-    """A consent another organisation recorded and replicated here (pseudonymous: child key only)."""
+    """A consent another organisation recorded and replicated here (pseudonymous: the pair's child key only)."""
 
     consent_id: str
-    case_id: str
     child_key: str
     disclosing_org: str
     receiving_orgs: list[str]
@@ -349,3 +363,25 @@ class DecisionFilter(BaseModel):
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
     limit: int = PydanticField(1000, ge=1, le=100_000)
+
+
+class WithdrawalReceipt(SQLModel, table=True):
+    """A receiver's word that it removed what it held under a withdrawn consent of this organisation's."""
+
+    __tablename__ = "withdrawal_receipt"
+
+    consent_id: str = Field(foreign_key="consent.id", primary_key=True, max_length=64)
+    receiving_org: str = Field(primary_key=True, max_length=32)
+    purged_records: int
+    purged_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ReceiverState(BaseModel):
+    """Per receiving organisation, after a withdrawal: has it confirmed that it removed what it held?"""
+
+    org: str
+    state: Literal["active", "pending", "purged"] = PydanticField(
+        description="active: the consent stands; pending: withdrawn, no receipt yet; purged: receipt arrived.")
+    purged_at: UtcDatetime | None = None
+    purged_records: int | None = None

@@ -15,6 +15,7 @@ from tillsammans_common.auth import Principal
 from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
+from tillsammans_common.events.meetings import WithdrawalApplied
 from tillsammans_common.messaging.consent_replica import Decision, apply_granted, apply_withdrawn, decide
 from tillsammans_common.messaging.egress import share_consent
 from tillsammans_common.messaging.gate import (
@@ -26,8 +27,9 @@ from tillsammans_common.messaging.gate import (
     VerdictBatch,
 )
 from tillsammans_common.messaging.outbox import record_event
+from tillsammans_common.messaging.refusals import Reject
 from tillsammans_common.models import ConsentGrant
-from tillsammans_common.personnummer import InvalidIdentityNumber, age_on, child_key, normalize
+from tillsammans_common.personnummer import InvalidIdentityNumber, age_on, child_key, normalize, pair_key
 from tillsammans_consent.config import ConsentSettings
 from tillsammans_consent.models import (
     Consent,
@@ -43,6 +45,7 @@ from tillsammans_consent.models import (
     DisclosureDecision,
     GrantorRole,
     HistoryAction,
+    WithdrawalReceipt,
 )
 
 # A case id becomes the subject of events that leave the organisation, so it must not hide a personnummer.
@@ -125,7 +128,7 @@ def grant_consent(session: Session, *, settings: ConsentSettings, principal: Pri
     )
     apply_granted(session, event)
     record_event(session, event, source=settings.source, org=settings.org, subject=consent.case_id)
-    share_consent(session, event, settings=settings, subject=consent.case_id)
+    share_consent(session, event, settings=settings, child=consent.child_personnummer)
     audit(session, principal, "consent.grant", case_id=consent.case_id, purpose=data.purpose.value)
     return consent
 
@@ -156,7 +159,7 @@ def withdraw_consent(session: Session, *, settings: ConsentSettings, principal: 
                              withdrawn_at=now)
     apply_withdrawn(session, event)
     record_event(session, event, source=settings.source, org=settings.org, subject=consent.case_id)
-    share_consent(session, event, settings=settings, subject=consent.case_id)
+    share_consent(session, event, settings=settings, child=consent.child_personnummer)
     audit(session, principal, "consent.withdraw", case_id=consent.case_id, purpose=consent.purpose.value)
     return consent
 
@@ -168,8 +171,9 @@ def get_consent(session: Session, *, principal: Principal, consent_id: str) -> C
         raise NotFound("no such consent")
     history = session.exec(select(ConsentHistory).where(ConsentHistory.consent_id == consent_id)
                            .order_by(col(ConsentHistory.id))).all()
+    receipts = session.exec(select(WithdrawalReceipt).where(WithdrawalReceipt.consent_id == consent_id)).all()
     audit(session, principal, "consent.read", case_id=consent.case_id, purpose=consent.purpose.value)
-    return ConsentDetail.of_with_history(consent, list(history))
+    return ConsentDetail.of_with_history(consent, list(history), list(receipts))
 
 
 def case_consents(session: Session, *, principal: Principal, case_id: str) -> list[Consent]:
@@ -186,23 +190,26 @@ def case_consents(session: Session, *, principal: Principal, case_id: str) -> li
 def decide_disclosure(session: Session, *, settings: ConsentSettings, principal: Principal,
                       data: DecisionRequest) -> Decision:
     """Answer from the local replica whether a consent covers the disclosure; audited with its outcome."""
-    if data.child is not None and data.child_key is None:
-        key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
-    elif data.child is None and data.child_key is not None:
-        key = data.child_key
-    else:
-        raise InvalidField("child", "give either child.personnummer or child_key, not both")
     members = sorted({settings.org, *settings.peers})
     for field, org in (("disclosing_org", data.disclosing_org), ("receiving_org", data.receiving_org)):
         if org not in members:
             raise InvalidField(field, f"must be an organisation of the federation: {', '.join(members)}")
     if data.receiving_org == data.disclosing_org:
         raise InvalidField("receiving_org", "must differ from disclosing_org")
+    if data.child is not None and data.child_key is None:
+        # This organisation's own consents are under its own key; another's under the key of the pair.
+        key = (child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
+               if data.disclosing_org == settings.org
+               else pair_key(data.child.personnummer, settings.pair_secret(data.disclosing_org)))
+    elif data.child is None and data.child_key is not None:
+        key = data.child_key
+    else:
+        raise InvalidField("child", "give either child.personnummer or child_key, not both")
     decision = decide(session, disclosing_org=data.disclosing_org, receiving_org=data.receiving_org,
                       child_key=key, categories=[category.value for category in data.categories],
                       purpose=data.purpose.value, at=data.at)
     grant = session.get(ConsentGrant, decision.consent_id) if decision.consent_id else None
-    audit(session, principal, "consent.decide", case_id=grant.case_id if grant else None,
+    audit(session, principal, "consent.decide", case_id=(grant.case_id or None) if grant else None,
           purpose=data.purpose.value, outcome="allowed" if decision.allowed else "refused")
     return decision
 
@@ -328,3 +335,16 @@ def list_decisions(session: Session, *, principal: Principal, filters: DecisionF
                         .limit(filters.limit)).all()
     audit(session, principal, "disclosure_decision.list", case_id=filters.case_id)
     return list(rows)
+
+
+def record_withdrawal_receipt(session: Session, *, settings: ConsentSettings, sender: str,
+                              event: WithdrawalApplied) -> None:
+    """Note that a receiver removed what it held under one of this organisation's withdrawn consents."""
+    consent = session.get(Consent, event.consent_id)
+    if consent is None or consent.disclosing_org != settings.org or sender not in consent.receiving_orgs:
+        raise Reject("receipt for a consent this organisation did not give to the sender")
+    if consent.status is not ConsentStatus.WITHDRAWN:
+        raise Reject("receipt for a consent that is not withdrawn")
+    if session.get(WithdrawalReceipt, (event.consent_id, sender)) is None:
+        session.add(WithdrawalReceipt(consent_id=event.consent_id, receiving_org=sender,
+                                      purged_records=event.purged_records, purged_at=event.purged_at))

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
 from tillsammans_common.models import DeadLetter, OutboxMessage
-from tillsammans_common.personnummer import child_key, luhn_check_digit
+from tillsammans_common.personnummer import luhn_check_digit, pair_key
 from tillsammans_common.testing import Federation, bearer, wait_for
 from tillsammans_consent.config import ConsentSettings
 
@@ -20,7 +20,8 @@ Serve = Callable[[ConsentSettings], AbstractContextManager[TestClient]]
 NOW = datetime.now(UTC)
 BORN = date(NOW.year - 12, 9, 3)
 PERSONNUMMER = f"{BORN:%Y%m%d}-{'471'}{luhn_check_digit(BORN.strftime('%y%m%d') + '471')}"
-KEY = child_key(PERSONNUMMER.replace("-", ""), ConsentSettings().child_key_secret.get_secret_value())
+# The key school and region share for this child (each pair of organisations has its own).
+SCHOOL_REGION_KEY = pair_key(PERSONNUMMER.replace("-", ""), ConsentSettings(org="school").pair_secret("region"))
 
 
 def consent_naming(*receiving_orgs: str, case_id: str) -> dict[str, Any]:
@@ -34,9 +35,10 @@ def consent_naming(*receiving_orgs: str, case_id: str) -> dict[str, Any]:
     }
 
 
-def ask(disclosing_org: str, receiving_org: str) -> dict[str, Any]:
-    """A decision request by child key, as another organisation would ask it."""
-    return {"disclosing_org": disclosing_org, "receiving_org": receiving_org, "child_key": KEY,
+def ask(disclosing_org: str, receiving_org: str, *, key: str | None = None) -> dict[str, Any]:
+    """A decision request by the child's number, or by a key as another organisation would ask it."""
+    child: dict[str, Any] = {"child_key": key} if key else {"child": {"personnummer": PERSONNUMMER}}
+    return {"disclosing_org": disclosing_org, "receiving_org": receiving_org, **child,
             "categories": ["concern"], "purpose": "coordination_meeting"}
 
 
@@ -58,7 +60,8 @@ def test_a_consent_reaches_the_organisations_it_names_and_its_withdrawal_follows
         consent_id = granted.json()["id"]
 
         def region_decision() -> dict[str, Any]:
-            response = region.post("/decisions", json=ask("school", "region"), headers=bearer("region", "professional"))
+            response = region.post("/decisions", json=ask("school", "region", key=SCHOOL_REGION_KEY),
+                                   headers=bearer("region", "professional"))
             return dict(response.json())
 
         decision = wait_for(lambda: region_decision()["allowed"] and region_decision(), message="replica in region")
@@ -67,6 +70,9 @@ def test_a_consent_reaches_the_organisations_it_names_and_its_withdrawal_follows
         assert [(r["consent_id"], r["disclosing_org"], r["status"]) for r in replicas] == [
             (consent_id, "school", "active")]
         assert PERSONNUMMER[:8] not in str(replicas)
+        assert replicas[0]["child_key"] == SCHOOL_REGION_KEY and "case_id" not in replicas[0]
+        assert region.post("/decisions", json=ask("school", "region"), headers=bearer("region", "bba")).json()[
+            "allowed"] is True
 
         # Social is not named: school refuses it, and social never received the consent at all.
         not_named = school.post("/decisions", json=ask("school", "social"), headers=bearer("school", "bba")).json()
@@ -85,8 +91,10 @@ def test_a_consent_reaches_the_organisations_it_names_and_its_withdrawal_follows
         assert withdrawn.status_code == 200, withdrawn.text
         refused = wait_for(lambda: not region_decision()["allowed"] and region_decision(),
                            message="withdrawal in region")
-        assert refused == {"allowed": False, "consent_id": None, "reason": "consent was withdrawn"}
-        assert region.get("/replicas", headers=bearer("region", "bba")).json()[0]["status"] == "withdrawn"
+        # Region keeps that the consent was withdrawn, and forgets the key that linked it to the child.
+        assert refused == {"allowed": False, "consent_id": None, "reason": "no consent recorded"}
+        replica = region.get("/replicas", headers=bearer("region", "bba")).json()[0]
+        assert (replica["consent_id"], replica["status"], replica["child_key"]) == (consent_id, "withdrawn", "")
         for client in (school, region, social):
             with Session(_engine(client)) as session:
                 assert session.exec(select(func.count()).select_from(DeadLetter)).one() == 0

@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, func, select
 
+from tillsammans_common.events import Envelope
 from tillsammans_common.models import AuditRecord, ConsentGrant, IdempotencyRecord, OutboxMessage, ProcessedMessage
-from tillsammans_common.personnummer import child_key, luhn_check_digit
+from tillsammans_common.personnummer import child_key, luhn_check_digit, pair_key
 from tillsammans_common.testing import bearer, wait_for
 from tillsammans_consent.config import ConsentSettings
 from tillsammans_consent.models import Consent, ConsentHistory
@@ -197,9 +198,19 @@ def test_nothing_that_leaves_the_organisation_identifies_the_child(
         consent_id = client.post("/consents", json=CONSENT, headers=headers).json()["id"]
         client.post(f"/consents/{consent_id}/withdraw", json={"withdrawn_by": "guardian"}, headers=BBA)
         with Session(_engine(client)) as session:
-            bodies = session.exec(select(OutboxMessage.body)).all()
+            rows = session.exec(select(OutboxMessage.nats_subject, OutboxMessage.body)).all()
             stored_responses = [str(r) for r in session.exec(select(IdempotencyRecord.response)).all()]
-        assert len(bodies) == 4 and all(KEY.encode() in body for body in bodies)
+        bodies = [body for _, body in rows]
+        own = [body for subject, body in rows if subject.startswith("school.")]
+        across = [body for subject, body in rows if subject.startswith("inbox.")]
+        # Inside: this organisation's own key and case. Across: the pair's key, the consent as subject, no case.
+        assert len(own) == len(across) == 2 and all(KEY.encode() in body for body in own)
+        region_key = pair_key(NORMALIZED, ConsentSettings(org="school").pair_secret("region"))
+        for body in across:
+            envelope = Envelope.from_bytes(body)
+            assert envelope.data["child_key"] == region_key and envelope.data["case_id"] is None
+            assert envelope.subject == consent_id and KEY.encode() not in body
+            assert CONSENT["case_id"].encode() not in body
         secrets = [NORMALIZED, PERSONNUMMER, NORMALIZED[2:], "Anna", "Bertil", "skolsköterskan"]
         for text in [body.decode() for body in bodies] + stored_responses:
             for secret in secrets:

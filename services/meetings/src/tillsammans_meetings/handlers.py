@@ -20,7 +20,7 @@ def register(infra: Infrastructure) -> None:
     def on_invitation(session: Session, envelope: Envelope, event: InvitationSent) -> None:
         # The consumer checked the consent for event.child_key; make sure that key is this child's,
         # so a consent for one child can never carry another child's identity.
-        if not service.identity_matches_key(event, secret=settings.child_key_secret.get_secret_value()):
+        if not service.identity_matches_key(event, pair_secret=settings.pair_secret(envelope.source_org)):
             raise Reject("child key does not match the child in the invitation")
         service.receive_invitation(session, settings=settings, envelope=envelope, event=event)
 
@@ -28,7 +28,7 @@ def register(infra: Infrastructure) -> None:
         service.receive_consultation(session, envelope=envelope, event=event)
 
     def on_withdrawn(session: Session, event: ConsentWithdrawn) -> None:
-        service.mark_withdrawn(session, settings=settings, event=event)
+        service.apply_withdrawal(session, settings=settings, event=event)
 
     consume(infra.broker, infra.engine, settings, event=InvitationSent, handler=on_invitation,
             durable="invitations-received", from_other_orgs=True)

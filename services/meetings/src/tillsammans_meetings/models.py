@@ -138,7 +138,8 @@ class ReceivedInvitation(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64, description="The sender's invitation id.")
     from_org: str = Field(max_length=32)
     meeting_id: str = Field(index=True, max_length=64)
-    case_id: str = Field(max_length=64, description="The sender's opaque case id.")
+    case_id: str = Field(max_length=64, description=(
+        "This organisation's own case the invitation belongs to, once linked; the sender's never crosses."))
     consent_id: str = Field(index=True, max_length=64)
     kind: str = Field(max_length=32)
     scheduled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -202,7 +203,9 @@ class MeetingCreate(BaseModel):
     """Call a samverkansmöte: invite the organisations the wheel points to."""
 
     model_config = ConfigDict(extra="forbid")
-    case_id: str = PydanticField(min_length=1, max_length=64, description="This organisation's opaque case id.")
+    case_id: str = PydanticField(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+                                 description="This organisation's own case id; kept here, never sent to another "
+                                             "organisation (invitations carry the meeting's server-generated id).")
     kind: MeetingKind = MeetingKind.SAMVERKANSMOTE
     scheduled_at: UtcInput
     child: ChildIn
@@ -331,7 +334,6 @@ class ReceivedInvitationSummary(BaseModel):
     id: str
     from_org: str
     meeting_id: str
-    case_id: str
     consent_id: str
     kind: str
     scheduled_at: UtcDatetime

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from tillsammans_common.audit import audit
 from tillsammans_common.auth import Principal
+from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
@@ -23,11 +24,18 @@ from tillsammans_common.events.meetings import (
     InvitationSent,
     MeetingCalled,
     PlanItemAdded,
+    WithdrawalApplied,
 )
-from tillsammans_common.messaging.egress import Disclosure, disclose, prepare_disclosure, send_anonymous
+from tillsammans_common.messaging.egress import (
+    Disclosure,
+    disclose,
+    prepare_disclosure,
+    send_anonymous,
+    send_receipt,
+)
 from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.messaging.outbox import record_event
-from tillsammans_common.personnummer import child_key, normalize
+from tillsammans_common.personnummer import child_key, normalize, pair_key
 from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.wheel import all_area_codes
 from tillsammans_meetings.models import (
@@ -92,11 +100,13 @@ def plan_meeting(*, settings: ServiceSettings, principal: Principal, data: Meeti
     meeting_id = str(uuid.uuid4())
     child = ChildIdentity(personnummer=data.child.personnummer, name=data.child.name,
                           protected_identity=data.child.protected_identity)
+    # Each receiver gets the child under the key it shares with this organisation alone, and the
+    # meeting's own id as subject: the case id (the caller's choice) never leaves.
     disclosures = [prepare_disclosure(InvitationSent(
-        invitation_id=str(uuid.uuid4()), meeting_id=meeting_id, case_id=data.case_id, kind=data.kind.value,
-        scheduled_at=data.scheduled_at, child_key=key, child=child, flagged_areas=areas,
-        concern_summary=data.concern_summary, contact_user=principal.user,
-    ), settings=settings, to_org=org, subject=data.case_id, principal=principal, child_ref=key) for org in orgs]
+        invitation_id=str(uuid.uuid4()), meeting_id=meeting_id, kind=data.kind.value,
+        scheduled_at=data.scheduled_at, child_key=pair_key(data.child.personnummer, settings.pair_secret(org)),
+        child=child, flagged_areas=areas, concern_summary=data.concern_summary, contact_user=principal.user,
+    ), settings=settings, to_org=org, subject=meeting_id, principal=principal, child_ref=key) for org in orgs]
     return MeetingPlan(meeting_id=meeting_id, orgs=orgs, areas=areas, child_key=key, disclosures=disclosures)
 
 
@@ -265,9 +275,9 @@ def request_consultation(session: Session, *, settings: ServiceSettings, princip
     return consultation
 
 
-def identity_matches_key(event: InvitationSent, *, secret: str) -> bool:
-    """Whether the child in an invitation is the child its consent was checked for (the child key)."""
-    expected = child_key(normalize(event.child.personnummer), secret)
+def identity_matches_key(event: InvitationSent, *, pair_secret: str) -> bool:
+    """Whether the child in an invitation is the child its consent was checked for (the pair's child key)."""
+    expected = pair_key(normalize(event.child.personnummer), pair_secret)
     return hmac.compare_digest(expected, event.child_key)
 
 
@@ -277,7 +287,8 @@ def receive_invitation(session: Session, *, settings: ServiceSettings, envelope:
     if session.get(ReceivedInvitation, event.invitation_id) is not None:
         return
     session.add(ReceivedInvitation(
-        id=event.invitation_id, from_org=envelope.source_org, meeting_id=event.meeting_id, case_id=event.case_id,
+        # No case of the sender's crosses; the column is for linking to a case of this organisation's own.
+        id=event.invitation_id, from_org=envelope.source_org, meeting_id=event.meeting_id, case_id="",
         consent_id=envelope.consentid or "", kind=event.kind, scheduled_at=as_utc(event.scheduled_at),
         child_personnummer=normalize(event.child.personnummer), child_name=event.child.name,
         protected_identity=event.child.protected_identity, child_key=event.child_key,
@@ -298,40 +309,51 @@ def receive_consultation(session: Session, *, envelope: Envelope, event: Consult
                                      proposed_at=as_utc(event.proposed_at) if event.proposed_at else None))
 
 
-def mark_withdrawn(session: Session, *, settings: ServiceSettings, event: ConsentWithdrawn) -> None:
-    """A consent was withdrawn: mark what was received or sent under it (runs with the replica update)."""
+def apply_withdrawal(session: Session, *, settings: ServiceSettings, event: ConsentWithdrawn) -> None:
+    """A consent was withdrawn: forget what was received under it, or mark what was sent (with the replica update).
+
+    Received invitations keep only the fact that they arrived and when (public records are archived),
+    never the child's identity, key or the concern's free text; the discloser gets a receipt.
+    """
+    if event.disclosing_org == settings.org:
+        sent = session.exec(select(Invitation).where(Invitation.consent_id == event.consent_id,
+                                                     Invitation.status == InvitationStatus.SENT)).all()
+        for sent_invitation in sent:
+            sent_invitation.status = InvitationStatus.CONSENT_WITHDRAWN
+            session.add(sent_invitation)
+        return
     received = session.exec(select(ReceivedInvitation).where(
-        ReceivedInvitation.consent_id == event.consent_id, ReceivedInvitation.from_org == event.disclosing_org,
-        ReceivedInvitation.status == ReceivedStatus.RECEIVED)).all()
+        ReceivedInvitation.consent_id == event.consent_id, ReceivedInvitation.from_org == event.disclosing_org)).all()
     for invitation in received:
         invitation.status = ReceivedStatus.WITHDRAWN
-        invitation.withdrawn_at = event.withdrawn_at
+        invitation.withdrawn_at = invitation.withdrawn_at or event.withdrawn_at
+        invitation.child_personnummer = invitation.child_name = invitation.child_key = ""
+        invitation.concern_summary = ""
+        invitation.flagged_areas = []
+        invitation.protected_identity = False
         session.add(invitation)
-    if event.disclosing_org != settings.org:
-        return
-    sent = session.exec(select(Invitation).where(Invitation.consent_id == event.consent_id,
-                                                 Invitation.status == InvitationStatus.SENT)).all()
-    for sent_invitation in sent:
-        sent_invitation.status = InvitationStatus.CONSENT_WITHDRAWN
-        session.add(sent_invitation)
+    send_receipt(session, WithdrawalApplied(
+        consent_id=event.consent_id, disclosing_org=event.disclosing_org, receiving_org=settings.org,
+        purged_records=len(received), purged_at=utcnow(),
+    ), settings=settings, to_org=event.disclosing_org, subject=event.consent_id)
 
 
 def list_received_invitations(session: Session, *, principal: Principal) -> list[ReceivedInvitationSummary]:
     """Invitations from other organisations, newest first, without identities; each case listed is audited."""
     rows = session.exec(select(ReceivedInvitation).order_by(col(ReceivedInvitation.received_at).desc())).all()
     for row in rows:
-        audit(session, principal, "received_invitation.list", case_id=row.case_id, purpose=PURPOSE)
+        audit(session, principal, "received_invitation.list", case_id=row.case_id or None, purpose=PURPOSE)
     if not rows:
         audit(session, principal, "received_invitation.list", purpose=PURPOSE)
     return [ReceivedInvitationSummary.model_validate(row, from_attributes=True) for row in rows]
 
 
 def get_received_invitation(session: Session, *, principal: Principal, invitation_id: str) -> ReceivedInvitationPublic:
-    """One received invitation; after withdrawal the child and the summary are kept but not shown."""
+    """One received invitation; after withdrawal only the fact that it arrived, and when, remains."""
     row = session.get(ReceivedInvitation, invitation_id)
     if row is None:
         raise NotFound("no such invitation")
-    audit(session, principal, "received_invitation.read", case_id=row.case_id, purpose=PURPOSE)
+    audit(session, principal, "received_invitation.read", case_id=row.case_id or None, purpose=PURPOSE)
     shown = row.status == ReceivedStatus.RECEIVED
     summary = ReceivedInvitationSummary.model_validate(row, from_attributes=True)
     return ReceivedInvitationPublic(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,13 +12,21 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from tillsammans_common.events.meetings import ChildIdentity, InvitationSent
 from tillsammans_common.auth import Principal, Role
+from tillsammans_common.events.meetings import ChildIdentity, InvitationSent
 from tillsammans_common.messaging.egress import disclose, prepare_disclosure
 from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.models import DeadLetter, OutboxMessage
-from tillsammans_common.personnummer import child_key
-from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, wait_for
+from tillsammans_common.personnummer import pair_key
+from tillsammans_common.testing import (
+    Federation,
+    bearer,
+    count_rows,
+    engine_of,
+    stream_containing,
+    tables_containing,
+    wait_for,
+)
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
 from tillsammans_meetings.models import Invitation, Meeting, ReceivedConsultation, ReceivedInvitation
@@ -44,7 +53,8 @@ def _received(region: TestClient, meeting_id: str) -> list[dict[str, Any]]:
 
 
 def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_ones(
-        federation: Federation, with_consent: Factory, grant: Factory, withdraw: Factory, meeting_body: Factory) -> None:
+        federation: Federation, with_consent: Factory, grant: Factory, withdraw: Factory,
+        meeting_body: Factory) -> None:
     with _orgs(federation, with_consent) as (school, region):
         consent = grant(school, receiving=["region"])
         called = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
@@ -77,9 +87,22 @@ def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_on
         assert withdrawn["withdrawn_at"] is not None
         wait_for(lambda: school.get(f"/meetings/{meeting['id']}", headers=SCHOOL_BBA).json()
                  ["invitations"][0]["status"] == "consent_withdrawn", message="school to mark its invitation")
+        # Kept: that an invitation arrived and when (public records are archived). Gone: the child and the
+        # free text, from every table of region's (dead letters included) and from its INBOX stream.
         with Session(engine_of(region)) as session:
-            # Kept for the record (public records are archived, not erased), no longer shown.
-            assert session.exec(select(ReceivedInvitation.child_personnummer)).all() == ["201304121237"]
+            kept = session.exec(select(ReceivedInvitation)).one()
+        assert (kept.meeting_id, kept.status, kept.received_at is not None) == (meeting["id"], "withdrawn", True)
+        settings: MeetingsSettings = school.app.state.settings  # type: ignore[attr-defined]
+        region_key = pair_key("201304121237", settings.pair_secret("region"))
+        identifying = ["20130412", "Testbarn", "Ökad frånvaro", region_key]
+        assert tables_containing(engine_of(region), *identifying) == []
+        assert asyncio.run(stream_containing(federation.url, user="region", password=federation.passwords["region"],
+                                             stream="INBOX", needles=["201304121237", "Testbarn"])) == []
+        # Region's receipt reaches school, whose consent shows that region removed what it held.
+        receivers = wait_for(lambda: (r := school.app.state.test_consent.get(  # type: ignore[attr-defined]
+            f"/consents/{consent.consent_id}", headers=SCHOOL_BBA).json()["receivers"])[0]["state"] == "purged" and r,
+            message="region's withdrawal receipt at school")
+        assert receivers[0]["org"] == "region" and receivers[0]["purged_records"] == 1
 
         again = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
         assert again.status_code == 403
@@ -154,16 +177,17 @@ def test_region_refuses_an_invitation_whose_child_is_not_the_consented_child(
         consent = grant(school, receiving=["region"])
         settings: MeetingsSettings = school.app.state.settings  # type: ignore[attr-defined]
         other_child = "20100101-0006"
-        assert child_key("201001010006", settings.child_key_secret.get_secret_value()) != consent.child_key
+        consented_pair_key = pair_key("201304121237", settings.pair_secret("region"))
+        assert pair_key("201001010006", settings.pair_secret("region")) != consented_pair_key
         # A sender bug or forgery: the consented child's key, another child's identity.
         forged = InvitationSent(
-            invitation_id=str(uuid.uuid4()), meeting_id="m-forged", case_id="case-1", kind="samverkansmote",
-            scheduled_at=datetime.now(UTC), child_key=consent.child_key,
+            invitation_id=str(uuid.uuid4()), meeting_id=str(uuid.uuid4()), kind="samverkansmote",
+            scheduled_at=datetime.now(UTC), child_key=consented_pair_key,
             child=ChildIdentity(personnummer=other_child, name="Annat Barn"), flagged_areas=["trygghet"],
             concern_summary="...", contact_user="bba.norrskolan")
         # Written past the first decision (as a buggy sender would); the relay still asks the consent
         # service, which permits it (the key is the consented child's), and region must catch it.
-        disclosure = prepare_disclosure(forged, settings=settings, to_org="region", subject="case-1",
+        disclosure = prepare_disclosure(forged, settings=settings, to_org="region", subject=forged.meeting_id,
                                         principal=Principal(org="school", user="bba", role=Role.BBA),
                                         child_ref=consent.child_key)
         verdict = DisclosureVerdict(decision_id="none", event_id=disclosure.envelope_id, allowed=True,

@@ -35,7 +35,7 @@ from tillsammans_common.events.meetings import ChildIdentity, InvitationSent
 from tillsammans_common.messaging import consumer
 from tillsammans_common.messaging.consent_replica import decide
 from tillsammans_common.models import ConsentGrant, DeadLetter
-from tillsammans_common.personnummer import child_key
+from tillsammans_common.personnummer import pair_key
 from tillsammans_common.telemetry import JsonLogFormatter, ingress_refusals
 from tillsammans_common.testing import Federation, count_rows, engine_of, wait_for
 from tillsammans_meetings.config import MeetingsSettings
@@ -66,8 +66,9 @@ def _meetings(federation: Federation, *orgs: str) -> Iterator[list[TestClient]]:
 
 
 def _key(client: TestClient) -> str:
+    """The child's key between this organisation and school (or region, for school itself)."""
     settings: MeetingsSettings = client.app.state.settings  # type: ignore[attr-defined]
-    return str(child_key(PERSONNUMMER, settings.child_key_secret.get_secret_value()))
+    return pair_key(PERSONNUMMER, settings.pair_secret("region" if settings.org == "school" else "school"))
 
 
 def _grants(client: TestClient) -> list[dict[str, Any]]:
@@ -172,7 +173,7 @@ def _withdrawal(granted: ConsentGranted, **changes: Any) -> ConsentWithdrawn:
 
 def _invitation(key: str) -> InvitationSent:
     return InvitationSent(
-        invitation_id=str(uuid.uuid4()), meeting_id=str(uuid.uuid4()), case_id="case-1", kind="samverkansmote",
+        invitation_id=str(uuid.uuid4()), meeting_id=str(uuid.uuid4()), kind="samverkansmote",
         scheduled_at=datetime.now(UTC) + timedelta(days=7), child_key=key,
         child=ChildIdentity(personnummer=PERSONNUMMER, name=NAME), flagged_areas=["trygghet", "hemmet"],
         concern_summary=CONCERN, contact_user="bba.norrskolan")

@@ -61,7 +61,9 @@ def test_meeting_under_consent_then_coordinator_plan_and_follow_up(
     subjects = [row.nats_subject for row in _outbox(client)]
     assert subjects == ["inbox.region.school.meetings.invitation.sent.v1", "school.meetings.meeting.called.v1"]
     invitation = Envelope.from_bytes(_outbox(client)[0].body)
-    assert invitation.consentid == consent.consent_id and invitation.subject == "case-1"
+    # Its subject is the meeting's server-generated id; the case id chosen by the caller stays here.
+    assert invitation.consentid == consent.consent_id and invitation.subject == meeting["id"]
+    assert b"case-1" not in _outbox(client)[0].body and "case_id" not in invitation.data
     called = _events(client, "meetings.meeting.called.v1")[0]
     assert called["invited_orgs"] == ["region"] and "child" not in called
     assert "201304121237" not in json.dumps(called)

@@ -15,8 +15,10 @@ class ConsentGranted(Event):
     sender_fields: ClassVar[tuple[str, ...]] = ("disclosing_org",)
     receiver_fields: ClassVar[tuple[str, ...]] = ("receiving_orgs",)
     consent_id: str
-    case_id: str
+    case_id: str | None = None
+    """The discloser's own case: on its own stream only, never in a copy sent to another organisation."""
     child_key: str
+    """The discloser's own key on its own stream; the pair key of the two organisations in a copy sent across."""
     disclosing_org: str
     receiving_orgs: list[str]
     categories: list[str]
@@ -32,7 +34,7 @@ class ConsentWithdrawn(Event):
     sender_fields: ClassVar[tuple[str, ...]] = ("disclosing_org",)
     receiver_fields: ClassVar[tuple[str, ...]] = ("receiving_orgs",)
     consent_id: str
-    case_id: str
+    case_id: str | None = None
     child_key: str
     disclosing_org: str
     receiving_orgs: list[str]

@@ -32,7 +32,10 @@ class MeetingCalled(Event):
 
 
 class InvitationSent(Event):
-    """An invitation to another organisation's meetings service; identifies the child."""
+    """An invitation to another organisation's meetings service; identifies the child.
+
+    Every id in it is the sender's server-generated one; the sender's case id stays at home.
+    """
 
     type: ClassVar[str] = "meetings.invitation.sent.v1"
     identifying: ClassVar[bool] = True
@@ -40,10 +43,10 @@ class InvitationSent(Event):
     consent_purpose: ClassVar[str] = "coordination_meeting"
     invitation_id: str
     meeting_id: str
-    case_id: str
     kind: str
     scheduled_at: datetime
     child_key: str
+    """The pair key of the sender and this receiver (only the two can compute it)."""
     child: ChildIdentity
     flagged_areas: list[AreaCode]
     concern_summary: str
@@ -97,3 +100,19 @@ class FollowUpBooked(Event):
     meeting_id: str
     case_id: str
     follow_up_at: datetime
+
+
+class WithdrawalApplied(Event):
+    """Receipt to the discloser: this organisation removed what it held under a withdrawn consent.
+
+    Carries no identity; the discloser shows per receiver when its receipt arrived.
+    """
+
+    type: ClassVar[str] = "meetings.withdrawal.applied.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("receiving_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("disclosing_org",)
+    consent_id: str
+    disclosing_org: str
+    receiving_org: str
+    purged_records: int
+    purged_at: datetime

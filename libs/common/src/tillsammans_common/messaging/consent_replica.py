@@ -25,6 +25,8 @@ from tillsammans_common.models import ConsentGrant
 
 # The purpose of a consent known only from its withdrawal (which overtook the grant): no terms yet.
 _TERMS_UNKNOWN = ""
+FORGOTTEN_KEY = ""
+"""The child key of a replicated consent once it is withdrawn: the receiver keeps no link to the child."""
 
 
 class Decision(BaseModel):
@@ -60,8 +62,10 @@ def _stored(session: Session, event: ConsentGranted | ConsentWithdrawn) -> Conse
     return grant
 
 
-def _terms_of(grant: ConsentGrant | ConsentGranted) -> tuple[object, ...]:
-    return (grant.case_id, grant.child_key, grant.purpose, frozenset(grant.receiving_orgs),
+def _terms_of(grant: ConsentGrant | ConsentGranted, *, with_key: bool = True) -> tuple[object, ...]:
+    # A copy sent across carries no case id (stored as ""): the discloser's case stays at home. A
+    # withdrawn replica has forgotten its key, so a replay of its grant is compared without it.
+    return (grant.case_id or "", grant.child_key if with_key else "", grant.purpose, frozenset(grant.receiving_orgs),
             frozenset(grant.categories), _utc(grant.valid_from), _utc(grant.valid_until))
 
 
@@ -78,16 +82,16 @@ def apply_granted(session: Session, event: ConsentGranted, *, org: str | None = 
     grant = _stored(session, event)
     if grant is None:
         session.add(ConsentGrant(
-            consent_id=event.consent_id, case_id=event.case_id, child_key=event.child_key,
+            consent_id=event.consent_id, case_id=event.case_id or "", child_key=event.child_key,
             disclosing_org=event.disclosing_org, receiving_orgs=list(event.receiving_orgs),
             categories=list(event.categories), purpose=event.purpose, valid_from=_utc(event.valid_from),
             valid_until=_utc(event.valid_until)))
         return
     if grant.purpose == _TERMS_UNKNOWN and not grant.categories:
         # Its withdrawal overtook it: record the terms, and it stays withdrawn.
-        if grant.child_key != event.child_key:
+        if grant.child_key not in (FORGOTTEN_KEY, event.child_key):
             raise Reject("the grant names another child than its withdrawal", code="terms_changed")
-        grant.case_id = event.case_id
+        grant.case_id = event.case_id or ""
         grant.receiving_orgs = list(event.receiving_orgs)
         grant.categories = list(event.categories)
         grant.purpose = event.purpose
@@ -95,7 +99,8 @@ def apply_granted(session: Session, event: ConsentGranted, *, org: str | None = 
         grant.valid_until = _utc(event.valid_until)
         session.add(grant)
         return
-    if _terms_of(grant) != _terms_of(event):
+    if _terms_of(grant, with_key=grant.child_key != FORGOTTEN_KEY) != _terms_of(
+            event, with_key=grant.child_key != FORGOTTEN_KEY):
         # A consent is what the guardians agreed to; a message cannot widen it (or quietly change it).
         raise Reject("a recorded consent's terms never change", code="terms_changed")
 
@@ -111,12 +116,16 @@ def apply_withdrawn(session: Session, event: ConsentWithdrawn, *, org: str | Non
     grant = _stored(session, event)
     if grant is None:
         # Stored under its discloser: a later grant with this id from anyone else is refused.
-        grant = ConsentGrant(consent_id=event.consent_id, case_id=event.case_id, child_key=event.child_key,
+        grant = ConsentGrant(consent_id=event.consent_id, case_id=event.case_id or "", child_key=event.child_key,
                              disclosing_org=event.disclosing_org, receiving_orgs=list(event.receiving_orgs),
                              categories=[], purpose=_TERMS_UNKNOWN, valid_from=_utc(event.withdrawn_at),
                              valid_until=_utc(event.withdrawn_at))
     if grant.withdrawn_at is None:
         grant.withdrawn_at = _utc(event.withdrawn_at)
+    if replicated_from is not None:
+        # The pair's key of the child is linkable data the receiver may no longer keep; the consent id
+        # and its withdrawal stay, so a late message under it is still refused.
+        grant.child_key = FORGOTTEN_KEY
     session.add(grant)
 
 

@@ -20,6 +20,7 @@ from tillsammans_common.events import Envelope, Event
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
 from tillsammans_common.messaging.gate import DisclosureAsk, DisclosureVerdict, GateUnavailable, Phase, ask
 from tillsammans_common.messaging.outbox import record_cross_org
+from tillsammans_common.personnummer import pair_key
 from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.telemetry import current_trace_id
 
@@ -107,9 +108,25 @@ def send_anonymous(session: Session, event: Event, *, settings: ServiceSettings,
 
 
 def share_consent(session: Session, event: ConsentGranted | ConsentWithdrawn, *, settings: ServiceSettings,
-                  subject: str) -> None:
-    """Replicate a consent (pseudonymous: child key, no identity) to each organisation it names."""
-    envelope = Envelope.wrap(event, source=settings.source, subject=subject, consent_id=event.consent_id)
+                  child: str) -> None:
+    """Replicate a consent to each organisation it names: under the pair key, without the case.
+
+    ``child`` is the normalized identity number, used only to compute each pair's key here. The
+    subject is the consent id: nothing a client chose and nothing that links to the case crosses.
+    """
     for to_org in event.receiving_orgs:
         _check_peer(settings, to_org)
+        copy = event.model_copy(update={"case_id": None,
+                                        "child_key": pair_key(child, settings.pair_secret(to_org))})
+        envelope = Envelope.wrap(copy, source=settings.source, subject=event.consent_id, consent_id=event.consent_id)
         record_cross_org(session, envelope, from_org=settings.org, to_org=to_org)
+
+
+def send_receipt(session: Session, event: Event, *, settings: ServiceSettings, to_org: str, subject: str) -> Envelope:
+    """Queue a receipt or reply that names no child (e.g. a withdrawal applied) for another organisation."""
+    _check_peer(settings, to_org)
+    if event.identifying:
+        raise TypeError(f"{event.type} identifies a child; use disclose()")
+    envelope = Envelope.wrap(event, source=settings.source, subject=subject)
+    record_cross_org(session, envelope, from_org=settings.org, to_org=to_org)
+    return envelope
