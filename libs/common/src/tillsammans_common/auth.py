@@ -32,6 +32,8 @@ class Role(StrEnum):
     INTEGRATION = "integration"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    REVIEWER = "reviewer"
+    """Holds the right to review disclosures about children with protected identity (four eyes)."""
 
 
 class Principal(BaseModel):

@@ -58,6 +58,12 @@ class ManualReviewRequired(DomainError):
     status, slug, title = 403, "manual-review-required", "Protected identity needs manual review"
 
 
+class Forbidden(DomainError):
+    """The caller may not do this to this record (e.g. review a disclosure it asked for itself)."""
+
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
 class ServiceUnavailable(DomainError):
     """Something this request depends on (e.g. the consent service) did not answer; try again."""
 

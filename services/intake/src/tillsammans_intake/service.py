@@ -15,6 +15,7 @@ from tillsammans_common.auth import Principal
 from tillsammans_common.errors import InvalidField, NotFound
 from tillsammans_common.events.intake import ConcernRaised, ConcernRouted
 from tillsammans_common.messaging.outbox import record_event
+from tillsammans_common.personnummer import child_key
 from tillsammans_common.wheel import all_area_codes
 from tillsammans_intake.config import IntakeSettings
 from tillsammans_intake.models import (
@@ -31,6 +32,8 @@ from tillsammans_intake.models import (
 # Only the BBA is needed: two columns, not a whole ORM object, on the busiest write there is; the
 # statement is built once so SQLAlchemy reuses its compiled form.
 _UNIT_BBA = select(col(Unit.id), col(Unit.bba_user)).where(col(Unit.id) == bindparam("unit_id"))
+_PROTECTED = select(col(Concern.id)).where(col(Concern.child_personnummer) == bindparam("personnummer"),
+                                           col(Concern.protected_identity).is_(True)).limit(1)
 
 
 def raise_concern(session: Session, *, settings: IntakeSettings, principal: Principal,
@@ -42,10 +45,13 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
     unit = session.connection().execute(_UNIT_BBA, {"unit_id": data.unit_id}).first()
     if unit is None:
         raise InvalidField("unit_id", "no such unit in this organisation's directory")
+    # Protected identity belongs to the child's record, not to one request: once marked, always marked.
+    protected = data.child.protected_identity or session.connection().execute(
+        _PROTECTED, {"personnummer": data.child.personnummer}).first() is not None
     concern = Concern(
         id=str(uuid.uuid4()), case_id=str(uuid.uuid4()), unit_id=unit.id,
         child_personnummer=data.child.personnummer, child_name=data.child.name,
-        protected_identity=data.child.protected_identity, wheel_areas=list(dict.fromkeys(data.wheel_areas)),
+        protected_identity=protected, wheel_areas=list(dict.fromkeys(data.wheel_areas)),
         description=data.description, raised_by_user=principal.user, raised_by_role=principal.role.value,
         bba_user=unit.bba_user,
     )
@@ -53,6 +59,7 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
     record_event(session, ConcernRaised(
         concern_id=concern.id, case_id=concern.case_id, unit_id=unit.id, wheel_areas=concern.wheel_areas,
         raised_by_role=principal.role.value, protected_identity=concern.protected_identity,
+        child_key=child_key(concern.child_personnummer, settings.child_key_secret.get_secret_value()),
     ), source=settings.source, org=settings.org, subject=concern.case_id)
     record_event(session, ConcernRouted(
         concern_id=concern.id, case_id=concern.case_id, unit_id=unit.id, bba_user=unit.bba_user,

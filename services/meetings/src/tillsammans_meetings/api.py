@@ -23,6 +23,7 @@ from tillsammans_meetings.models import (
     ReceivedConsultationPublic,
     ReceivedInvitationPublic,
     ReceivedInvitationSummary,
+    ReviewCreate,
 )
 
 router = APIRouter(tags=["meetings"])
@@ -57,6 +58,28 @@ async def call_meeting(request: Request, body: MeetingCreate, idempotency_key: I
         infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
         body=body, action=lambda session: service.call_meeting(session, settings=settings, principal=principal,
                                                                data=body, plan=plan, verdicts=verdicts),
+    )
+
+
+@router.post("/meetings/{meeting_id}/disclosure-review", response_model=MeetingPublic,
+             summary="Review the invitations about a child with protected identity (four eyes)")
+async def review_disclosure(request: Request, meeting_id: str, body: ReviewCreate,
+                            idempotency_key: IdempotencyKey = None,
+                            principal: Principal = require(Role.REVIEWER)) -> JSONResponse:
+    """Approve (queue) or reject the waiting invitations; never by the user who called the meeting (403).
+
+    The review is recorded before anything is queued, and the consent service decides each
+    invitation again, as it does for every disclosure.
+    """
+    settings = request.app.state.settings
+    infra = request.app.state.infra
+    plan = await run_query(infra.engine, lambda session: service.plan_review(
+        session, settings=settings, principal=principal, meeting_id=meeting_id, data=body))
+    verdicts = await request_permits(infra.broker.connection, settings, plan.disclosures)
+    return await run_command(
+        infra.engine, principal=principal, idempotency_key=idempotency_key, request=request, body=body,
+        status_code=200, action=lambda session: service.review_disclosure(
+            session, settings=settings, principal=principal, data=body, plan=plan, verdicts=verdicts),
     )
 
 

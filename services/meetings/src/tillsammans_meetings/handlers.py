@@ -6,6 +6,7 @@ from sqlmodel import Session
 
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
+from tillsammans_common.events.intake import ConcernRaised
 from tillsammans_common.events.meetings import ConsultationRequested, InvitationSent
 from tillsammans_common.messaging.consent_replica import keep_replica
 from tillsammans_common.messaging.consumer import Reject, consume
@@ -34,4 +35,8 @@ def register(infra: Infrastructure) -> None:
             durable="invitations-received", from_other_orgs=True)
     consume(infra.broker, infra.engine, settings, event=ConsultationRequested, handler=on_consultation,
             durable="consultations-received", from_other_orgs=True)
+    def on_concern(session: Session, _: Envelope, event: ConcernRaised) -> None:
+        service.apply_concern_raised(session, event=event)
+
+    consume(infra.broker, infra.engine, settings, event=ConcernRaised, handler=on_concern, durable="child-records")
     keep_replica(infra, on_withdrawn=on_withdrawn)

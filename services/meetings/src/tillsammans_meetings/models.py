@@ -54,10 +54,19 @@ class MeetingStatus(StrEnum):
 
 
 class InvitationStatus(StrEnum):
-    """State of an invitation this organisation sent."""
+    """State of an invitation this organisation sent (or, for a protected child, would send after review)."""
 
+    AWAITING_REVIEW = "awaiting_review"
     SENT = "sent"
+    REVIEW_REJECTED = "review_rejected"
     CONSENT_WITHDRAWN = "consent_withdrawn"
+
+
+class ReviewDecision(StrEnum):
+    """A reviewer's answer to a disclosure about a child with protected identity."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
 
 
 class ReceivedStatus(StrEnum):
@@ -117,6 +126,33 @@ class Invitation(SQLModel, table=True):
     consent_id: str = Field(index=True, max_length=64)
     status: InvitationStatus = Field(default=InvitationStatus.SENT, sa_column=_enum_column(InvitationStatus))
     sent_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ChildRecord(SQLModel, table=True):
+    """What this service knows of a child from its organisation's record: whether its identity is protected.
+
+    Fed by intake's events (where the child first enters); a marking is never dropped by a request.
+    """
+
+    __tablename__ = "child_record"
+
+    child_key: str = Field(primary_key=True, max_length=64, description="This organisation's own key of the child.")
+    protected_identity: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class DisclosureReview(SQLModel, table=True):
+    """A second person's review of the invitations about a child with protected identity, before any is queued."""
+
+    __tablename__ = "disclosure_review"
+
+    id: str = Field(primary_key=True, max_length=64)
+    meeting_id: str = Field(foreign_key="meeting.id", index=True, max_length=64)
+    requested_by: str = Field(max_length=128)
+    reviewed_by: str = Field(max_length=128)
+    decision: ReviewDecision = Field(sa_column=_enum_column(ReviewDecision))
+    note: str | None = Field(default=None, max_length=1000)
+    reviewed_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class PlanItem(SQLModel, table=True):
@@ -189,14 +225,17 @@ class ChildIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     personnummer: Personnummer
     name: str = PydanticField(min_length=1, max_length=200)
-    protected_identity: bool = PydanticField(False, description="Skyddad identitet: every disclosure needs review.")
+    protected_identity: bool = PydanticField(
+        False, description="Skyddad identitet. The child's record here may already say so; a request can add the "
+                           "marking, never drop it. Every disclosure then waits for another user's review.")
 
 
-class ManualReview(BaseModel):
-    """Who reviewed a disclosure about a child with protected identity."""
+class ReviewCreate(BaseModel):
+    """A reviewer's decision on the invitations about a child with protected identity."""
 
     model_config = ConfigDict(extra="forbid")
-    reviewed_by: UserId
+    decision: ReviewDecision
+    note: Reason | None = PydanticField(None, description="Why; required when rejecting.")
 
 
 class MeetingCreate(BaseModel):
@@ -213,8 +252,6 @@ class MeetingCreate(BaseModel):
                                               description="Other organisations of the federation to invite.")
     flagged_areas: list[AreaCode] = PydanticField(min_length=1, description="Wheel areas that call for them.")
     concern_summary: str = PydanticField(min_length=1, max_length=2000)
-    manual_review: ManualReview | None = PydanticField(
-        None, description="Required when the child has protected identity: who reviewed this disclosure.")
 
 
 class ChildWish(BaseModel):

@@ -12,9 +12,10 @@ from sqlmodel import Session, col, select
 from tillsammans_common.audit import audit
 from tillsammans_common.auth import Principal
 from tillsammans_common.db import utcnow
-from tillsammans_common.errors import Conflict, InvalidField, NotFound
+from tillsammans_common.errors import Conflict, Forbidden, InvalidField, NotFound
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
+from tillsammans_common.events.intake import ConcernRaised
 from tillsammans_common.events.meetings import (
     ChildIdentity,
     ConsultationRequested,
@@ -30,6 +31,7 @@ from tillsammans_common.messaging.egress import (
     Disclosure,
     disclose,
     prepare_disclosure,
+    require_permit,
     send_anonymous,
     send_receipt,
 )
@@ -40,9 +42,11 @@ from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.wheel import all_area_codes
 from tillsammans_meetings.models import (
     ChildOut,
+    ChildRecord,
     Consultation,
     ConsultationCreate,
     CoordinatorPut,
+    DisclosureReview,
     FollowUpCreate,
     Invitation,
     InvitationPublic,
@@ -59,6 +63,8 @@ from tillsammans_meetings.models import (
     ReceivedInvitationPublic,
     ReceivedInvitationSummary,
     ReceivedStatus,
+    ReviewCreate,
+    ReviewDecision,
     as_utc,
 )
 
@@ -116,22 +122,30 @@ def call_meeting(session: Session, *, settings: ServiceSettings, principal: Prin
 
     ``verdicts`` are the consent service's answers to ``plan``; one organisation without a covering
     consent refuses the whole call (ConsentRequired), and the caller's transaction writes nothing.
+    For a child whose record (or this request) marks its identity protected, the invitations wait
+    for another user's review (``review_disclosure``) and nothing is queued yet.
     """
+    record = session.get(ChildRecord, plan.child_key)
+    protected = data.child.protected_identity or (record is not None and record.protected_identity)
     meeting = Meeting(
         id=plan.meeting_id, case_id=data.case_id, kind=data.kind, scheduled_at=data.scheduled_at,
         status=MeetingStatus.CALLED, called_by=principal.user, child_personnummer=data.child.personnummer,
-        child_name=data.child.name, protected_identity=data.child.protected_identity, child_key=plan.child_key,
-        manually_reviewed_by=data.manual_review.reviewed_by if data.manual_review else None,
+        child_name=data.child.name, protected_identity=protected, child_key=plan.child_key,
         flagged_areas=plan.areas, concern_summary=data.concern_summary,
     )
     session.add(meeting)
+    if protected:
+        mark_protected(session, child_key=plan.child_key)
     session.flush()  # the invitations refer to it, and there is no ORM relationship to order the inserts
     for disclosure, verdict in zip(plan.disclosures, verdicts, strict=True):
-        envelope = disclose(session, disclosure, verdict, settings=settings,
-                            protected_identity=meeting.protected_identity,
-                            manually_reviewed=data.manual_review is not None)
         invitation = disclosure.event
         assert isinstance(invitation, InvitationSent)
+        if protected:
+            require_permit(disclosure, verdict)
+            session.add(Invitation(id=invitation.invitation_id, meeting_id=meeting.id, to_org=disclosure.to_org,
+                                   consent_id=verdict.consent_id or "", status=InvitationStatus.AWAITING_REVIEW))
+            continue
+        envelope = disclose(session, disclosure, verdict, settings=settings)
         # The gate only queues a message when a consent covers it, so the envelope names that consent.
         session.add(Invitation(id=invitation.invitation_id, meeting_id=meeting.id, to_org=disclosure.to_org,
                                consent_id=envelope.consentid or ""))
@@ -141,6 +155,93 @@ def call_meeting(session: Session, *, settings: ServiceSettings, principal: Prin
     ), source=settings.source, org=settings.org, subject=meeting.case_id)
     audit(session, principal, "meeting.call", case_id=meeting.case_id, purpose=PURPOSE)
     return meeting_view(session, meeting)
+
+
+def mark_protected(session: Session, *, child_key: str) -> None:
+    """Mark a child's identity protected in this service's copy of the record (a marking is never dropped)."""
+    record = session.get(ChildRecord, child_key) or ChildRecord(child_key=child_key)
+    if not record.protected_identity:
+        record.protected_identity = True
+        record.updated_at = utcnow()
+        session.add(record)
+
+
+def apply_concern_raised(session: Session, *, event: ConcernRaised) -> None:
+    """Keep the child's record in step with intake, where the child first enters the organisation."""
+    if event.protected_identity and event.child_key:
+        mark_protected(session, child_key=event.child_key)
+
+
+@dataclass(frozen=True)
+class ReviewPlan:
+    """A review about to be recorded, and (when approving) the invitations it would release."""
+
+    meeting_id: str
+    invitation_ids: list[str]
+    disclosures: list[Disclosure]
+
+
+def plan_review(session: Session, *, settings: ServiceSettings, principal: Principal, meeting_id: str,
+                data: ReviewCreate) -> ReviewPlan:
+    """Check that this reviewer may decide now, and rebuild the waiting invitations from the record."""
+    meeting = _meeting(session, meeting_id)
+    if principal.user == meeting.called_by:
+        raise Forbidden("four eyes: a disclosure is reviewed by another user than the one who asked for it")
+    waiting = _awaiting_review(session, meeting.id)
+    if not meeting.protected_identity or not waiting:
+        raise Conflict("no invitation of this meeting awaits review")
+    if data.decision is ReviewDecision.REJECT:
+        if data.note is None:
+            raise InvalidField("note", "say why the disclosure is rejected")
+        return ReviewPlan(meeting_id=meeting.id, invitation_ids=[i.id for i in waiting], disclosures=[])
+    # The child's marking travels with it: the receiver must treat the identity as protected too.
+    child = ChildIdentity(personnummer=meeting.child_personnummer, name=meeting.child_name, protected_identity=True)
+    disclosures = [prepare_disclosure(InvitationSent(
+        invitation_id=invitation.id, meeting_id=meeting.id, kind=meeting.kind.value,
+        scheduled_at=as_utc(meeting.scheduled_at),
+        child_key=pair_key(meeting.child_personnummer, settings.pair_secret(invitation.to_org)), child=child,
+        flagged_areas=list(meeting.flagged_areas), concern_summary=meeting.concern_summary,
+        contact_user=meeting.called_by,
+    ), settings=settings, to_org=invitation.to_org, subject=meeting.id, principal=principal,
+        child_ref=meeting.child_key) for invitation in waiting]
+    return ReviewPlan(meeting_id=meeting.id, invitation_ids=[i.id for i in waiting], disclosures=disclosures)
+
+
+def review_disclosure(session: Session, *, settings: ServiceSettings, principal: Principal, data: ReviewCreate,
+                      plan: ReviewPlan, verdicts: list[DisclosureVerdict]) -> MeetingPublic:
+    """Record the review first, then queue (approve) or stop (reject) the invitations it covers."""
+    meeting = _meeting(session, plan.meeting_id)
+    waiting = {invitation.id: invitation for invitation in _awaiting_review(session, meeting.id)}
+    if sorted(waiting) != sorted(plan.invitation_ids):
+        raise Conflict("another review of this meeting came first")
+    session.add(DisclosureReview(id=str(uuid.uuid4()), meeting_id=meeting.id, requested_by=meeting.called_by,
+                                 reviewed_by=principal.user, decision=data.decision, note=data.note))
+    session.flush()  # the review is recorded before anything is queued
+    if data.decision is ReviewDecision.REJECT:
+        for invitation in waiting.values():
+            invitation.status = InvitationStatus.REVIEW_REJECTED
+            session.add(invitation)
+    else:
+        meeting.manually_reviewed_by = principal.user
+        session.add(meeting)
+        for disclosure, verdict in zip(plan.disclosures, verdicts, strict=True):
+            envelope = disclose(session, disclosure, verdict, settings=settings, protected_identity=True,
+                                manually_reviewed=True)
+            event = disclosure.event
+            assert isinstance(event, InvitationSent)
+            invitation = waiting[event.invitation_id]
+            invitation.status = InvitationStatus.SENT
+            invitation.consent_id = envelope.consentid or ""
+            invitation.sent_at = utcnow()
+            session.add(invitation)
+    audit(session, principal, f"meeting.disclosure.{data.decision.value}", case_id=meeting.case_id, purpose=PURPOSE)
+    return meeting_view(session, meeting)
+
+
+def _awaiting_review(session: Session, meeting_id: str) -> list[Invitation]:
+    return list(session.exec(select(Invitation).where(
+        Invitation.meeting_id == meeting_id, Invitation.status == InvitationStatus.AWAITING_REVIEW)
+        .order_by(col(Invitation.to_org))).all())
 
 
 def meeting_view(session: Session, meeting: Meeting) -> MeetingPublic:

@@ -14,10 +14,10 @@ from sqlmodel import Session, select
 
 from tillsammans_common.events import Envelope
 from tillsammans_common.models import AuditRecord, OutboxMessage
-from tillsammans_common.testing import bearer, count_rows, engine_of
+from tillsammans_common.testing import bearer, count_rows, engine_of, wait_for
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
-from tillsammans_meetings.models import Consultation, Invitation, Meeting, PlanItem
+from tillsammans_meetings.models import ChildRecord, Consultation, DisclosureReview, Invitation, Meeting, PlanItem
 
 BBA = bearer("school", "bba", "bba.norrskolan")
 Factory = Callable[..., Any]
@@ -203,20 +203,59 @@ def test_without_consent_the_whole_call_is_refused_and_nothing_is_written(
     assert count_rows(client, Meeting) == 0
 
 
-def test_protected_identity_needs_a_recorded_manual_review(
+def _inbox_rows(client: TestClient) -> list[OutboxMessage]:
+    return [row for row in _outbox(client) if row.stream == "INBOX"]
+
+
+def test_protected_identity_waits_for_another_users_review_before_anything_is_queued(
         client: TestClient, grant: Factory, meeting_body: Factory) -> None:
     grant(client, receiving=["region"], share=False)
     child = {**meeting_body()["child"], "protected_identity": True}
-    unreviewed = client.post("/meetings", json=meeting_body("region", child=child), headers=BBA)
-    assert unreviewed.status_code == 403
-    assert unreviewed.json()["type"].endswith("/manual-review-required")
-    assert count_rows(client, Meeting) == 0
-
-    reviewed = client.post("/meetings", headers=BBA, json=meeting_body(
+    self_declared = client.post("/meetings", headers=BBA, json=meeting_body(
         "region", child=child, manual_review={"reviewed_by": "registrator.per"}))
-    assert reviewed.status_code == 201, reviewed.text
+    assert self_declared.status_code == 422  # a review is an act of its own, never a field the caller fills in
+
+    called = client.post("/meetings", json=meeting_body("region", child=child), headers=BBA)
+    assert called.status_code == 201, called.text
+    meeting = called.json()
+    assert meeting["child"]["protected_identity"] is True and meeting["manually_reviewed_by"] is None
+    assert [i["status"] for i in meeting["invitations"]] == ["awaiting_review"]
+    assert _inbox_rows(client) == []
+
+    url = f"/meetings/{meeting['id']}/disclosure-review"
+    approve = {"decision": "approve"}
+    assert client.post(url, json=approve, headers=bearer("school", "bba", "bba.annan")).status_code == 403
+    own = client.post(url, json=approve, headers=bearer("school", "reviewer", "bba.norrskolan"))
+    assert own.status_code == 403 and "four eyes" in own.json()["detail"]
+    assert _inbox_rows(client) == []
+
+    reviewed = client.post(url, json=approve, headers=bearer("school", "reviewer", "registrator.per"))
+    assert reviewed.status_code == 200, reviewed.text
     assert reviewed.json()["manually_reviewed_by"] == "registrator.per"
-    assert reviewed.json()["child"]["protected_identity"] is True
+    assert [i["status"] for i in reviewed.json()["invitations"]] == ["sent"]
+    [row] = _inbox_rows(client)
+    sent = Envelope.from_bytes(row.body)
+    assert sent.data["child"]["protected_identity"] is True and sent.consentid
+    with Session(engine_of(client)) as session:
+        review = session.exec(select(DisclosureReview)).one()
+    assert (review.requested_by, review.reviewed_by, review.decision) == ("bba.norrskolan", "registrator.per",
+                                                                          "approve")
+    again = client.post(url, json=approve, headers=bearer("school", "reviewer", "registrator.per"))
+    assert again.status_code == 409
+
+    # The marking belongs to the child's record: a later call that leaves it out still waits for review.
+    later = client.post("/meetings", json=meeting_body("region"), headers=BBA)
+    assert later.status_code == 201
+    assert later.json()["child"]["protected_identity"] is True
+    assert [i["status"] for i in later.json()["invitations"]] == ["awaiting_review"]
+    later_url = f"/meetings/{later.json()['id']}/disclosure-review"
+    reviewer = bearer("school", "reviewer", "registrator.per")
+    no_reason = client.post(later_url, json={"decision": "reject"}, headers=reviewer)
+    assert no_reason.status_code == 422 and no_reason.json()["errors"][0]["field"] == "note"
+    rejected = client.post(later_url, json={"decision": "reject", "note": "Vårdnadshavare oense."}, headers=reviewer)
+    assert rejected.status_code == 200
+    assert [i["status"] for i in rejected.json()["invitations"]] == ["review_rejected"]
+    assert len(_inbox_rows(client)) == 1
 
 
 def test_anonymous_consultation_carries_no_identity(client: TestClient) -> None:
@@ -308,3 +347,32 @@ def test_reads_and_writes_are_audited(client: TestClient, grant: Factory, meetin
     assert ("meeting.read", "samordnare.lo", "case-1") in records
     assert ("meeting.plan_item.add", "bba.norrskolan", "case-1") in records
     assert ("consultation.request", "bba.norrskolan", None) in records
+
+
+def test_a_marking_made_where_the_child_enters_reaches_meetings_and_cannot_be_dropped(
+        tmp_path: Path, nats_url: str, client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    from tillsammans_intake.config import IntakeSettings
+    from tillsammans_intake.main import create_app as create_intake_app
+
+    grant(client, receiving=["region"], share=False)
+    with TestClient(create_intake_app(IntakeSettings(org="school", nats_url=nats_url,
+                                                     data_dir=tmp_path / "data"))) as intake:
+        child = {**meeting_body()["child"], "protected_identity": True}
+        raised = intake.post("/concerns", headers=bearer("school", "professional", "mentor.anna"), json={
+            "unit_id": "norrskolan", "child": child, "wheel_areas": ["trygghet"], "description": "Oro."})
+        assert raised.status_code == 201, raised.text
+        # A later concern that leaves the marking out is still protected: it belongs to the child's record.
+        unmarked = intake.post("/concerns", headers=bearer("school", "professional", "mentor.anna"), json={
+            "unit_id": "norrskolan", "child": meeting_body()["child"], "wheel_areas": ["halsa"], "description": "Oro."})
+        assert unmarked.json()["protected_identity"] is True
+
+        def record_at_meetings() -> bool:
+            with Session(engine_of(client)) as session:
+                return bool(session.exec(select(ChildRecord.protected_identity)).first())
+
+        wait_for(record_at_meetings, message="intake's marking at meetings")
+    called = client.post("/meetings", json=meeting_body("region"), headers=BBA)
+    assert called.status_code == 201, called.text
+    assert called.json()["child"]["protected_identity"] is True
+    assert [i["status"] for i in called.json()["invitations"]] == ["awaiting_review"]
+    assert _inbox_rows(client) == []

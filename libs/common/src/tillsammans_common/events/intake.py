@@ -18,6 +18,9 @@ class ConcernRaised(Event):
     wheel_areas: list[AreaCode]
     raised_by_role: str
     protected_identity: bool
+    """From the child's record here: once any concern marked the child protected, every later one says so."""
+    child_key: str = ""
+    """This organisation's own pseudonymous key of the child, so its other services can find the child's record."""
 
 
 class ConcernRouted(Event):

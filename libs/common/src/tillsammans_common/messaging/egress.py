@@ -71,6 +71,15 @@ async def request_permits(connection: Client, settings: ServiceSettings,
                                  dependency="consent") from None
 
 
+def require_permit(disclosure: Disclosure, verdict: DisclosureVerdict) -> None:
+    """Raise ConsentRequired unless ``verdict`` permits exactly this disclosure."""
+    if verdict.event_id != disclosure.envelope_id:
+        raise ValueError("the verdict answers another disclosure")
+    if not verdict.allowed or verdict.consent_id is None:
+        raise ConsentRequired(f"no consent covers disclosure to {disclosure.to_org}: {verdict.reason}",
+                              org=disclosure.to_org, reason=verdict.reason, decision_id=verdict.decision_id)
+
+
 def disclose(session: Session, disclosure: Disclosure, verdict: DisclosureVerdict, *, settings: ServiceSettings,
              protected_identity: bool = False, manually_reviewed: bool = False) -> Envelope:
     """Queue a disclosure its consent service permitted; raise ConsentRequired if it did not.
@@ -78,13 +87,9 @@ def disclose(session: Session, disclosure: Disclosure, verdict: DisclosureVerdic
     The relay asks the consent service again just before the message leaves, so a consent
     withdrawn in between stops it.
     """
-    if verdict.event_id != disclosure.envelope_id:
-        raise ValueError("the verdict answers another disclosure")
     if protected_identity and not manually_reviewed:
         raise ManualReviewRequired("a person must review this disclosure before it is sent", org=disclosure.to_org)
-    if not verdict.allowed or verdict.consent_id is None:
-        raise ConsentRequired(f"no consent covers disclosure to {disclosure.to_org}: {verdict.reason}",
-                              org=disclosure.to_org, reason=verdict.reason, decision_id=verdict.decision_id)
+    require_permit(disclosure, verdict)
     envelope = Envelope.wrap(disclosure.event, source=settings.source, subject=disclosure.subject,
                              consent_id=verdict.consent_id, event_id=disclosure.envelope_id)
     gate = disclosure.ask.model_copy(update={"consent_id": verdict.consent_id}).model_dump(mode="json")
