@@ -200,6 +200,7 @@ class Consultation(SQLModel, table=True):
     wheel_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
     question: str = Field(max_length=1000)
     proposed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    case_id: str | None = Field(default=None, max_length=64, description="The case it is about; never sent.")
     requested_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -307,6 +308,10 @@ class ConsultationCreate(BaseModel):
     wheel_areas: list[AreaCode] = PydanticField(min_length=1)
     question: str = PydanticField(min_length=1, max_length=1000)
     proposed_at: UtcInput | None = None
+    case_id: str | None = PydanticField(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="The case of this organisation's the question is about, if any: kept here, never sent; the "
+                    "question is then also screened against the child's name.")
 
 
 class ChildOut(BaseModel):
@@ -397,6 +402,7 @@ class ConsultationPublic(BaseModel):
     wheel_areas: list[str]
     question: str
     proposed_at: UtcDatetime | None
+    case_id: str | None
     requested_by: str
     created_at: UtcDatetime
 

@@ -364,13 +364,17 @@ def request_consultation(session: Session, *, settings: ServiceSettings, princip
     orgs = _invited_orgs(settings, data.invited_orgs, field="invited_orgs")
     areas = _known_areas(data.wheel_areas, field="wheel_areas")
     consultation = Consultation(id=str(uuid.uuid4()), invited_orgs=orgs, age_band=data.age_band, wheel_areas=areas,
-                                question=data.question, proposed_at=data.proposed_at, requested_by=principal.user)
+                                question=data.question, proposed_at=data.proposed_at, case_id=data.case_id,
+                                requested_by=principal.user)
+    # A consultation about a case of ours is screened against that child's name as well.
+    names = session.exec(select(Meeting.child_name).where(Meeting.case_id == data.case_id).distinct()).all() \
+        if data.case_id else []
     session.add(consultation)
     event = ConsultationRequested(consultation_id=consultation.id, age_band=data.age_band.value, wheel_areas=areas,
                                   question=data.question, proposed_at=data.proposed_at)
     for org in orgs:
         # The subject is the consultation itself: a case id would let receivers link it to a child.
-        send_anonymous(session, event, settings=settings, to_org=org, subject=consultation.id)
+        send_anonymous(session, event, settings=settings, to_org=org, subject=consultation.id, names=names)
     audit(session, principal, "consultation.request", purpose=CONSULTATION_PURPOSE)
     session.flush()
     return consultation

@@ -288,6 +288,28 @@ def test_anonymous_consultation_carries_no_identity(client: TestClient) -> None:
     assert len(_outbox(client)) == 2
 
 
+def test_the_anonymous_screen_reads_identity_in_any_written_form_and_the_childs_name(
+        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+    _called(client, grant, meeting_body, "region")  # case-1 is Testbarn Testsson's
+    body = {"invited_orgs": ["region"], "age_band": "10-12", "wheel_areas": ["trygghet"], "case_id": "case-1"}
+    leaks = ["Gäller 2013 04 12 - 1237.", "Nummer ２０１３０４１２１２３７.", "Nr ٢٠١٣٠٤١٢-١٢٣٧",
+             "13.04.12.12.37 gäller det", "Ring 070-123 45 67", "Mejla mamma.testsson(at)exempel.se",
+             "Hur går det för TESTBARN?", "Frågan gäller T e s t s s o n"]
+    outbox_before = len(_outbox(client))
+    for question in leaks:
+        refused = client.post("/consultations", json={**body, "question": question}, headers=BBA)
+        assert refused.status_code == 422, question
+        assert refused.json()["errors"][0]["field"] == "question"
+        assert question not in refused.text and "1237" not in refused.text
+        assert "testbarn" not in refused.text.lower() and "testsson" not in refused.text.lower()
+    assert len(_outbox(client)) == outbox_before
+    fine = client.post("/consultations", json={**body, "question": "Möte 2024-05-12 kl 10.30, 3 syskon i klass 7B."},
+                       headers=BBA)
+    assert fine.status_code == 201, fine.text
+    sent = Envelope.from_bytes(_outbox(client)[-1].body)
+    assert "case-1" not in str(sent.model_dump()) and fine.json()["case_id"] == "case-1"
+
+
 def test_idempotency_key_returns_first_result_and_writes_once(
         client: TestClient, grant: Factory, meeting_body: Factory) -> None:
     grant(client, receiving=["region"], share=False)

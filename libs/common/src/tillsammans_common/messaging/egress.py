@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -21,11 +22,11 @@ from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
 from tillsammans_common.messaging.gate import DisclosureAsk, DisclosureVerdict, GateUnavailable, Phase, ask
 from tillsammans_common.messaging.outbox import record_cross_org
 from tillsammans_common.personnummer import pair_key
+from tillsammans_common.screen import screen_fields
 from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.telemetry import current_trace_id
 
 # Anything that looks like a personnummer or samordningsnummer, with or without century/separator.
-_IDENTITY_NUMBER = re.compile(r"(?<!\d)(\d{2})?\d{6}[-+]?\d{4}(?!\d)")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -97,16 +98,22 @@ def disclose(session: Session, disclosure: Disclosure, verdict: DisclosureVerdic
     return envelope
 
 
-def send_anonymous(session: Session, event: Event, *, settings: ServiceSettings, to_org: str, subject: str) -> Envelope:
-    """Queue a message that carries no identity; refuse anything that looks like an identity number."""
+def send_anonymous(session: Session, event: Event, *, settings: ServiceSettings, to_org: str, subject: str,
+                   names: Iterable[str] = ()) -> Envelope:
+    """Queue a message that carries no identity, after screening every text in it (see ``screen``).
+
+    Refused (422 naming the field, never the value): an identity number in any written form, an
+    e-mail address, a phone number, or one of ``names`` (the child's, when the caller knows the case).
+    Ids this system generated (UUIDs) are not screened: their digit runs can look like anything.
+    """
     _check_peer(settings, to_org)
     if event.identifying:
         raise TypeError(f"{event.type} identifies a child; use disclose()")
+    texts: dict[str, list[str]] = {}
     for field, value in event.model_dump(mode="json").items():
-        for text in value if isinstance(value, list) else [value]:
-            # Ids this system generates are UUIDs, whose digit runs can look like an identity number.
-            if isinstance(text, str) and not _UUID.fullmatch(text) and _IDENTITY_NUMBER.search(text):
-                raise InvalidField(field, "an anonymous consultation must not contain an identity number")
+        values = value if isinstance(value, list) else [value]
+        texts[field] = [text for text in values if isinstance(text, str) and not _UUID.fullmatch(text)]
+    screen_fields(texts, names=names)
     envelope = Envelope.wrap(event, source=settings.source, subject=subject)
     record_cross_org(session, envelope, from_org=settings.org, to_org=to_org)
     return envelope

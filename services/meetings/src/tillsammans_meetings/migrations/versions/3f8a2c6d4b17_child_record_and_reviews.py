@@ -1,4 +1,4 @@
-"""the child's record (protected identity) and four-eyes reviews of disclosures
+"""the child's record (protected identity), four-eyes reviews of disclosures, a consultation's own case
 
 Revision ID: 3f8a2c6d4b17
 Revises: af578f711652
@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('consultation', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('case_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
     op.create_table('child_record',
     sa.Column('child_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('protected_identity', sa.Boolean(), nullable=False),
@@ -41,3 +43,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('disclosure_review')
     op.drop_table('child_record')
+    with op.batch_alter_table('consultation', schema=None) as batch_op:
+        batch_op.drop_column('case_id')
