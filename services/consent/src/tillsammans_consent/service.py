@@ -16,7 +16,14 @@ from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
 from tillsammans_common.events.meetings import WithdrawalApplied
-from tillsammans_common.messaging.consent_replica import Decision, apply_granted, apply_withdrawn, decide
+from tillsammans_common.messaging.consent_replica import (
+    Decision,
+    Terms,
+    apply_granted,
+    apply_withdrawn,
+    decide,
+    why_not_covered,
+)
 from tillsammans_common.messaging.egress import share_consent
 from tillsammans_common.messaging.gate import (
     AskBatch,
@@ -230,19 +237,14 @@ def covering(consents: list[Consent], *, receiving_org: str, categories: list[st
     """The first of this organisation's own consents that covers a disclosure now, or why none does."""
     reasons: list[str] = []
     for consent in consents:
-        missing = sorted(set(categories) - set(consent.categories))
-        if receiving_org not in consent.receiving_orgs:
-            reasons.append("consent does not name the receiving organisation")
-        elif consent.status is not ConsentStatus.ACTIVE:
-            reasons.append("consent was withdrawn")
-        elif consent.purpose.value != purpose:
-            reasons.append("consent is for another purpose")
-        elif missing:
-            reasons.append(f"consent does not cover {', '.join(missing)}")
-        elif not _as_utc(consent.valid_from) <= at <= _as_utc(consent.valid_until):
-            reasons.append("consent is not valid at this time")
-        else:
+        reason = why_not_covered(Terms(
+            receiving_orgs=consent.receiving_orgs, categories=consent.categories, purpose=consent.purpose.value,
+            valid_from=consent.valid_from, valid_until=consent.valid_until,
+            withdrawn=consent.status is not ConsentStatus.ACTIVE), receiving_org=receiving_org,
+            categories=categories, purpose=purpose, at=at)
+        if reason is None:
             return consent, "covered by consent"
+        reasons.append(reason)
     return None, reasons[0] if reasons else "no consent recorded"
 
 

@@ -10,7 +10,8 @@ widened by a later message with the same id.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -149,20 +150,43 @@ def decide(
     grants = session.exec(query.order_by(col(ConsentGrant.valid_until).desc())).all()
     reasons: list[str] = []
     for grant in grants:
-        missing = sorted(set(categories) - set(grant.categories))
-        if receiving_org not in grant.receiving_orgs:
-            reasons.append("consent does not name the receiving organisation")
-        elif grant.withdrawn_at is not None:
-            reasons.append("consent was withdrawn")
-        elif grant.purpose != purpose:
-            reasons.append("consent is for another purpose")
-        elif missing:
-            reasons.append(f"consent does not cover {', '.join(missing)}")
-        elif not _aware(grant.valid_from) <= at <= _aware(grant.valid_until):
-            reasons.append("consent is not valid at this time")
-        else:
+        reason = why_not_covered(Terms(receiving_orgs=grant.receiving_orgs, categories=grant.categories,
+                                       purpose=grant.purpose, valid_from=grant.valid_from,
+                                       valid_until=grant.valid_until, withdrawn=grant.withdrawn_at is not None),
+                                 receiving_org=receiving_org, categories=categories, purpose=purpose, at=at)
+        if reason is None:
             return Decision(allowed=True, consent_id=grant.consent_id, reason="covered by consent")
+        reasons.append(reason)
     return Decision(allowed=False, reason=reasons[0] if reasons else "no consent recorded")
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a consent covers, wherever it is stored (the discloser's record or a replica)."""
+
+    receiving_orgs: list[str]
+    categories: list[str]
+    purpose: str
+    valid_from: datetime
+    valid_until: datetime
+    withdrawn: bool
+
+
+def why_not_covered(terms: Terms, *, receiving_org: str, categories: Iterable[str], purpose: str,
+                    at: datetime) -> str | None:
+    """Why a consent with these terms does not cover the disclosure at ``at``, or None when it does."""
+    missing = sorted(set(categories) - set(terms.categories))
+    if receiving_org not in terms.receiving_orgs:
+        return "consent does not name the receiving organisation"
+    if terms.withdrawn:
+        return "consent was withdrawn"
+    if terms.purpose != purpose:
+        return "consent is for another purpose"
+    if missing:
+        return f"consent does not cover {', '.join(missing)}"
+    if not _aware(terms.valid_from) <= at <= _aware(terms.valid_until):
+        return "consent is not valid at this time"
+    return None
 
 
 def _aware(value: datetime) -> datetime:
