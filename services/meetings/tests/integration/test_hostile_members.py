@@ -31,13 +31,13 @@ from sqlmodel import Session, select
 
 from tillsammans_common.events import INBOX_STREAM, Envelope, Event, inbox_subject, internal_subject
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
-from tillsammans_common.events.meetings import ChildIdentity, InvitationSent
+from tillsammans_common.events.meetings import ChildIdentity, InvitationSent, WithdrawalApplied
 from tillsammans_common.messaging import consumer
 from tillsammans_common.messaging.consent_replica import decide
 from tillsammans_common.models import ConsentGrant, DeadLetter
 from tillsammans_common.personnummer import pair_key
 from tillsammans_common.telemetry import JsonLogFormatter, ingress_refusals
-from tillsammans_common.testing import Federation, count_rows, engine_of, wait_for
+from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, wait_for
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
 from tillsammans_meetings.models import ReceivedInvitation
@@ -421,3 +421,23 @@ def test_a_message_for_a_receiver_that_is_down_waits_in_its_inbox_until_it_is_pr
     with _meetings(federation, "region") as (region,):
         wait_for(lambda: count_rows(region, ReceivedInvitation) == 1, message="the invitation once region is back")
         wait_for(lambda: _inbox_empty(federation, "region", consent_seq, seq), message="region's inbox to empty")
+
+
+def test_a_forged_withdrawal_receipt_is_refused_and_the_consent_still_shows_pending(
+        federation: Federation, with_consent: Callable[..., Any], grant: Callable[..., Any],
+        withdraw: Callable[..., Any]) -> None:
+    with _meetings(federation, "school") as (school,), with_consent(school) as consent_service:
+        consent = grant(school, receiving=["region"], share=False)
+        withdraw(school, consent)
+        receipt = WithdrawalApplied(consent_id=consent.consent_id, disclosing_org="school", receiving_org="social",
+                                    purged_records=1, purged_at=datetime.now(UTC))
+        # Social was never given the consent; then social claims to be region.
+        not_a_receiver, _ = _send(federation, "social", "school", receipt, subject=consent.consent_id)
+        posing, _ = _send(federation, "social", "school", receipt.model_copy(update={"receiving_org": "region"}),
+                          subject=consent.consent_id)
+        for envelope in (not_a_receiver, posing):
+            _refused(consent_service, envelope, "the forged receipt")
+        shown = consent_service.get(f"/consents/{consent.consent_id}", headers=bearer("school", "bba")).json()
+        assert shown["receivers"] == [{"org": "region", "state": "pending", "purged_at": None,
+                                       "purged_records": None}]
+        _assert_kept_without_data(_dead_letters(consent_service))
