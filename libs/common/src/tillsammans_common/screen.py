@@ -12,6 +12,8 @@ Arabic-Indic digits, zero-width characters and exotic dashes or spaces change no
     ``YYYYMMDD`` with a century of 18, 19 or 20, a real month and day, the day plus 60 for a
     samordningsnummer) is a candidate.
 
+    The check digit (Luhn) decides only for numbers broken up in odd places:
+
     *Written the usual way* (the last four digits in one group, the date whole or split only into year,
     month and day: ``20130412-1237``, ``130412+1237``, ``2013 04 12 - 1237``, ``201304121237``) the run
     is refused whether or not its check digit is right: people mistype numbers, and a mistyped
@@ -19,11 +21,11 @@ Arabic-Indic digits, zero-width characters and exotic dashes or spaces change no
     a second date, as in the range ``2024-05-12 – 2024-06-12``.
 
     *Broken up any other way* (``13.04.12.12.37``, ``1 3 0 4 1 2 1 2 3 7``) the run is refused when it
-    stands alone (no other digits run into it) and its Luhn check digit is right. Someone who breaks a
+    stands alone (no other digits run into it) and its check digit is right. Someone who breaks a
     number up on purpose copies a real one, while without the check digit ordinary runs of numbers
     (a date followed by a time, a list of small numbers) would be refused one time in ten rather than
     never. For the same reason an ISO date followed by a space and a clock time or one small number
-    (``2024-05-12 10.30``, ``2011-05-12 12 syskon``) never counts.
+    (``2024-05-12 10.30``, ``2011-05-12. 12 syskon``) never counts.
 
 ``email``
     ``name@domain.se`` (also with a full-width ``@``), ``name@domain``, ``name (at) domain``,
@@ -32,16 +34,20 @@ Arabic-Indic digits, zero-width characters and exotic dashes or spaces change no
 ``phone``
     A Swedish number: ``+46`` or ``0046`` and 7-9 digits (an extra ``(0)`` allowed), or 8-10 digits
     starting with ``0`` (``070-123 45 67``, ``08-123 456 78``), digits separated as for identity
-    numbers. Digits that start as a date (``05.12.2024``) or a time (``08.30``) are not a phone number.
+    numbers. It must start a number of its own (after a letter, a break or a space) and not start like
+    a date (``05.12.2024``) or a time (``08.30``). Ten digits in a row such as ``0701234567`` can be
+    both a mobile number and the number of a child born in 2007; they are reported as an identity number.
 
 ``name``
     One of the given names (each part of a name of two letters or more, particles such as ``von``
     aside) as a whole word, matched after normalising so case and diacritics do not matter
-    (``Åsa``, ``asa``, ``ÅSA``); a trailing genitive ``s`` is allowed. Names of four letters or more
+    (``Åsa``, ``asa``, ``ÅSA``); a trailing genitive ``s`` is allowed. A name inside another word
+    never counts ("Li" in "lite", "Bo" in "boken", "Erik" in "Amerika"). Names of four letters or more
     are also found spelled out across separators (``T e s t b a r n``, ``T.e.s.t.b.a.r.n``,
-    ``Test-barn``) when the pieces start and end on word boundaries and either there are three pieces
-    or more or no whitespace lies between them: two ordinary words side by side ("i sak", "dag mår")
-    must not read as "Isak" or "Dagmar".
+    ``Test-barn``, ``Te st ba rn``) when the pieces start and end on word boundaries and either there are
+    three pieces or more or no whitespace lies between them: two ordinary words side by side ("i sak",
+    "dag mår", "hen rik") must not read as "Isak", "Dagmar" or "Henrik", so "Test barn" passes.
+    Look-alike letters from other scripts (a Cyrillic "а" in "Аnna") are not folded.
 
 UUIDs that this system generates are not screened: their digit runs can look like an identity number.
 The screen never quotes what it found; callers pass only the free-text fields.
