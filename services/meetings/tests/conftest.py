@@ -50,7 +50,7 @@ def meeting_body() -> MeetingBody:
 
 
 @contextmanager
-def consent_beside(meetings: TestClient) -> Iterator[TestClient]:
+def consent_beside(meetings: TestClient, **overrides: Any) -> Iterator[TestClient]:
     """Run the consent service of the meetings app's organisation (same broker and data folder) beside it.
 
     The meetings service asks it about every invitation, as in production.
@@ -58,7 +58,7 @@ def consent_beside(meetings: TestClient) -> Iterator[TestClient]:
     meetings_settings: MeetingsSettings = meetings.app.state.settings  # type: ignore[attr-defined]
     fields = ("org", "peers", "nats_url", "nats_user", "nats_password", "data_dir", "child_key_secret",
               "max_deliveries", "redelivery_backoff_seconds")
-    settings = ConsentSettings(**{name: getattr(meetings_settings, name) for name in fields})
+    settings = ConsentSettings(**{name: getattr(meetings_settings, name) for name in fields}, **overrides)
     if meetings_settings.database_url:
         settings.database_url = meetings_settings.database_url.replace("meetings", "consent")
     with TestClient(create_consent_app(settings)) as consent:
@@ -66,7 +66,7 @@ def consent_beside(meetings: TestClient) -> Iterator[TestClient]:
         yield consent
 
 
-Beside = Callable[[TestClient], AbstractContextManager[TestClient]]
+Beside = Callable[..., AbstractContextManager[TestClient]]
 
 
 @pytest.fixture

@@ -275,7 +275,9 @@ def decide_disclosures(session: Session, *, settings: ConsentSettings, batch: As
                                    purpose=item.purpose, at=now)
         named = consent or (consents[0] if item.consent_id is not None and consents else None)
         allowed = consent is not None
-        lease = settings.disclosure_lease_seconds if allowed and batch.phase is Phase.SEND else 0.0
+        # Every permit is a lease: the one given as a message is queued lets the relay send it straight
+        # away (no second round trip), and a withdrawal waits for it like for any other.
+        lease = settings.disclosure_lease_seconds if allowed else 0.0
         record = DisclosureDecision(
             id=str(uuid.uuid4()), decided_at=now, phase=batch.phase.value, event_id=item.event_id,
             event_type=item.event_type, consent_id=named.id if named else item.consent_id,

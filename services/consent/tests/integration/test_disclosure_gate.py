@@ -21,7 +21,7 @@ from tillsammans_common.models import ConsentGrant
 from tillsammans_common.personnummer import child_key
 from tillsammans_common.testing import bearer, wait_for
 from tillsammans_consent.config import ConsentSettings
-from tillsammans_consent.models import Consent, ConsentStatus
+from tillsammans_consent.models import Consent, ConsentStatus, DisclosureDecision
 
 Serve = Callable[[ConsentSettings], AbstractContextManager[TestClient]]
 NOW = datetime.now(UTC)
@@ -68,6 +68,12 @@ def _settle(nats_url: str, settlements: dict[str, Settlement]) -> None:
     asyncio.run(run())
 
 
+def _settlement(client: TestClient, decision_id: str) -> str | None:
+    with Session(client.app.state.infra.engine) as session:  # type: ignore[attr-defined]
+        decision = session.get(DisclosureDecision, decision_id)
+        return decision.settlement if decision else None
+
+
 def _status(client: TestClient, consent_id: str) -> ConsentStatus:
     with Session(client.app.state.infra.engine) as session:  # type: ignore[attr-defined]
         consent = session.get(Consent, consent_id)
@@ -84,7 +90,9 @@ def test_a_withdrawal_answers_only_once_no_permitted_message_can_still_leave(
 
         queued = _gate(nats_url, Phase.QUEUE, [_ask(None, child_ref=key)])[0]
         assert queued.allowed and queued.consent_id == consent["id"] and queued.consent_version == 1
-        assert queued.lease_seconds == 0  # only a permit to send is a lease
+        assert queued.lease_seconds == settings.disclosure_lease_seconds  # every permit is a lease
+        assert queued.usable_until is not None and queued.usable_until < queued.decided_at + timedelta(
+            seconds=queued.lease_seconds)  # the asker uses it for half the lease only
         permit = _gate(nats_url, Phase.SEND, [_ask(consent["id"], child_ref=key)])[0]
         assert permit.allowed and permit.lease_seconds == settings.disclosure_lease_seconds
 
@@ -105,6 +113,9 @@ def test_a_withdrawal_answers_only_once_no_permitted_message_can_still_leave(
         assert refused.consent_version == 2
         assert not answered.is_set()
         _settle(nats_url, {permit.decision_id: Settlement.SENT})
+        wait_for(lambda: _settlement(client, permit.decision_id) == "sent", message="the report of the sent message")
+        assert not answered.is_set()  # the permit given when it was queued is still open
+        _settle(nats_url, {queued.decision_id: Settlement.EXPIRED})
         assert answered.wait(10) and responses == [200]
         withdrawing.join(10)
 

@@ -27,6 +27,8 @@ from tillsammans_meetings.main import create_app
 
 SCHOOL_BBA = bearer("school", "bba", "bba.norrskolan")
 ROUNDS = 12
+# Short, so a withdrawal that must wait out a permit the held-back relay never used waits briefly.
+LEASE = 1.0
 INVITATIONS = "inbox.region.school.meetings.invitation.sent.v1"
 Factory = Callable[..., Any]
 
@@ -37,7 +39,7 @@ def _school_and_region(federation: Federation, with_consent: Factory
     school = MeetingsSettings(**federation.settings("school"))  # type: ignore[arg-type]
     region = MeetingsSettings(**federation.settings("region"))  # type: ignore[arg-type]
     with (TestClient(create_app(region)) as region_client, TestClient(create_app(school)) as school_client,
-          with_consent(school_client) as consent_client):
+          with_consent(school_client, disclosure_lease_seconds=LEASE) as consent_client):
         yield school_client, consent_client, region_client
 
 

@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.client import Client
 from sqlmodel import Session
@@ -93,7 +94,11 @@ def disclose(session: Session, disclosure: Disclosure, verdict: DisclosureVerdic
     require_permit(disclosure, verdict)
     envelope = Envelope.wrap(disclosure.event, source=settings.source, subject=disclosure.subject,
                              consent_id=verdict.consent_id, event_id=disclosure.envelope_id)
-    gate = disclosure.ask.model_copy(update={"consent_id": verdict.consent_id}).model_dump(mode="json")
+    gate: dict[str, Any] = disclosure.ask.model_copy(update={"consent_id": verdict.consent_id}).model_dump(
+        mode="json")
+    if verdict.usable_until is not None:
+        # The relay may use this permit as it stands while it lasts, instead of asking again.
+        gate["permit"] = verdict.model_dump(mode="json")
     record_cross_org(session, envelope, from_org=settings.org, to_org=disclosure.to_org, gate=gate)
     return envelope
 

@@ -7,17 +7,19 @@ organisation's own account:
 
 - when a user asks for the disclosure (phase ``queue``), so the user hears at once that no
   consent covers it and nothing is written;
-- by the outbox relay just before the message leaves (phase ``send``). A permit then is a lease:
-  the relay publishes only before the lease runs out and reports back what happened, and a
-  withdrawal waits for the open leases of its consent before it answers. Once a withdrawal has
-  answered, nothing under that consent leaves (docs/decisions/0008).
+- by the outbox relay just before the message leaves (phase ``send``), unless the permit given
+  when it was queued can still be used.
+
+A permit is a lease: the message is published only before the lease runs out, the relay reports
+back what happened, and a withdrawal waits for the open leases of its consent before it answers.
+Once a withdrawal has answered, nothing under that consent leaves (docs/decisions/0008).
 
 Every question and answer is kept by the consent service as a decision record.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import orjson
@@ -25,6 +27,9 @@ from nats.aio.client import Client
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
+LEASE_SHARE = 0.5
+"""A permit is used only within this share of its lease, counted from before it was asked for: the rest is
+margin for a slow pass and for clocks that differ a little between the asker and the consent service."""
 
 
 class Phase(StrEnum):
@@ -70,6 +75,8 @@ class DisclosureVerdict(BaseModel):
     reason: str
     lease_seconds: float = 0.0
     decided_at: datetime
+    usable_until: datetime | None = Field(
+        None, description="Set by the asker on its own clock: the permit may be used to send until then.")
 
 
 class AskBatch(BaseModel):
@@ -112,6 +119,7 @@ async def ask(connection: Client, org: str, phase: Phase, asks: list[DisclosureA
               timeout: float = DEFAULT_TIMEOUT_SECONDS) -> list[DisclosureVerdict]:
     """Ask this organisation's consent service about ``asks``; raise GateUnavailable when it does not answer."""
     payload = orjson.dumps(AskBatch(phase=phase, asks=asks).model_dump(mode="json"))
+    asked_at = datetime.now(UTC)
     try:
         reply = await connection.request(decide_subject(org), payload, timeout=timeout)
         verdicts = VerdictBatch.model_validate_json(reply.data).verdicts
@@ -119,7 +127,10 @@ async def ask(connection: Client, org: str, phase: Phase, asks: list[DisclosureA
         raise GateUnavailable(type(exc).__name__) from None
     if [verdict.event_id for verdict in verdicts] != [item.event_id for item in asks]:
         raise GateUnavailable("answers do not match the questions")
-    return verdicts
+    # Counted from before the question, so the asker's limit falls before the consent service's.
+    return [verdict.model_copy(update={"usable_until": asked_at + timedelta(seconds=verdict.lease_seconds
+                                                                            * LEASE_SHARE)})
+            if verdict.allowed and verdict.lease_seconds > 0 else verdict for verdict in verdicts]
 
 
 async def settle(connection: Client, org: str, settlements: dict[str, Settlement]) -> None:

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("tillsammans.outbox")
 PUBLISHED_RETENTION = timedelta(days=7)
 # Publish a permitted row only within this share of its lease: the rest is margin for a slow pass.
-LEASE_SHARE = 0.5
 _EXPIRED = "LeaseExpired"
 
 
@@ -51,6 +50,12 @@ class _Pending:
     def destination(self) -> str:
         # Order is kept per destination: a failing receiver must not let later messages overtake.
         return ".".join(self.nats_subject.split(".")[:2]) if self.stream == "INBOX" else self.stream
+
+
+def _ask_of(row: _Pending) -> gate.DisclosureAsk:
+    """The question a row carries, without the permit it was queued with."""
+    assert row.gate is not None
+    return gate.DisclosureAsk.model_validate({key: value for key, value in row.gate.items() if key != "permit"})
 
 
 class OutboxRelay:
@@ -111,14 +116,14 @@ class OutboxRelay:
         pending = await run_db(self.engine, self._load)
         if not pending:
             return 0, False
-        permits, withheld, deadline = await self._ask_gate(pending)
+        permits, withheld, deadlines = await self._ask_gate(pending)
         # All publishes of a batch are in flight at once and their acknowledgements awaited together:
         # one round trip per batch instead of per row. The server stores one connection's messages
         # in the order sent; if one fails, it and every later row to the same destination stay
         # unsent and go again in order next pass (those that did arrive are dropped as duplicates
         # by their Nats-Msg-Id), so a failing receiver never lets later messages overtake.
         sendable = [row for row in pending if row.seq not in withheld]
-        errors = await asyncio.gather(*(self._publish(row, permits, deadline) for row in sendable))
+        errors = await asyncio.gather(*(self._publish(row, permits, deadlines) for row in sendable))
         published: list[int] = []
         failed: dict[int, str] = {}
         blocked: set[str] = set()
@@ -141,32 +146,49 @@ class OutboxRelay:
         return len(published), len(pending) == self.batch and not failed
 
     async def _ask_gate(self, pending: list[_Pending]
-                        ) -> tuple[dict[int, gate.DisclosureVerdict], dict[int, str], float]:
-        """Ask the consent service about the identifying rows of a batch, all in one round trip.
+                        ) -> tuple[dict[int, gate.DisclosureVerdict], dict[int, str], dict[int, float]]:
+        """Permits for the identifying rows of a batch: the one given when a row was queued while it
+        lasts, else a fresh one, all asked for in one round trip.
 
         Returns the permits by row, the refused rows with their reason (withheld for good), and the
-        monotonic deadline before which permitted rows must be published.
+        monotonic deadline before which each permitted row must be published.
         """
-        gated = [row for row in pending if row.gate is not None]
-        if not gated:
-            return {}, {}, 0.0
-        # The lease is counted from before the question, so the relay's deadline falls before the
-        # consent service's, whatever the time the answer took to come back.
+        permits: dict[int, gate.DisclosureVerdict] = {}
+        deadlines: dict[int, float] = {}
+        now, clock = utcnow(), time.monotonic()
+        to_ask: list[_Pending] = []
+        for row in pending:
+            if row.gate is None:
+                continue
+            stored = row.gate.get("permit")
+            permit = gate.DisclosureVerdict.model_validate(stored) if stored else None
+            if permit is not None and permit.usable_until is not None and permit.usable_until > now:
+                permits[row.seq] = permit
+                deadlines[row.seq] = clock + (permit.usable_until - now).total_seconds()
+            else:
+                to_ask.append(row)
+        if not to_ask:
+            return permits, {}, deadlines
         asked_at = time.monotonic()
         try:
             verdicts = await gate.ask(self.broker.connection, self.org, gate.Phase.SEND,
-                                      [gate.DisclosureAsk.model_validate(row.gate) for row in gated])
+                                      [_ask_of(row) for row in to_ask])
         except gate.GateUnavailable as exc:
             log.warning("consent service did not answer; identifying messages wait",
                         extra={"error_type": str(exc)})
-            return {}, {}, 0.0
-        permits = {row.seq: verdict for row, verdict in zip(gated, verdicts, strict=True) if verdict.allowed}
-        withheld = {row.seq: verdict.reason for row, verdict in zip(gated, verdicts, strict=True)
-                    if not verdict.allowed}
-        lease = min((verdict.lease_seconds for verdict in permits.values()), default=0.0)
-        return permits, withheld, asked_at + lease * LEASE_SHARE
+            return permits, {}, deadlines
+        withheld: dict[int, str] = {}
+        for row, verdict in zip(to_ask, verdicts, strict=True):
+            if verdict.allowed:
+                permits[row.seq] = verdict
+                # Counted from before the question, so this deadline falls before the consent service's.
+                deadlines[row.seq] = asked_at + verdict.lease_seconds * gate.LEASE_SHARE
+            else:
+                withheld[row.seq] = verdict.reason
+        return permits, withheld, deadlines
 
-    async def _publish(self, row: _Pending, permits: dict[int, gate.DisclosureVerdict], deadline: float) -> str | None:
+    async def _publish(self, row: _Pending, permits: dict[int, gate.DisclosureVerdict],
+                       deadlines: dict[int, float]) -> str | None:
         """Publish one row in the trace it was written in; the error type if it failed.
 
         An identifying row goes only with a permit of this pass, and only before its lease runs out.
@@ -178,7 +200,7 @@ class OutboxRelay:
         if row.gate is not None:
             if row.seq not in permits:
                 return "ConsentServiceUnavailable"
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadlines[row.seq]:
                 return _EXPIRED
         headers = {"Nats-Msg-Id": row.event_id, "content-type": "application/cloudevents+json"}
         with _tracer.start_as_current_span(f"{row.nats_subject} publish", context=context_of(row.traceparent),
