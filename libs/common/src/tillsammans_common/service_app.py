@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -18,14 +19,15 @@ from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.security import SASLPlaintext
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import APIError, BadRequestError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Engine, text
 
 from tillsammans_common.auth import TokenVerifier
 from tillsammans_common.db import make_engine, migrate_in_child, run_db
-from tillsammans_common.messaging.consumer import stream_configs
+from tillsammans_common.errors import Failure, classify_failure
+from tillsammans_common.messaging.consumer import UNLIMITED_DELIVERIES, durable_consumers, stream_configs
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
 from tillsammans_common.telemetry import exporting, setup_logging, setup_telemetry, shutdown_telemetry
@@ -67,7 +69,9 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
         # Per-message lines ("Received", "Processed") at DEBUG: at INFO they cost more than the handling.
         log_level=logging.DEBUG,
     )
-    relay = OutboxRelay(engine, broker, org=settings.org, sweep_seconds=settings.relay_sweep_seconds)
+    relay = OutboxRelay(engine, broker, org=settings.org, sweep_seconds=settings.relay_sweep_seconds,
+                        backoff_initial_seconds=settings.relay_backoff_initial_seconds,
+                        backoff_max_seconds=settings.relay_backoff_max_seconds)
     return Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay)
 
 
@@ -84,6 +88,27 @@ async def ensure_streams(broker: NatsBroker, org: str, *, inbox_max_age_seconds:
                 await js.update_stream(config=config)
             except APIError:
                 await _replace_if_unused(js, config)
+
+
+async def ensure_consumers(broker: NatsBroker) -> None:
+    """Bring durable consumers that already exist on the broker to today's configuration.
+
+    FastStream (nats-py) binds to an existing durable as it is, so one created by an older version
+    would keep giving up after its old ``max_deliver``: the consumer, not the broker, decides when a
+    message is poison now. ``max_deliver`` is mutable, so the durable is updated in place (its
+    pending messages and acknowledgement state are kept).
+    """
+    js = broker.config.connection_state.stream
+    for stream, durable in durable_consumers(broker):
+        try:
+            info = await js.consumer_info(stream, durable)
+        except NotFoundError:
+            continue  # created with today's configuration when the subscriber starts
+        if info.config.max_deliver in (None, UNLIMITED_DELIVERIES):
+            continue
+        info.config.max_deliver = UNLIMITED_DELIVERIES
+        await js.add_consumer(stream, config=info.config)  # the same name: an update of a mutable field
+        log.info("durable consumer updated to unlimited deliveries", extra={"stream": stream, "consumer": durable})
 
 
 async def _replace_if_unused(js: JetStreamContext, config: StreamConfig) -> None:
@@ -107,6 +132,7 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await infra.broker.connect()
         await ensure_streams(infra.broker, settings.org, inbox_max_age_seconds=settings.inbox_max_age_seconds)
+        await ensure_consumers(infra.broker)
         await infra.broker.start()
         await infra.relay.start()
         # Everything built so far (routes, models, compiled schemas) lives as long as the process:
@@ -146,19 +172,16 @@ def _health_router() -> APIRouter:
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/ready", summary="Database and broker are reachable")
+    @router.get("/ready", summary="The database can be written and the broker is reachable",
+                responses={503: {"description": "Not ready now: the body names the part that failed"}})
     async def ready(request: Request) -> JSONResponse:
         infra: Infrastructure = request.app.state.infra
         checks = {"database": "ok", "broker": "ok"}
-
-        def select_one() -> None:
-            with infra.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-
         try:
-            await run_db(infra.engine, select_one)
-        except Exception:
-            checks["database"] = "unavailable"
+            await run_db(infra.engine, partial(probe_write, infra.engine))
+        except Exception as exc:
+            checks["database"] = "not writable" if classify_failure(exc) is Failure.INFRASTRUCTURE else "failing"
+            log.warning("readiness: database cannot be written", extra={"error_type": type(exc).__name__})
         try:
             connected = infra.broker.connection.is_connected
         except Exception:
@@ -166,11 +189,33 @@ def _health_router() -> APIRouter:
         if not connected:
             checks["broker"] = "unavailable"
         healthy = all(value == "ok" for value in checks.values())
+        retry_after = {"Retry-After": str(infra.settings.unavailable_retry_after_seconds)}
         return JSONResponse({"status": "ok" if healthy else "unavailable", **checks,
                              "org": infra.settings.org, "service": infra.settings.service_name},
-                            status_code=200 if healthy else 503)
+                            status_code=200 if healthy else 503, headers=None if healthy else retry_after)
 
     return router
+
+
+READINESS_PROBE_TABLE = "tillsammans_readiness_probe"
+
+
+def probe_write(engine: Engine) -> None:
+    """Write to the database in a transaction that is rolled back: raises if it cannot be written now.
+
+    Creating a table takes the write lock and changes the schema, so a locked, read-only or
+    unopenable database (and a PostgreSQL standby) fails here. Nothing is committed, so a full disk,
+    which SQLite notices only at commit, shows instead in the 503s and retries of the real work.
+    """
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            if engine.dialect.name == "sqlite":
+                # pysqlite runs DDL outside a transaction unless one was begun explicitly.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            connection.execute(text(f"CREATE TABLE {READINESS_PROBE_TABLE} (probe INTEGER)"))
+        finally:
+            transaction.rollback()
 
 
 def serve(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:

@@ -59,8 +59,20 @@ class ServiceSettings(BaseSettings):
                     "between the two is keyed with it. Unset pairs fall back to a development derivation.",
     )
     relay_sweep_seconds: float = Field(1.0, description="How often the outbox relay re-checks for unsent rows.")
-    max_deliveries: int = Field(5, description="Deliveries of one message before it is dead-lettered.")
-    redelivery_backoff_seconds: list[float] = Field(default_factory=lambda: [0.2, 1.0, 5.0, 15.0])
+    max_deliveries: int = Field(
+        5, ge=1, description="Attempts that fail on the message's own merits (invalid, refused by a rule) before it "
+                             "is dead-lettered; failures of the infrastructure never count.")
+    redelivery_backoff_seconds: list[float] = Field(
+        default_factory=lambda: [0.2, 1.0, 5.0, 15.0],
+        description="Delays before the 1st, 2nd, ... retry of a message that failed on its own merits.")
+    infrastructure_retry_initial_seconds: float = Field(
+        0.5, gt=0, description="First delay before retrying a message whose attempt failed because the database or "
+                               "broker could not do its work; it doubles on each such failure of that message.")
+    infrastructure_retry_max_seconds: float = Field(
+        30.0, gt=0, description="Cap of that doubling delay: the longest a message waits for the infrastructure "
+                                "to recover before it is tried again (it is retried for as long as the fault lasts).")
+    unavailable_retry_after_seconds: int = Field(
+        5, ge=1, description="Retry-After of a 503 answered because the database cannot do the request's work now.")
     inbox_max_age_seconds: float = Field(
         INBOX_MAX_AGE_SECONDS, gt=0,
         description="Backstop: the longest a message from another organisation stays in the INBOX stream. "

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from nats import errors as nats_errors
 from pydantic import BaseModel
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tillsammans_common.auth import Principal
 from tillsammans_common.db import run_db, session_scope
-from tillsammans_common.errors import PROBLEM_BASE, Conflict, DomainError, InvalidField
+from tillsammans_common.errors import PROBLEM_BASE, Conflict, DomainError, Failure, InvalidField, classify_failure
 from tillsammans_common.models import IdempotencyRecord
 from tillsammans_common.telemetry import current_trace_id
 
@@ -34,8 +36,11 @@ PROBLEM_SCHEMA = {
         "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}}}}},
 }
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: PROBLEM_SCHEMA for code in (401, 403, 404, 409, 422)
+    code: PROBLEM_SCHEMA for code in (401, 403, 404, 409, 422, 503)
 }
+DEFAULT_RETRY_AFTER_SECONDS = 5
+# Where an infrastructure failure can come from; classify_failure decides each one.
+_MAYBE_INFRASTRUCTURE: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error, OSError, nats_errors.Error)
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -80,8 +85,38 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
-        return problem_response({"type": PROBLEM_BASE + "internal-error", "title": "Internal error",
-                                 "status": 500, "detail": "the request failed; nothing was saved"})
+        return _internal_error()
+
+    async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
+        if classify_failure(exc) is Failure.INFRASTRUCTURE:
+            return _unavailable(request, exc)
+        log.error("unhandled error", exc_info=exc)
+        return _internal_error()
+
+    # Registered by class rather than in the catch-all: Starlette re-raises whatever reaches the
+    # catch-all, and the server would then log the SQL error's text (statement and parameters).
+    for family in _MAYBE_INFRASTRUCTURE:
+        app.add_exception_handler(family, _infrastructure)
+
+
+def _internal_error() -> JSONResponse:
+    return problem_response({"type": PROBLEM_BASE + "internal-error", "title": "Internal error",
+                             "status": 500, "detail": "the request failed; nothing was saved"})
+
+
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database (or broker) cannot do the work now: the client's request was fine, so say when to
+    # come back. Only the error's type is logged and nothing of it answered: SQL errors quote
+    # statements and parameters, which can be a child's identity.
+    settings = getattr(request.app.state, "settings", None)
+    retry_after = getattr(settings, "unavailable_retry_after_seconds", DEFAULT_RETRY_AFTER_SECONDS)
+    log.warning("request failed on unavailable infrastructure", extra={"error_type": type(exc).__name__})
+    return problem_response(
+        {"type": PROBLEM_BASE + "service-unavailable", "title": "Service unavailable", "status": 503,
+         "detail": "the service cannot store or read data right now (its database is unavailable, full or "
+                   f"read-only); nothing was saved. Send the same request again after {retry_after} seconds, "
+                   "with the same Idempotency-Key if it is a write"},
+        headers={"Retry-After": str(retry_after)})
 
 
 class TraceIdHeader:

@@ -1,11 +1,18 @@
 """Idempotent JetStream consumers: durable push subscriptions in a deliver group, effects and the
-processed-id in one transaction, bounded redelivery with backoff, and a dead letter instead of a
-silent drop."""
+processed-id in one transaction, and a dead letter instead of a silent drop.
+
+A failure of the infrastructure (database locked, full, read-only or gone; broker errors) is retried
+with a capped exponential backoff for as long as it lasts and never counts toward the poison limit;
+only a message that fails on its own merits is dead-lettered, after ``max_deliveries`` such attempts
+(a Reject at once). Nothing is acknowledged before its effect or its dead letter is committed.
+"""
 
 from __future__ import annotations
 
 import logging
 import warnings
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -20,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from tillsammans_common.db import run_db, utcnow
+from tillsammans_common.errors import Failure, classify_failure
 from tillsammans_common.events import EVENT_TYPES, EVENTS_STREAM, INBOX_STREAM, Envelope, Event
 from tillsammans_common.messaging.consent_replica import decide
 from tillsammans_common.messaging.refusals import Reject, Retry
@@ -27,7 +35,7 @@ from tillsammans_common.models import ConsentGrant, DeadLetter, ProcessedMessage
 from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
 from tillsammans_common.telemetry import ingress_refusals
 
-__all__ = ["Reject", "Retry", "consume", "stream_configs"]
+__all__ = ["Reject", "Retry", "consume", "durable_consumers", "infrastructure_delay", "stream_configs"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,52 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 DEAD_LETTER_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "consentid")
 # Module level, so tests can swap in a counter of their own meter provider.
 REFUSED = ingress_refusals()
+# How many messages' merit-failure counts a consumer keeps (a few hundred bytes each at most).
+MERIT_FAILURES_KEPT = 10_000
+# JetStream never gives up on a message by itself: only the consumer, counting merit failures, does.
+UNLIMITED_DELIVERIES = -1
+# The durable consumers subscribed on each broker, so start-up can bring existing ones to today's configuration.
+_DURABLES: weakref.WeakKeyDictionary[NatsBroker, list[tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def durable_consumers(broker: NatsBroker) -> list[tuple[str, str]]:
+    """``(stream, durable name)`` of every consumer ``consume`` subscribed on ``broker``."""
+    return list(_DURABLES.get(broker, []))
+
+
+def infrastructure_delay(failures: int, *, initial: float, cap: float) -> float:
+    """Seconds to wait before the next try after ``failures`` infrastructure failures of one message."""
+    return min(cap, initial * 2.0 ** min(max(failures, 1) - 1, 32))
+
+
+class MeritFailures:
+    """Attempts of each message that failed on the message's own merits, keyed by stream sequence.
+
+    In memory and bounded (the oldest entry goes first), because JetStream's delivery count also
+    counts infrastructure failures and so cannot be the poison limit. A restart, or an instance of
+    the deliver group that did not see the earlier attempts, starts a message's count again: a
+    poison message gets at most ``max_deliveries`` more attempts per process that sees it, never fewer.
+    """
+
+    def __init__(self, limit: int = MERIT_FAILURES_KEPT) -> None:
+        self._counts: OrderedDict[int, int] = OrderedDict()
+        self._limit = limit
+
+    def add(self, sequence: int) -> int:
+        """Count one more merit failure of the message; the count so far."""
+        count = self._counts.pop(sequence, 0) + 1
+        self._counts[sequence] = count
+        while len(self._counts) > self._limit:
+            self._counts.popitem(last=False)
+        return count
+
+    def get(self, sequence: int) -> int:
+        """The merit failures counted for the message."""
+        return self._counts.get(sequence, 0)
+
+    def forget(self, sequence: int) -> None:
+        """The message is settled (applied or dead-lettered)."""
+        self._counts.pop(sequence, None)
 
 
 def stream_configs(org: str, *,
@@ -79,11 +133,16 @@ def consume(
     organisation, and an identifying message must be covered by a consent in the local replica
     before anything is stored (defence in depth behind the sender's egress check). A refusal is
     dead-lettered without the payload, counted (``tillsammans.ingress.refused``) and logged.
+
+    A failure of the infrastructure is retried with ``infrastructure_retry_*`` backoff until it passes;
+    a failure on the message's merits is retried ``max_deliveries`` times in all, then dead-lettered.
     """
     # The streams are created by ensure_streams at start-up, not by FastStream.
     stream = JStream(INBOX_STREAM if from_other_orgs else EVENTS_STREAM, declare=False)
     subject = f"inbox.{settings.org}.*.{event.type}" if from_other_orgs else f"{settings.org}.{event.type}"
     consumer_name = f"{settings.service_name}-{durable}"
+    _DURABLES.setdefault(broker, []).append((stream.name, consumer_name))
+    merit_failures = MeritFailures()
 
     def processed(session: Session, event_id: str) -> bool:
         return session.connection().execute(
@@ -112,29 +171,48 @@ def consume(
         await _dead_letter(engine, consumer_name, nats_subject, body, deliveries, _reason(exc),
                            redact=from_other_orgs or event.identifying)
 
+    async def retry_later(msg: NatsMessage, sequence: int, deliveries: int, exc: BaseException) -> None:
+        # Not acknowledged: the broker keeps the message and offers it again after the delay.
+        failures = deliveries - merit_failures.get(sequence)
+        delay = infrastructure_delay(failures, initial=settings.infrastructure_retry_initial_seconds,
+                                     cap=settings.infrastructure_retry_max_seconds)
+        log.warning("infrastructure failure, message kept for a later try", extra={
+            "consumer": consumer_name, "error_type": type(exc).__name__, "retry_in_seconds": delay})
+        await msg.nack(delay=delay)
+
     async def on_message(body: bytes, msg: NatsMessage) -> None:
         nats_subject = msg.raw_message.subject
-        deliveries = msg.raw_message.metadata.num_delivered
+        metadata = msg.raw_message.metadata
+        deliveries = metadata.num_delivered
+        sequence = metadata.sequence.stream
         try:
             envelope = Envelope.from_bytes(body)
             if envelope.type != event.type:
                 raise Reject("unexpected event type on subject", code="wrong_type")
             payload = event.model_validate(envelope.data)
             await run_db(engine, partial(apply, envelope, payload, nats_subject))
-        except (Reject, ValidationError, ValueError) as exc:
-            await refuse(nats_subject, body, deliveries, exc)
-            await msg.ack()
         except Exception as exc:
-            if deliveries >= settings.max_deliveries:
-                await refuse(nats_subject, body, deliveries, exc)
+            if classify_failure(exc) is Failure.INFRASTRUCTURE:
+                await retry_later(msg, sequence, deliveries, exc)
+                return
+            merits = merit_failures.add(sequence)
+            if isinstance(exc, (Reject, ValidationError, ValueError)) or merits >= settings.max_deliveries:
+                try:
+                    await refuse(nats_subject, body, deliveries, exc)
+                except Exception as failed:
+                    # The dead letter is not durable, so neither is the message's fate: keep it and try again.
+                    await retry_later(msg, sequence, deliveries, failed)
+                    return
+                merit_failures.forget(sequence)
                 await msg.ack()
                 return
             backoff = settings.redelivery_backoff_seconds
-            delay = backoff[min(deliveries, len(backoff)) - 1] if backoff else 1.0
+            delay = backoff[min(merits, len(backoff)) - 1] if backoff else 1.0
             log.warning("message not applied, will redeliver", extra={"consumer": consumer_name,
                                                                     "error_type": type(exc).__name__})
             await msg.nack(delay=delay)
         else:
+            merit_failures.forget(sequence)
             await msg.ack()
 
     # A durable push consumer in a deliver group: the server sends each message as it is stored
@@ -150,7 +228,7 @@ def consume(
             durable=consumer_name,
             queue=consumer_name,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_wait=30,
-                                  max_deliver=settings.max_deliveries + 1, max_ack_pending=MAX_ACK_PENDING),
+                                  max_deliver=UNLIMITED_DELIVERIES, max_ack_pending=MAX_ACK_PENDING),
             ack_policy=AckPolicy.MANUAL,
             decoder=_raw_body,
             title=f"{settings.service_name}:{durable}",
