@@ -21,7 +21,10 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox_message"
     __table_args__ = (
-        Index("ix_outbox_unsent", "published_at", "seq"),
+        # The relay walks the destinations that have unsent rows and reads each one's oldest rows: both are
+        # seeks in this index, however many rows wait for a receiver that is down. Old rows are purged by
+        # its first column.
+        Index("ix_outbox_pending", "published_at", "withheld_at", "destination", "seq"),
         UniqueConstraint("event_id", "nats_subject", name="uq_outbox_event_subject"),
     )
 
@@ -29,6 +32,9 @@ class OutboxMessage(SQLModel, table=True):
     event_id: str = Field(max_length=64)
     nats_subject: str = Field(max_length=255)
     stream: str = Field(max_length=64)
+    destination: str = Field(max_length=128, description=(
+        "Where the row goes: 'inbox.<receiver>' for another organisation, else the stream; order and "
+        "backoff are kept per destination."))
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     traceparent: str | None = Field(default=None, max_length=64)
     created_at: datetime = _ts(nullable=False, default=utcnow)

@@ -59,6 +59,13 @@ class ServiceSettings(BaseSettings):
                     "between the two is keyed with it. Unset pairs fall back to a development derivation.",
     )
     relay_sweep_seconds: float = Field(1.0, description="How often the outbox relay re-checks for unsent rows.")
+    relay_backoff_initial_seconds: float = Field(
+        0.2, gt=0, description="First pause of the outbox relay for a destination whose publish failed (refused or "
+                               "unreachable); it doubles on each further failure, with jitter. Other destinations "
+                               "go on meanwhile.")
+    relay_backoff_max_seconds: float = Field(
+        30.0, gt=0, description="Cap of that doubling pause: the longest a failing destination waits before the "
+                                "relay tries it again.")
     max_deliveries: int = Field(
         5, ge=1, description="Attempts that fail on the message's own merits (invalid, refused by a rule) before it "
                              "is dead-lettered; failures of the infrastructure never count.")

@@ -11,10 +11,12 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
@@ -81,6 +83,29 @@ def ingress_refusals(meter_provider: metrics.MeterProvider | None = None) -> met
     meter = metrics.get_meter("tillsammans", meter_provider=meter_provider)
     return meter.create_counter("tillsammans.ingress.refused", unit="{message}",
                                 description="Messages from another organisation refused and dead-lettered.")
+
+
+def outbox_backlog_gauges(backlog: Callable[[], Mapping[str, tuple[int, float]]],
+                          meter_provider: metrics.MeterProvider | None = None) -> None:
+    """The gauges ``tillsammans.outbox.backlog`` and ``tillsammans.outbox.oldest_age_seconds``, per destination.
+
+    ``backlog`` answers, for each destination with unsent rows, how many there are and how old the
+    oldest is in seconds; it is read at each collection, so it must be cheap and thread-safe. Their only
+    attribute is ``destination`` (``inbox.<receiver>`` or a stream name): never ids or contents. Like
+    ``ingress_refusals``, a no-op until (unless) a real meter provider is installed.
+    """
+    meter = metrics.get_meter("tillsammans", meter_provider=meter_provider)
+
+    def rows(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {"destination": destination}) for destination, (count, _) in backlog().items()]
+
+    def age(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(oldest, {"destination": destination}) for destination, (_, oldest) in backlog().items()]
+
+    meter.create_observable_gauge("tillsammans.outbox.backlog", callbacks=[rows], unit="{message}",
+                                  description="Outbox rows waiting to be published (not withheld), per destination.")
+    meter.create_observable_gauge("tillsammans.outbox.oldest_age_seconds", callbacks=[age], unit="s",
+                                  description="Age of the oldest unpublished outbox row, per destination.")
 
 
 def current_traceparent() -> str | None:

@@ -21,6 +21,16 @@ from tillsammans_common.models import OutboxMessage
 SOURCE = "/orgs/school/intake"
 
 
+class Clock:
+    """The relay's clock in a test: time moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
     engine = make_engine(f"sqlite:///{tmp_path / 'relay.db'}")
@@ -62,7 +72,8 @@ def _rows(engine: Engine) -> dict[str, OutboxMessage]:
 async def test_a_failing_destination_keeps_its_rows_in_order_and_others_go(engine: Engine,
                                                                            broker: NatsBroker) -> None:
     first, region_a, region_b, last = _write(engine)
-    relay = OutboxRelay(engine, broker, org="school")
+    clock = Clock()
+    relay = OutboxRelay(engine, broker, org="school", clock=clock)
 
     sent, _ = await relay.relay_once()
 
@@ -76,10 +87,16 @@ async def test_a_failing_destination_keeps_its_rows_in_order_and_others_go(engin
     events = [await js.get_msg("EVENTS", seq) for seq in (1, 2)]
     assert [message.headers["Nats-Msg-Id"] for message in events] == [first, last]  # type: ignore[index]
 
-    # Region's inbox comes back: both rows go, in the order they were written, once each.
+    # Region's inbox comes back: once its backoff ends, its oldest row goes alone, then the rest; in the
+    # order they were written, once each.
     await js.add_stream(StreamConfig(name="INBOX", subjects=["inbox.region.>"]))
-    sent, _ = await relay.relay_once()
-    assert sent == 2
+    assert await relay.relay_once() == (0, False)
+    retry_at = relay.retry_at("inbox.region")
+    assert retry_at is not None
+    clock.now = retry_at
+    assert await relay.relay_once() == (1, True)
+    assert relay.retry_at("inbox.region") is None
+    assert await relay.relay_once() == (1, False)
     assert all(row.published_at is not None for row in _rows(engine).values())
     inbox = [await js.get_msg("INBOX", seq) for seq in (1, 2)]
     assert [message.headers["Nats-Msg-Id"] for message in inbox] == [region_a, region_b]  # type: ignore[index]

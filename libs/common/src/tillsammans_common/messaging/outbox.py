@@ -52,6 +52,8 @@ def _add(session: Session, envelope: Envelope, *, nats_subject: str, stream: str
         "event_id": envelope.id,
         "nats_subject": nats_subject,
         "stream": stream,
+        # The relay keeps order and backs off per destination: one receiver's inbox, or this organisation's stream.
+        "destination": ".".join(nats_subject.split(".")[:2]) if stream == INBOX_STREAM else stream,
         "body": envelope.to_bytes(),
         "traceparent": current_traceparent(),
         "created_at": utcnow(),
