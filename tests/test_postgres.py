@@ -107,7 +107,9 @@ def test_meetings_on_postgres(database_url: str, consent_database_url: str, nats
 
     now = datetime.now(UTC)
     settings = MeetingsSettings(org="school", nats_url=nats_url, database_url=database_url)
-    consent_settings = ConsentSettings(org="school", nats_url=nats_url, database_url=consent_database_url)
+    # A short lease: the permit given at queue time soon runs out, so the relay must ask again.
+    consent_settings = ConsentSettings(org="school", nats_url=nats_url, database_url=consent_database_url,
+                                       disclosure_lease_seconds=1.0)
     with TestClient(create_app(settings)) as client, TestClient(create_consent_app(consent_settings)) as consent:
         bba = bearer("school", "bba", "bba.norrskolan")
         body = {"case_id": "case-pg", "scheduled_at": now.isoformat(), "child": CHILD,
@@ -124,8 +126,14 @@ def test_meetings_on_postgres(database_url: str, consent_database_url: str, nats
         assert granted.status_code == 201, granted.text
         called = client.post("/meetings", json=body, headers=bba)
         assert called.status_code == 201, called.text
-        # The relay asked again as the invitation left (region has no stream here, so it waits unsent).
-        wait_for(lambda: _count(consent, DisclosureDecision) >= 4, message="the decision as the invitation leaves")
+        # Region has no stream here, so the invitation waits unsent; once the permit it was queued with has
+        # run out, the relay asks the consent service again (on PostgreSQL, with the consent row share-locked).
+        def asked_again() -> bool:
+            with Session(consent.app.state.infra.engine) as session:  # type: ignore[attr-defined]
+                return session.exec(select(DisclosureDecision).where(DisclosureDecision.phase == "send")).first() \
+                    is not None
+
+        wait_for(asked_again, timeout=30, message="the decision as the invitation leaves")
         consultation = client.post("/consultations", headers=bba, json={
             "invited_orgs": ["region"], "age_band": "10-12", "wheel_areas": ["trygghet"], "question": "q?"})
         assert consultation.status_code == 201, consultation.text
