@@ -1,8 +1,10 @@
 """Swedish personal identity numbers (personnummer) and coordination numbers (samordningsnummer).
 
 Accepted forms: ``YYYYMMDD-NNNC``, ``YYYYMMDDNNNC``, ``YYMMDD-NNNC`` and ``YYMMDD+NNNC`` (100 years
-or older). The check digit is Luhn over the ten digits ``YYMMDDNNN``. A samordningsnummer adds 60
-to the day. Sex is never derived from the number, and callers must not assume it never changes.
+or older), in any script's digits and with any dash (read as ASCII first), always stored as the
+ASCII ``YYYYMMDDNNNC``, so one child never gets two keys. The check digit is Luhn over the ten
+digits ``YYMMDDNNN``. A samordningsnummer adds 60 to the day. Sex is never derived from the number,
+and callers must not assume it never changes.
 """
 
 from __future__ import annotations
@@ -10,12 +12,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from datetime import date
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
 
-_FORM = re.compile(r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{3})(?P<check>\d)$")
+_FORM = re.compile(r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{3})(?P<check>\d)$", re.ASCII)
+# Every dash and minus sign a keyboard or a word processor produces, read as the hyphen.
+_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"), "-")
+
+
+def _ascii_form(value: str) -> str:
+    """The number with every Unicode digit as ASCII and every dash as '-', so one child has one form."""
+    text = unicodedata.normalize("NFKC", value).translate(_DASHES).strip()
+    return "".join(str(unicodedata.decimal(char)) if char.isdecimal() else char for char in text)
 
 
 class InvalidIdentityNumber(ValueError):
@@ -35,7 +46,7 @@ def normalize(value: str, *, today: date | None = None) -> str:
     """Validate and return the 12-digit form ``YYYYMMDDNNNC``; raise InvalidIdentityNumber otherwise."""
     if not isinstance(value, str):
         raise InvalidIdentityNumber("must be a string")
-    match = _FORM.match(value.strip())
+    match = _FORM.match(_ascii_form(value))
     if not match:
         raise InvalidIdentityNumber("must look like YYYYMMDD-NNNC")
     yymmdd, serial, check = match["yymmdd"], match["serial"], match["check"]

@@ -3,6 +3,8 @@
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from tillsammans_common.personnummer import (
@@ -76,3 +78,18 @@ def test_child_key_is_stable_and_keyed() -> None:
     assert child_key("201304121237", "k1") == child_key("201304121237", "k1")
     assert child_key("201304121237", "k1") != child_key("201304121237", "k2")
     assert "201304121237" not in child_key("201304121237", "k1")
+
+
+DIGIT_ZEROS = [0x30, 0x660, 0x6F0, 0x966, 0x9E6, 0xE50, 0xFF10, 0x1D7CE]
+DASHES = ["-", "\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\uff0d"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(zero=st.sampled_from(DIGIT_ZEROS), dash=st.sampled_from(DASHES), pad=st.sampled_from(["", " ", "\u00a0"]))
+def test_one_child_has_one_canonical_form_whatever_digits_and_dashes_are_written(zero: int, dash: str,
+                                                                                  pad: str) -> None:
+    written = "".join(chr(zero + int(c)) if c.isdigit() else c for c in "20130412") + dash + "".join(
+        chr(zero + int(c)) for c in "1237")
+    canonical = normalize(pad + written + pad)
+    assert canonical == "201304121237" and canonical.isascii()
+    assert child_key(canonical, "s") == child_key(normalize("20130412-1237"), "s")
