@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, DateTime, Index
 from sqlalchemy import event as sa_event
@@ -18,15 +18,7 @@ from tillsammans_common.db import utcnow
 from tillsammans_common.models import ConsentGrant
 from tillsammans_common.personnummer import Personnummer
 from tillsammans_common.settings import ORG_ID
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything is stored in UTC, so say so on the way out.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-"""A timestamp rendered in UTC with its offset, whatever the database returned."""
+from tillsammans_common.timestamps import UtcDatetime, UtcInput
 
 
 class Custody(StrEnum):
@@ -88,7 +80,7 @@ class Grantor(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: GrantorRole
     name: str = PydanticField(min_length=1, max_length=200)
-    given_at: AwareDatetime = PydanticField(description="When this person gave consent.")
+    given_at: UtcInput = PydanticField(description="When this person gave consent.")
 
 
 class ChildView(BaseModel):
@@ -207,8 +199,8 @@ class ConsentCreate(BaseModel):
     receiving_orgs: list[OrgId] = PydanticField(min_length=1, description="Organisations this one may disclose to.")
     categories: list[ConsentCategory] = PydanticField(min_length=1)
     purpose: ConsentPurpose
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: UtcInput
+    valid_until: UtcInput
 
 
 class ConsentWithdraw(BaseModel):
@@ -302,7 +294,7 @@ class DecisionRequest(BaseModel):
                                           description="The pseudonymous federation-wide key of the child.")
     categories: list[ConsentCategory] = PydanticField(min_length=1)
     purpose: ConsentPurpose
-    at: AwareDatetime | None = PydanticField(None, description="When the disclosure would happen; default now.")
+    at: UtcInput | None = PydanticField(None, description="When the disclosure would happen; default now.")
 
 
 class ReplicaPublic(BaseModel):
@@ -360,8 +352,8 @@ class DecisionFilter(BaseModel):
     receiving_org: OrgId | None = None
     outcome: DecisionOutcome | None = None
     phase: Literal["queue", "send"] | None = None
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: UtcInput | None = None
+    until: UtcInput | None = None
     limit: int = PydanticField(1000, ge=1, le=100_000)
 
 

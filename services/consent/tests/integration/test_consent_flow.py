@@ -105,6 +105,8 @@ def test_broken_rules_are_problems_naming_the_field_and_write_nothing(
             ({"child_view": {"heard": False}}, "child_view.note"),
             ({"valid_until": CONSENT["valid_from"]}, "valid_until"),
             ({"child": {"personnummer": PERSONNUMMER[:-1] + "0"}}, "child.personnummer"),
+            ({"valid_from": "0001-01-01T00:30:00+01:00"}, "valid_from"),  # would overflow turning into UTC
+            ({"valid_until": "9999-12-31T23:59:59-05:00"}, "valid_until"),
         ]
         for changes, field in cases:
             response = client.post("/consents", json={**CONSENT, **changes}, headers=BBA)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
@@ -15,18 +15,9 @@ from sqlmodel import Field, SQLModel
 from tillsammans_common.db import utcnow
 from tillsammans_common.personnummer import Personnummer
 from tillsammans_common.settings import ORG_ID
+from tillsammans_common.timestamps import UtcDatetime, UtcInput
 from tillsammans_common.wheel import AreaCode
 
-
-def as_utc(value: datetime) -> datetime:
-    """The same instant in UTC; a naive value is taken to be UTC already."""
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-# SQLite keeps a datetime's wall time and drops its offset, so every input is turned into UTC before it is
-# stored, and every naive value read back is UTC.
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
-UtcInput = Annotated[AwareDatetime, AfterValidator(as_utc)]
 OrgId = Annotated[str, StringConstraints(pattern=ORG_ID.pattern)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 UserId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]

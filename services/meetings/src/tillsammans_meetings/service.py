@@ -39,6 +39,7 @@ from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.personnummer import child_key, normalize, pair_key
 from tillsammans_common.settings import ServiceSettings
+from tillsammans_common.timestamps import as_utc
 from tillsammans_common.wheel import all_area_codes
 from tillsammans_meetings.models import (
     ChildOut,
@@ -65,7 +66,6 @@ from tillsammans_meetings.models import (
     ReceivedStatus,
     ReviewCreate,
     ReviewDecision,
-    as_utc,
 )
 
 PURPOSE = "coordination_meeting"

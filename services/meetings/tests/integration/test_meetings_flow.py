@@ -167,6 +167,8 @@ def test_invited_organisations_and_fields_are_validated_and_nothing_is_written(
         (meeting_body("region", concern_summary="x" * 2001), "concern_summary"),
         (meeting_body("region", flagged_areas=["moon"]), "flagged_areas"),
         (meeting_body("region", scheduled_at="2030-01-01T10:00:00"), "scheduled_at"),
+        (meeting_body("region", scheduled_at="9999-12-31T23:59:59-05:00"), "scheduled_at"),  # overflows UTC
+        (meeting_body("region", scheduled_at="0001-01-01T00:30:00+01:00"), "scheduled_at"),
         (meeting_body("region", kind="party"), "kind"),
         (meeting_body("region", child={**meeting_body()["child"], "personnummer": "20130412-1234"}),
          "child.personnummer"),
