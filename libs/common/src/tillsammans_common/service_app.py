@@ -31,7 +31,7 @@ from tillsammans_common.messaging.consumer import UNLIMITED_DELIVERIES, durable_
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
 from tillsammans_common.telemetry import exporting, setup_logging, setup_telemetry, shutdown_telemetry
-from tillsammans_common.web import PROBLEM_RESPONSES, TraceIdHeader, install_problem_handlers
+from tillsammans_common.web import PROBLEM_RESPONSES, BodyLimit, TraceIdHeader, install_problem_handlers
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
     install_problem_handlers(app)
 
     app.add_middleware(TraceIdHeader)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.include_router(_health_router())
     for router in routers:
         app.include_router(router)

@@ -89,6 +89,7 @@ class ServiceSettings(BaseSettings):
                     "(TILLSAMMANS_INBOX_MAX_AGE_SECONDS), as the last service to start applies its value.",
     )
     log_level: str = "INFO"
+    max_request_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted; larger is 413.")
 
     @field_validator("org")
     @classmethod
