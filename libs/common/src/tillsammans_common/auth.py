@@ -87,6 +87,10 @@ class TokenVerifier:
             raise jwt.InvalidIssuerError("unknown organisation")
         claims = jwt.decode(token, key, algorithms=["HS256"], issuer=ISSUER_PREFIX + org,
                             options={"require": ["exp", "sub", "org", "role"]})
+        user = claims["sub"]
+        if not isinstance(user, str) or not user.strip() or len(user) > 128:
+            # Every audit record names its user: a token without one is no token.
+            raise jwt.InvalidTokenError("the token names no user")
         return Principal(org=claims["org"], user=claims["sub"], role=Role(claims["role"])), float(claims["exp"])
 
 

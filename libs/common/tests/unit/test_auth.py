@@ -63,3 +63,11 @@ def test_the_cache_is_bounded() -> None:
     verifier.verify(tokens[0])  # the oldest was evicted, so it is checked again
     assert len(calls) == 4
     assert len(verifier._verified) == 2
+
+
+@pytest.mark.parametrize("user", ["", "   ", "x" * 129])
+def test_a_token_without_a_usable_user_is_refused(user: str) -> None:
+    verifier = TokenVerifier(dev_secret=SECRET, orgs=["school"])
+    with pytest.raises(jwt.InvalidTokenError):
+        verifier.verify(mint_token(dev_secret=SECRET, org="school", user=user, role=Role.BBA))
+    assert verifier.verify(mint_token(dev_secret=SECRET, org="school", user="bba.x", role=Role.BBA)).user == "bba.x"
