@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -24,12 +25,14 @@ from tillsammans_stack.launcher import (
     Stack,
     StackConfig,
     StackError,
-    exit_status,
 )
 
 # Subcommands whose code lives in modules of their own, imported only when asked for.
 DELEGATED = {"demo": "Run the journey of seed 001 against the running stack",
              "bench": "Measure throughput, latency and memory"}
+
+
+SUPERVISE_INTERVAL_SECONDS = 0.2
 
 
 def running_pid(root: Path) -> int | None:
@@ -69,7 +72,17 @@ def _positive(value: str) -> int:
     return number
 
 
+class _Interrupts:
+    """Whether a stop request must wait for the supervisor's pass to end, and whether one came meanwhile."""
+
+    deferred = False
+    pending = False
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    if _Interrupts.deferred:
+        _Interrupts.pending = True
+        return
     raise KeyboardInterrupt
 
 
@@ -117,17 +130,26 @@ def up(args: argparse.Namespace) -> int:
 
 
 def _watch(stack: Stack) -> int:
-    """Block while the stack runs, reporting any service that dies; return 1 if the broker dies."""
+    """Supervise the stack until interrupted, printing what happens; return 1 once it gives up on the broker."""
     while True:
-        time.sleep(1.0)
-        for name, code in stack.exited():
-            if name == "nats":
-                print(f"nats-server exited with {exit_status(code)}; see {stack.config.nats_dir / 'nats.log'}",
-                      file=sys.stderr, flush=True)
+        time.sleep(SUPERVISE_INTERVAL_SECONDS)
+        # Ctrl-C and `down` wait for the pass to end, so a process it starts is one stop() knows of. Deferred
+        # by a flag, not by blocking the signals: a process started meanwhile would inherit the blocked mask
+        # and ignore the SIGTERM that stops it.
+        _Interrupts.deferred = True
+        try:
+            events = stack.supervise()
+        finally:
+            _Interrupts.deferred = False
+        if _Interrupts.pending:
+            raise KeyboardInterrupt
+        for event in events:
+            trouble = event.kind in ("exited", "gave up", "not ready")
+            print(f"{datetime.now().strftime('%H:%M:%S')} {event}", file=sys.stderr if trouble else sys.stdout,
+                  flush=True)
+            if event.name == "nats" and event.kind == "gave up":
+                print("the broker cannot be kept up: stopping the stack", file=sys.stderr, flush=True)
                 return 1
-            org, service = name.split("/")
-            print(f"warning: {name} exited with {exit_status(code)}; see {stack.config.log_path(org, service)}",
-                  file=sys.stderr, flush=True)
 
 
 def down(args: argparse.Namespace) -> int:

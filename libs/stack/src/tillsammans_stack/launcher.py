@@ -24,11 +24,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import psutil
@@ -68,6 +69,62 @@ _ORPHAN_GUARD = (
 
 class StackError(RuntimeError):
     """The stack could not start or a part of it failed."""
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When the launcher starts again a process that exited by itself, like an orchestrator's CrashLoopBackOff.
+
+    The pause before a restart doubles with each quick crash in a row (one within ``reset_after_seconds``
+    of its start), up to ``max_seconds``; a process that stayed up longer starts the count again. After
+    ``max_quick_restarts`` quick crashes in a row, the next one is final: the launcher gives up on it.
+    """
+
+    initial_seconds: float = 1.0
+    max_seconds: float = 30.0
+    reset_after_seconds: float = 60.0
+    max_quick_restarts: int = 5
+    ready_warning_seconds: float = 60.0  # a restarted process not ready after this long is reported once
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_seconds <= self.max_seconds or self.reset_after_seconds <= 0:
+            raise ValueError(f"restart pauses must be positive, initial <= max: {self}")
+        if self.max_quick_restarts < 0:
+            raise ValueError(f"max_quick_restarts must be 0 or more: {self.max_quick_restarts}")
+
+    def delay(self, crashes: int) -> float:
+        """Seconds before the restart that follows the ``crashes``-th quick crash in a row."""
+        return min(self.max_seconds, self.initial_seconds * 2.0 ** min(max(crashes, 1) - 1, 32))
+
+
+SupervisionKind = Literal["exited", "gave up", "restarted", "ready", "not ready"]
+
+
+@dataclass(frozen=True)
+class SupervisionEvent:
+    """Something the supervisor saw or did to one process (``"nats"`` or ``"<org>/<service>"``)."""
+
+    name: str
+    kind: SupervisionKind
+    message: str
+    code: int | None = None
+    delay: float | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class _Watch:
+    """What the supervisor knows of one process: when it started and how it has been crashing."""
+
+    started_at: float
+    crashes: int = 0  # quick crashes in a row
+    restart_at: float | None = None  # set while a crashed process waits out its backoff
+    awaiting_ready: Literal["restart", "reconnect"] | None = None  # what the process is expected to be ready after
+    awaiting_since: float = 0.0
+    warned: bool = False
+    gave_up: bool = False
 
 
 @dataclass
@@ -302,10 +359,15 @@ def _stop_processes(processes: list[subprocess.Popen[bytes]], grace: float) -> N
 class Stack:
     """NATS plus every organisation's services as local processes."""
 
-    def __init__(self, config: StackConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: StackConfig | None = None, *, restart_policy: RestartPolicy | None = None,
+                 clock: Callable[[], float] = time.monotonic, **overrides: Any) -> None:
         if config is not None and overrides:
             raise TypeError("pass either a StackConfig or keyword overrides, not both")
         self.config = config if config is not None else StackConfig(**overrides)
+        self.restart_policy = restart_policy or RestartPolicy()
+        # Supervision runs on this clock (a test seam); start-up deadlines stay on time.monotonic.
+        self._clock = clock
+        self._watches: dict[str, _Watch] = {}
         self._passwords: dict[str, str] = {}
         self._nats: subprocess.Popen[bytes] | None = None
         self._services: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
@@ -350,6 +412,7 @@ class Stack:
         _stop_processes(list(self._services.values()), STOP_GRACE_SECONDS)
         self._services.clear()
         self._reported_exits.clear()
+        self._watches.clear()
         if self._nats is not None:
             _stop_processes([self._nats], STOP_GRACE_SECONDS)
             self._nats = None
@@ -372,6 +435,7 @@ class Stack:
             raise StackError(f"{org}/{service} is not running")
         _stop_processes([process], STOP_GRACE_SECONDS)
         self._reported_exits.discard((org, service))
+        self._watches.pop(f"{org}/{service}", None)  # stopped on purpose: not the supervisor's to restart
 
     def start_service(self, org: str, service: str, timeout: float = 60.0) -> None:
         """Start one stopped service again and wait until it is ready."""
@@ -382,6 +446,7 @@ class Stack:
         if current is not None and current.poll() is None:
             raise StackError(f"{org}/{service} is already running")
         self._check_ports_free([(f"{org}/{service}", self.config.port(org, service))])
+        self._watches.pop(f"{org}/{service}", None)  # a start by hand begins with a clean record
         self._spawn(org, service)
         try:
             self._wait_ready([(org, service)], time.monotonic() + timeout, timeout)
@@ -389,6 +454,34 @@ class Stack:
             process = self._services.pop((org, service))
             _stop_processes([process], STOP_GRACE_SECONDS)
             raise
+
+    def supervise(self) -> list[SupervisionEvent]:
+        """Restart what exited by itself once its backoff has passed, and say what happened; call it often.
+
+        A crashed service or nats-server is started again on the same configuration, database, JetStream
+        store and port after a capped exponential pause (``restart_policy``); after too many quick crashes
+        in a row the launcher gives up on it. Services are not restarted for a broker restart: they
+        reconnect by themselves, and are reported back when their readiness says so. Call it from the
+        thread that started the stack (the children's orphan guard is tied to that thread).
+        """
+        if self._nats is None:
+            return []
+        now = self._clock()
+        events: list[SupervisionEvent] = []
+        processes: list[tuple[str, subprocess.Popen[bytes]]] = [("nats", self._nats)]
+        processes += [(f"{org}/{service}", process) for (org, service), process in self._services.items()]
+        for name, process in processes:
+            watch = self._watches.get(name)
+            if watch is None or watch.gave_up:
+                continue
+            if watch.restart_at is None and (code := process.poll()) is not None:
+                events.append(self._crashed(name, watch, code, now))
+            if watch.restart_at is not None and now >= watch.restart_at:
+                if name != "nats" and not self._broker_up():
+                    continue  # it could not connect: it waits for the broker instead of crashing on it
+                events.append(self._restart(name, watch, now))
+        events += self._check_ready(now)
+        return events
 
     def __enter__(self) -> Stack:
         if self._nats is None:
@@ -525,10 +618,7 @@ class Stack:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(conf)
         log_path = config.nats_dir / "nats.log"
-        # A soft limit for the Go runtime: the broker collects garbage sooner instead of keeping
-        # every message it has cached (46 MB after 5,000 concerns without it, 33 MB with 24 MiB).
-        nats_env = {"GOMEMLIMIT": BROKER_MEMORY_LIMIT, **os.environ}
-        self._nats = self._popen([str(nats_server_binary()), "-c", str(conf_path.resolve())], log_path, env=nats_env)
+        self._nats = self._launch_nats()
         while True:
             if (code := self._nats.poll()) is not None:
                 raise StackError(f"nats-server exited with {exit_status(code)}; last lines of {log_path}:\n"
@@ -541,12 +631,119 @@ class Stack:
                                  f"{log_path}:\n" + log_tail(log_path))
             time.sleep(0.05)
 
+    def _launch_nats(self) -> subprocess.Popen[bytes]:
+        """Start nats-server on the configuration written at start: same accounts, store and port."""
+        conf_path = self.config.nats_dir / "nats.conf"
+        # A soft limit for the Go runtime: the broker collects garbage sooner instead of keeping
+        # every message it has cached (46 MB after 5,000 concerns without it, 33 MB with 24 MiB).
+        nats_env = {"GOMEMLIMIT": BROKER_MEMORY_LIMIT, **os.environ}
+        process = self._popen([str(nats_server_binary()), "-c", str(conf_path.resolve())],
+                              self.config.nats_dir / "nats.log", env=nats_env)
+        self._started("nats")
+        return process
+
     def _spawn(self, org: str, service: str) -> None:
         env = {name: value for name, value in os.environ.items() if not self._controlled(name)}
         env.update(self.config.service_env(org, service, self._passwords[org]))
         self._services[(org, service)] = self._popen([sys.executable, "-m", f"tillsammans_{service}"],
                                                      self.config.log_path(org, service), env)
         self._reported_exits.discard((org, service))
+        self._started(f"{org}/{service}")
+
+    def _started(self, name: str) -> None:
+        # The crash count survives a restart by the supervisor; stop() and a start by hand clear it.
+        watch = self._watches.setdefault(name, _Watch(started_at=0.0))
+        watch.started_at = self._clock()
+
+    def _describe_process(self, name: str) -> tuple[str, Path]:
+        if name == "nats":
+            return "nats-server", self.config.nats_dir / "nats.log"
+        org, service = name.split("/")
+        return name, self.config.log_path(org, service)
+
+    def _crashed(self, name: str, watch: _Watch, code: int, now: float) -> SupervisionEvent:
+        label, log_path = self._describe_process(name)
+        uptime = now - watch.started_at
+        # A process that stayed up a while crashed for a new reason: its backoff starts over.
+        watch.crashes = watch.crashes + 1 if uptime < self.restart_policy.reset_after_seconds else 1
+        watch.awaiting_ready = None
+        exited = f"{label} exited with {exit_status(code)} after {uptime:.1f}s up"
+        if watch.crashes > self.restart_policy.max_quick_restarts:
+            watch.gave_up = True
+            return SupervisionEvent(name, "gave up", f"{exited}: {watch.crashes} quick crashes in a row, giving up "
+                                                     f"on it (crash loop); last lines of {log_path}:\n"
+                                    + log_tail(log_path), code=code)
+        delay = self.restart_policy.delay(watch.crashes)
+        watch.restart_at = now + delay
+        return SupervisionEvent(name, "exited", f"{exited}; restarting in {delay:g}s (quick crash {watch.crashes} "
+                                                f"in a row, giving up at {self.restart_policy.max_quick_restarts + 1}"
+                                                f"; see {log_path})", code=code, delay=delay)
+
+    def _restart(self, name: str, watch: _Watch, now: float) -> SupervisionEvent:
+        label, _ = self._describe_process(name)
+        if name == "nats":
+            self._nats = process = self._launch_nats()
+            detail = "same configuration, JetStream store and port"
+            # Services keep running through it: they reconnect by themselves, and say so by getting ready.
+            for other, other_watch in self._watches.items():
+                if other != "nats" and other_watch.restart_at is None and not other_watch.gave_up:
+                    if other_watch.awaiting_ready is None:
+                        other_watch.awaiting_ready, other_watch.awaiting_since = "reconnect", now
+                        other_watch.warned = False
+        else:
+            org, service = name.split("/")
+            self._spawn(org, service)
+            process = self._services[(org, service)]
+            detail = "same configuration, database and port"
+        watch.restart_at = None
+        watch.awaiting_ready, watch.awaiting_since, watch.warned = "restart", now, False
+        return SupervisionEvent(name, "restarted", f"{label} restarted (pid {process.pid}; {detail})")
+
+    def _broker_up(self) -> bool:
+        watch = self._watches.get("nats")
+        return (self._nats is not None and self._nats.poll() is None and watch is not None
+                and watch.restart_at is None and watch.awaiting_ready is None)
+
+    def _check_ready(self, now: float) -> list[SupervisionEvent]:
+        waiting = [(name, watch) for name, watch in self._watches.items()
+                   if watch.awaiting_ready is not None and watch.restart_at is None and not watch.gave_up]
+        # The broker first: a service cannot be ready (or reconnect) before it is.
+        waiting.sort(key=lambda item: item[0] != "nats")
+        events: list[SupervisionEvent] = []
+        client: httpx.Client | None = None
+        try:
+            for name, watch in waiting:
+                label, _ = self._describe_process(name)
+                if name == "nats":
+                    with socket.socket() as sock:
+                        ready = sock.connect_ex(("127.0.0.1", self.config.nats_port)) == 0
+                    answer = "not listening yet"
+                else:
+                    if not self._broker_up():
+                        continue
+                    org, service = name.split("/")
+                    client = client or httpx.Client(timeout=0.5, trust_env=False)  # loopback: no proxies
+                    try:
+                        response = client.get(self.url(org, service) + "/health/ready")
+                        ready = response.status_code == 200
+                        answer = f"/health/ready answered {response.status_code}: {response.text[:200]}"
+                    except httpx.HTTPError:
+                        ready, answer = False, "not listening yet"
+                waited = now - watch.awaiting_since
+                after = "its restart" if watch.awaiting_ready == "restart" else "the broker's restart"
+                if ready:
+                    back = "is back" if watch.awaiting_ready == "restart" else "reconnected"
+                    what = f"listening on {self.nats_url}" if name == "nats" else "ready"
+                    watch.awaiting_ready = None
+                    events.append(SupervisionEvent(name, "ready", f"{label} {back}: {what}"))
+                elif waited >= self.restart_policy.ready_warning_seconds and not watch.warned:
+                    watch.warned = True
+                    events.append(SupervisionEvent(name, "not ready", f"{label} not ready {waited:.0f}s after {after}: "
+                                                                      f"{answer}"))
+        finally:
+            if client is not None:
+                client.close()
+        return events
 
     def _controlled(self, name: str) -> bool:
         if not name.startswith("TILLSAMMANS_"):
