@@ -1,7 +1,8 @@
 """The broker topology: one NATS account per organisation, cross-organisation inboxes only.
 
-Inside an account an organisation's services use ``<org>.>`` (events) and ``svc.<org>.>``
-(request-reply, e.g. the disclosure gate) freely. Across accounts each
+Inside an account an organisation's services use ``<org>.>`` (events), ``svc.<org>.>``
+(request-reply, e.g. the disclosure gate), ``deadletter.<org>.>`` and ``parked.<org>.>`` (the
+DEADLETTER and PARKED streams) freely. Across accounts each
 organisation exports ``inbox.<org>.<sender>.>`` as a service to that one sender only, so:
 - nobody can read another organisation's internal subjects (separate accounts, and the user
   permissions deny the subjects by name as well);
@@ -27,9 +28,12 @@ def render(orgs: list[str], passwords: dict[str, str], *, port: int, store_dir: 
     for org in orgs:
         others = [other for other in orgs if other != org]
         permissions = {
-            "publish": {"allow": [f"{org}.>", f"svc.{org}.>", *[f"inbox.{other}.{org}.>" for other in others],
+            "publish": {"allow": [f"{org}.>", f"svc.{org}.>", f"deadletter.{org}.>", f"parked.{org}.>",
+                                  *[f"inbox.{other}.{org}.>" for other in others],
                                   "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"]},
-            "subscribe": {"allow": [f"{org}.>", f"svc.{org}.>", "_INBOX.>"]},
+            # The broker's advisories of a consumer that reached its delivery limit (decision 14).
+            "subscribe": {"allow": [f"{org}.>", f"svc.{org}.>", "_INBOX.>",
+                                    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"]},
         }
         account = {
             "jetstream": "enabled",

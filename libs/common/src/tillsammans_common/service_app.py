@@ -24,10 +24,19 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Engine, text
 
+from tillsammans_common.admin import AdminContext
+from tillsammans_common.admin import router as admin_router
 from tillsammans_common.auth import TokenVerifier
 from tillsammans_common.db import make_engine, migrate_in_child, run_db
 from tillsammans_common.errors import Failure, classify_failure
-from tillsammans_common.messaging.consumer import UNLIMITED_DELIVERIES, durable_consumers, stream_configs
+from tillsammans_common.messaging.consumer import (
+    UNLIMITED_DELIVERIES,
+    durable_consumers,
+    stream_configs,
+    watch_max_deliveries,
+)
+from tillsammans_common.messaging.deadletters import dead_letter_stream_configs
+from tillsammans_common.messaging.parking import Parking
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
 from tillsammans_common.telemetry import exporting, setup_logging, setup_telemetry, shutdown_telemetry
@@ -111,6 +120,22 @@ async def ensure_consumers(broker: NatsBroker) -> None:
         log.info("durable consumer updated to unlimited deliveries", extra={"stream": stream, "consumer": durable})
 
 
+async def ensure_dead_letter_streams(broker: NatsBroker, settings: ServiceSettings) -> None:
+    """Create the organisation's DEADLETTER and PARKED streams, or bring existing ones to this configuration."""
+    js = broker.config.connection_state.stream
+    configs = dead_letter_stream_configs(settings.org, dead_letter_max_age_seconds=settings.dead_letter_max_age_seconds,
+                                         dead_letter_max_bytes=settings.dead_letter_max_bytes,
+                                         parked_max_age_seconds=settings.inbox_max_age_seconds)
+    for config in configs:
+        try:
+            await js.add_stream(config=config)
+        except BadRequestError:
+            try:
+                await js.update_stream(config=config)
+            except APIError:
+                await _replace_if_unused(js, config)
+
+
 async def _replace_if_unused(js: JetStreamContext, config: StreamConfig) -> None:
     # A change JetStream refuses in place (e.g. of storage, or retention on an older server) needs a
     # new stream; deleting one that holds messages or consumers would lose them, so that one stays.
@@ -133,8 +158,11 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
         await infra.broker.connect()
         await ensure_streams(infra.broker, settings.org, inbox_max_age_seconds=settings.inbox_max_age_seconds)
         await ensure_consumers(infra.broker)
+        await ensure_dead_letter_streams(infra.broker, settings)
         await infra.broker.start()
         await infra.relay.start()
+        await parking.start()
+        advisories = await watch_max_deliveries(infra.broker, settings)
         # Everything built so far (routes, models, compiled schemas) lives as long as the process:
         # moved out of the collector's view, later full collections stay short (no latency spikes).
         gc.collect()
@@ -143,6 +171,8 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
         try:
             yield
         finally:
+            await advisories.unsubscribe()
+            await parking.stop()
             await infra.relay.stop()
             await infra.broker.stop()
             shutdown_telemetry()
@@ -152,6 +182,9 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
                   responses=PROBLEM_RESPONSES)
     app.state.settings = settings
     app.state.infra = infra
+    app.state.admin = AdminContext(settings=settings, engine=infra.engine, broker=infra.broker)
+    parking = Parking(infra.broker, org=settings.org, service=settings.service_name,
+                      timeout_seconds=settings.parking_timeout_seconds, sweep_seconds=settings.parking_sweep_seconds)
     app.state.token_verifier = TokenVerifier(dev_secret=settings.dev_token_secret.get_secret_value(),
                                              orgs=sorted({settings.org, *settings.peers}))
     install_problem_handlers(app)
@@ -159,6 +192,7 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
     app.add_middleware(TraceIdHeader)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.include_router(_health_router())
+    app.include_router(admin_router)
     for router in routers:
         app.include_router(router)
     # One server span per request: the ASGI send/receive sub-spans say nothing ops can act on.

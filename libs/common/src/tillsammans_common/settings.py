@@ -88,6 +88,20 @@ class ServiceSettings(BaseSettings):
                     "kept. The stream is the organisation's, shared by its services: set it once for all of them "
                     "(TILLSAMMANS_INBOX_MAX_AGE_SECONDS), as the last service to start applies its value.",
     )
+    dead_letter_max_age_seconds: float = Field(
+        30 * 24 * 3600.0, gt=0,
+        description="How long the DEADLETTER stream keeps a dead letter for an operator to list, replay or discard. "
+                    "The stream is the organisation's: set it once for all of its services.")
+    dead_letter_max_bytes: int = Field(
+        256 * 1024 * 1024, gt=0,
+        description="Size cap of the DEADLETTER stream; beyond it the oldest dead letters go first.")
+    parking_timeout_seconds: float = Field(
+        24 * 3600.0, ge=0,
+        description="How long a message from another organisation that waits for its consent stays parked (and is "
+                    "retried when a consent arrives) before it is dead-lettered; 0 dead-letters it at once.")
+    parking_sweep_seconds: float = Field(
+        60.0, gt=0, description="How often parked messages are retried and checked for their timeout, besides "
+                                "at once whenever a consent is granted or withdrawn.")
     log_level: str = "INFO"
     max_request_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted; larger is 413.")
 

@@ -85,6 +85,21 @@ def ingress_refusals(meter_provider: metrics.MeterProvider | None = None) -> met
                                 description="Messages from another organisation refused and dead-lettered.")
 
 
+def dead_letter_counters(
+        meter_provider: metrics.MeterProvider | None = None) -> tuple[metrics.Counter, metrics.Counter]:
+    """The counters ``tillsammans.messages.dead_lettered`` and ``tillsammans.messages.parked``.
+
+    Their only attributes are ``consumer`` (the durable's name, ours) and a short ``reason`` code, as
+    for ``ingress_refusals``: never ids, subjects or values.
+    """
+    meter = metrics.get_meter("tillsammans", meter_provider=meter_provider)
+    return (meter.create_counter("tillsammans.messages.dead_lettered", unit="{message}",
+                                 description="Messages written to the DEADLETTER stream, per consumer and reason."),
+            meter.create_counter("tillsammans.messages.parked", unit="{message}",
+                                 description="Messages parked until what they wait for arrives, per consumer and "
+                                             "reason."))
+
+
 def outbox_backlog_gauges(backlog: Callable[[], Mapping[str, tuple[int, float]]],
                           meter_provider: metrics.MeterProvider | None = None) -> None:
     """The gauges ``tillsammans.outbox.backlog`` and ``tillsammans.outbox.oldest_age_seconds``, per destination.

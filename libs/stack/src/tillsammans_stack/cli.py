@@ -1,4 +1,4 @@
-"""The ``tillsammans`` command: up, down, token, demo and bench."""
+"""The ``tillsammans`` command: up, down, token, dead-letters, demo and bench."""
 
 from __future__ import annotations
 
@@ -243,6 +243,11 @@ def parser() -> argparse.ArgumentParser:
     token_parser.add_argument("--user", required=True, help="user id, e.g. anna.bba")
     token_parser.add_argument("--ttl", type=_positive, default=8 * 3600, help="lifetime in seconds (default 8 h)")
     token_parser.set_defaults(run=token)
+
+    # Imported here: the operator's commands are not needed to start or stop the stack.
+    from tillsammans_stack.operate import add_parser as add_dead_letters_parser
+
+    add_dead_letters_parser(commands, org_type=_org)
 
     for name, summary in DELEGATED.items():
         commands.add_parser(name, help=summary, add_help=False)

@@ -156,7 +156,9 @@ def test_anonymous_consultation_reaches_region_without_identity(federation: Fede
 def test_region_refuses_an_invitation_its_own_replica_does_not_cover(
         federation: Federation, with_consent: Factory, grant: Factory, meeting_body: Factory) -> None:
     # Defence in depth: school's replica has the consent, region's never got it.
-    with _orgs(federation, with_consent, max_deliveries=2, redelivery_backoff_seconds=[0.05]) as (school, region):
+    # Parking off: the uncovered invitation is dead-lettered at once rather than waiting for a consent.
+    with _orgs(federation, with_consent, max_deliveries=2, redelivery_backoff_seconds=[0.05],
+               parking_timeout_seconds=0) as (school, region):
         grant(school, receiving=["region"], share=False)
         called = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
         assert called.status_code == 201

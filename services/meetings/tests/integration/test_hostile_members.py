@@ -57,12 +57,14 @@ Counts = Callable[[], Counter[tuple[str, str, str]]]
 # --- the receivers -------------------------------------------------------------------------------
 
 @contextmanager
-def _meetings(federation: Federation, *orgs: str) -> Iterator[list[TestClient]]:
-    # Few, fast redeliveries, so an uncovered message is dead-lettered within the test.
+def _meetings(federation: Federation, *orgs: str, **overrides: Any) -> Iterator[list[TestClient]]:
+    # Few, fast redeliveries and no parking (unless overridden), so an uncovered message is dead-lettered
+    # within the test.
+    settings: dict[str, Any] = {"max_deliveries": 2, "redelivery_backoff_seconds": [0.05],
+                                "parking_timeout_seconds": 0, **overrides}
     with ExitStack() as stack:
-        yield [stack.enter_context(TestClient(create_app(MeetingsSettings(
-            **federation.settings(org), max_deliveries=2, redelivery_backoff_seconds=[0.05]))))
-            for org in orgs]
+        yield [stack.enter_context(TestClient(create_app(MeetingsSettings(**federation.settings(org), **settings))))
+               for org in orgs]
 
 
 def _key(client: TestClient) -> str:
@@ -441,3 +443,58 @@ def test_a_forged_withdrawal_receipt_is_refused_and_the_consent_still_shows_pend
         assert shown["receivers"] == [{"org": "region", "state": "pending", "purged_at": None,
                                        "purged_records": None}]
         _assert_kept_without_data(_dead_letters(consent_service))
+
+
+# --- parked until its consent arrives (decision 14) ------------------------------------------------
+
+ADMIN = bearer("region", "admin", "operator.region")
+
+
+def _admin_list(client: TestClient, what: str) -> list[dict[str, Any]]:
+    response = client.get(f"/admin/{what}", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert not [value for value in PERSONAL if value.casefold() in response.text.casefold()], response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+def test_an_invitation_that_overtakes_its_consent_is_parked_and_applied_when_the_consent_arrives(
+        federation: Federation) -> None:
+    with _meetings(federation, "region", parking_timeout_seconds=3600) as (region,):
+        key = _key(region)
+        consent = _consent(str(uuid.uuid4()), key, disclosing_org="school", receiving_orgs=["region"])
+        invitation, _ = _send(federation, "school", "region", _invitation(key), consent_id=consent.consent_id)
+        parked = wait_for(lambda: _admin_list(region, "parked"), message="the invitation to be parked")
+        assert [(item["event_id"], item["state"], item["reason_code"]) for item in parked] == [
+            (invitation.id, "parked", "not_covered")]
+        assert parked[0]["deliveries"] == 2 and not parked[0]["replayable"]
+        assert _admin_list(region, "dead-letters") == [] and count_rows(region, DeadLetter) == 0
+        assert count_rows(region, ReceivedInvitation) == 0
+        # Parking took it out of the INBOX: the INBOX held it until then, the PARKED stream holds it now.
+        wait_for(lambda: _inbox_empty(federation, "region"), message="region's inbox to empty")
+
+        _send(federation, "school", "region", consent, consent_id=consent.consent_id)
+        wait_for(lambda: count_rows(region, ReceivedInvitation) == 1, message="the parked invitation applied")
+        wait_for(lambda: _admin_list(region, "parked") == [], message="the parking to empty")
+        assert _admin_list(region, "dead-letters") == [] and count_rows(region, DeadLetter) == 0
+
+
+def test_a_parked_invitation_whose_consent_never_comes_is_dead_lettered_without_data_after_the_timeout(
+        federation: Federation) -> None:
+    with _meetings(federation, "region", parking_timeout_seconds=0.3, parking_sweep_seconds=0.1) as (region,):
+        key = _key(region)
+        invitation, _ = _send(federation, "school", "region", _invitation(key), consent_id=str(uuid.uuid4()))
+        letters = wait_for(lambda: _admin_list(region, "dead-letters"), message="the invitation dead-lettered")
+        assert [(item["event_id"], item["reason_code"], item["data_kept"], item["replayable"])
+                for item in letters] == [(invitation.id, "not_covered", False, False)]
+        assert "parking timed out" in letters[0]["reason"]
+        assert _admin_list(region, "parked") == []
+        shown = region.get(f"/admin/dead-letters/{letters[0]['id']}", headers=ADMIN)
+        assert shown.status_code == 200 and shown.json()["event_type"] == InvitationSent.type
+        assert not [value for value in PERSONAL if value.casefold() in shown.text.casefold()], shown.text
+        # Its data was not kept: only the sender can send it again.
+        replay = region.post(f"/admin/dead-letters/{letters[0]['id']}/replay", headers=ADMIN)
+        assert replay.status_code == 409 and "sender must send it again" in replay.json()["detail"]
+        assert region.get("/admin/dead-letters", headers=bearer("region", "bba")).status_code == 403
+        assert count_rows(region, ReceivedInvitation) == 0
+        _assert_kept_without_data(_dead_letters(region))

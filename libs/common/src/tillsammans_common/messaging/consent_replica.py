@@ -203,10 +203,12 @@ def keep_replica(infra: Any, *, on_withdrawn: Callable[[Session, ConsentWithdraw
     """Subscribe a service to the consents of its own organisation and those replicated to it.
 
     ``on_withdrawn`` runs in the same transaction as the withdrawal, e.g. to mark what was
-    received under the consent as withdrawn.
+    received under the consent as withdrawn. Once a grant or withdrawal has committed, the service's
+    parked messages are tried again (applied if now covered, dead-lettered if now withdrawn).
     """
     from tillsammans_common.events import Envelope
     from tillsammans_common.messaging.consumer import consume
+    from tillsammans_common.messaging.parking import wake
 
     org: str = infra.settings.org
 
@@ -222,10 +224,11 @@ def keep_replica(infra: Any, *, on_withdrawn: Callable[[Session, ConsentWithdraw
         if on_withdrawn is not None:
             on_withdrawn(session, event)
 
+    arrived = partial(wake, infra.broker)
     for from_other_orgs, suffix in ((False, "own"), (True, "replicated")):
         consume(infra.broker, infra.engine, infra.settings, event=ConsentGranted,
                 handler=partial(granted, from_other_orgs), durable=f"consent-granted-{suffix}",
-                from_other_orgs=from_other_orgs)
+                from_other_orgs=from_other_orgs, after_commit=arrived)
         consume(infra.broker, infra.engine, infra.settings, event=ConsentWithdrawn,
                 handler=partial(withdrawn, from_other_orgs), durable=f"consent-withdrawn-{suffix}",
-                from_other_orgs=from_other_orgs)
+                from_other_orgs=from_other_orgs, after_commit=arrived)

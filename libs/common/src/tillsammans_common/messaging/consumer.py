@@ -20,7 +20,10 @@ from typing import Any
 import orjson
 from faststream.middlewares import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -29,11 +32,14 @@ from sqlmodel import Session, col
 from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.errors import Failure, classify_failure
 from tillsammans_common.events import EVENT_TYPES, EVENTS_STREAM, INBOX_STREAM, Envelope, Event
+from tillsammans_common.messaging import deadletters, parking
 from tillsammans_common.messaging.consent_replica import decide
+from tillsammans_common.messaging.deadletters import DEADLETTER_STREAM, PARKED_STREAM, Letter
+from tillsammans_common.messaging.parking import Outcome
 from tillsammans_common.messaging.refusals import Reject, Retry
 from tillsammans_common.models import ConsentGrant, DeadLetter, ProcessedMessage
 from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
-from tillsammans_common.telemetry import ingress_refusals
+from tillsammans_common.telemetry import dead_letter_counters, ingress_refusals
 
 __all__ = ["Reject", "Retry", "consume", "durable_consumers", "infrastructure_delay", "stream_configs"]
 
@@ -50,6 +56,9 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 DEAD_LETTER_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "consentid")
 # Module level, so tests can swap in a counter of their own meter provider.
 REFUSED = ingress_refusals()
+DEAD_LETTERED, PARKED = dead_letter_counters()
+# The reason code of a message that waits for its consent: parked rather than dead-lettered.
+WAITS_FOR_CONSENT = "not_covered"
 # How many messages' merit-failure counts a consumer keeps (a few hundred bytes each at most).
 MERIT_FAILURES_KEPT = 10_000
 # JetStream never gives up on a message by itself: only the consumer, counting merit failures, does.
@@ -125,6 +134,7 @@ def consume(
     handler: Handler,
     durable: str,
     from_other_orgs: bool = False,
+    after_commit: Callable[[], None] | None = None,
 ) -> None:
     """Subscribe ``handler(session, envelope, event)`` to one event type, effectively once.
 
@@ -135,7 +145,10 @@ def consume(
     dead-lettered without the payload, counted (``tillsammans.ingress.refused``) and logged.
 
     A failure of the infrastructure is retried with ``infrastructure_retry_*`` backoff until it passes;
-    a failure on the message's merits is retried ``max_deliveries`` times in all, then dead-lettered.
+    a failure on the message's merits is retried ``max_deliveries`` times in all, then dead-lettered
+    to the DEADLETTER stream (a local copy in ``dead_letter`` when the database takes it). One that
+    waits for its consent is parked instead, for up to ``parking_timeout_seconds``. ``after_commit``
+    runs on the event loop after a message's effects committed.
     """
     # The streams are created by ensure_streams at start-up, not by FastStream.
     stream = JStream(INBOX_STREAM if from_other_orgs else EVENTS_STREAM, declare=False)
@@ -143,6 +156,8 @@ def consume(
     consumer_name = f"{settings.service_name}-{durable}"
     _DURABLES.setdefault(broker, []).append((stream.name, consumer_name))
     merit_failures = MeritFailures()
+
+    redact = from_other_orgs or event.identifying
 
     def processed(session: Session, event_id: str) -> bool:
         return session.connection().execute(
@@ -164,12 +179,60 @@ def consume(
                 if not processed(session, envelope.id):
                     raise  # the effects themselves broke a constraint, not a concurrent duplicate
 
-    async def refuse(nats_subject: str, body: bytes, deliveries: int, exc: BaseException) -> None:
+    def letter(nats_subject: str, body: bytes, deliveries: int, sequence: int, reason: str, code: str, *,
+               keep: bool) -> Letter:
+        attributes = deadletters.attributes_of(body)
+        event_id = attributes.get("id")
+        known = EVENT_TYPES.get(_type_of(body) or "")
+        # Kept whole only when asked and it cannot identify a child.
+        keep_body = keep and not (known is not None and known.identifying)
+        return Letter(consumer=consumer_name, durable=durable, subject=nats_subject, event_id=event_id,
+                      event_type=known.type if known is not None else None,
+                      # Our own services set the subject to a case id; another organisation could put anything there.
+                      case_id=None if from_other_orgs else attributes.get("subject"),
+                      reason=reason, reason_code=code, deliveries=deliveries, data_kept=keep_body,
+                      body=body if keep_body else redacted(body), at=deadletters.now(), source_sequence=sequence)
+
+    async def refuse(nats_subject: str, body: bytes, deliveries: int, sequence: int, exc: BaseException) -> None:
         # Counted before the dead letter is written: whoever sees the dead letter also sees the count.
         if from_other_orgs:
             _count_refusal(event.type, _sender_of(nats_subject), _reason_code(exc))
-        await _dead_letter(engine, consumer_name, nats_subject, body, deliveries, _reason(exc),
-                           redact=from_other_orgs or event.identifying)
+        await _dead_letter(broker, engine, settings, letter(nats_subject, body, deliveries, sequence, _reason(exc),
+                                                            _reason_code(exc), keep=not redact))
+
+    async def park(nats_subject: str, body: bytes, deliveries: int, sequence: int, exc: Retry) -> None:
+        # The whole message, as the INBOX held it: it is to be applied when its consent arrives.
+        js = broker.config.connection_state.stream
+        parked = Letter(consumer=consumer_name, durable=durable, subject=nats_subject,
+                        event_id=deadletters.attributes_of(body).get("id"), event_type=event.type, case_id=None,
+                        reason=_reason(exc), reason_code=exc.code, deliveries=deliveries, data_kept=True, body=body,
+                        at=deadletters.now(), source_sequence=sequence)
+        await deadletters.write(js, PARKED_STREAM, settings.org, settings.service_name, parked)
+        PARKED.add(1, {"consumer": consumer_name, "reason": exc.code})
+        log.warning("message parked until its consent arrives", extra={"consumer": consumer_name,
+                                                                       "reason": exc.code})
+
+    async def retry_parked(parked: Letter) -> Outcome:
+        try:
+            envelope = Envelope.from_bytes(parked.body)
+            payload = event.model_validate(envelope.data)
+            await run_db(engine, partial(apply, envelope, payload, parked.subject))
+        except Exception as exc:
+            if classify_failure(exc) is Failure.INFRASTRUCTURE:
+                raise
+            if isinstance(exc, Retry) and exc.code == WAITS_FOR_CONSENT:
+                return Outcome.WAITING
+            await refuse(parked.subject, parked.body, parked.deliveries, parked.source_sequence, exc)
+            return Outcome.DEAD_LETTERED
+        if after_commit is not None:
+            after_commit()
+        return Outcome.APPLIED
+
+    async def expire_parked(parked: Letter) -> None:
+        waited = Retry(f"{parked.reason.removeprefix('Retry: ')} (parking timed out)"[:200], code=parked.reason_code)
+        await refuse(parked.subject, parked.body, parked.deliveries, parked.source_sequence, waited)
+
+    parking.register(broker, durable, retry_parked, expire_parked)
 
     async def retry_later(msg: NatsMessage, sequence: int, deliveries: int, exc: BaseException) -> None:
         # Not acknowledged: the broker keeps the message and offers it again after the delay.
@@ -198,9 +261,13 @@ def consume(
             merits = merit_failures.add(sequence)
             if isinstance(exc, (Reject, ValidationError, ValueError)) or merits >= settings.max_deliveries:
                 try:
-                    await refuse(nats_subject, body, deliveries, exc)
+                    if (isinstance(exc, Retry) and exc.code == WAITS_FOR_CONSENT
+                            and settings.parking_timeout_seconds > 0):
+                        await park(nats_subject, body, deliveries, sequence, exc)
+                    else:
+                        await refuse(nats_subject, body, deliveries, sequence, exc)
                 except Exception as failed:
-                    # The dead letter is not durable, so neither is the message's fate: keep it and try again.
+                    # The letter is not durable, so neither is the message's fate: keep it and try again.
                     await retry_later(msg, sequence, deliveries, failed)
                     return
                 merit_failures.forget(sequence)
@@ -214,6 +281,8 @@ def consume(
         else:
             merit_failures.forget(sequence)
             await msg.ack()
+            if after_commit is not None:
+                after_commit()
 
     # A durable push consumer in a deliver group: the server sends each message as it is stored
     # (a pull consumer costs a fetch round trip per message, or lingers for a batch to fill), at
@@ -318,25 +387,80 @@ def redacted(body: bytes) -> bytes:
     return orjson.dumps(kept)
 
 
-async def _dead_letter(engine: Engine, consumer: str, nats_subject: str, body: bytes, deliveries: int,
-                       reason: str, *, redact: bool) -> None:
-    def write() -> None:
-        event_id = event_type = None
-        try:
-            envelope = Envelope.from_bytes(body)
-            event_id, event_type = envelope.id, envelope.type
-        except ValueError:
-            pass
-        known = EVENT_TYPES.get(event_type or "")
-        if known is None:
-            event_type = None  # not one of ours: the sender's invention is not kept
-        # Kept whole only when it comes from inside the organisation and cannot identify a child.
-        keep_body = not redact and not (known is not None and known.identifying)
+def _type_of(body: bytes) -> str | None:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    kind = parsed.get("type") if isinstance(parsed, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+async def _dead_letter(broker: NatsBroker, engine: Engine, settings: ServiceSettings, letter: Letter) -> None:
+    # The stream first, and only the stream must succeed: the database may be what is failing.
+    js = broker.config.connection_state.stream
+    await deadletters.write(js, DEADLETTER_STREAM, settings.org, settings.service_name, letter)
+    DEAD_LETTERED.add(1, {"consumer": letter.consumer, "reason": letter.reason_code})
+    log.error("message dead-lettered", extra={"consumer": letter.consumer, "reason": letter.reason})
+
+    def copy() -> None:
         with Session(engine) as session:
-            session.add(DeadLetter(consumer=consumer, nats_subject=nats_subject, event_id=event_id,
-                                   event_type=event_type, reason=reason, deliveries=deliveries,
-                                   body=body if keep_body else redacted(body)))
+            session.add(DeadLetter(consumer=letter.consumer, nats_subject=letter.subject, event_id=letter.event_id,
+                                   event_type=letter.event_type, reason=letter.reason, deliveries=letter.deliveries,
+                                   body=letter.body))
             session.commit()
 
-    await run_db(engine, write)
-    log.error("message dead-lettered", extra={"consumer": consumer, "reason": reason})
+    try:
+        await run_db(engine, copy)
+    except Exception as exc:
+        # A local convenience only (decision 14): the DEADLETTER stream already holds the letter.
+        log.warning("local copy of a dead letter not written", extra={"consumer": letter.consumer,
+                                                                      "error_type": type(exc).__name__})
+
+
+MAX_DELIVERIES_ADVISORIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+
+
+async def watch_max_deliveries(broker: NatsBroker, settings: ServiceSettings) -> Subscription:
+    """Dead-letter (without data) every message the broker gave up delivering to one of this service's consumers.
+
+    A safety net: our durables have no delivery limit (decision 13), so only a consumer created by
+    hand or by an older version can reach one. An advisory is a core NATS message: one that arrives
+    while the service is down is not seen (the message itself stays in its stream until its age limit).
+    """
+    client = broker.config.connection_state.connection
+    js = broker.config.connection_state.stream
+    prefix = f"{settings.service_name}-"
+
+    async def on_advisory(advisory: Msg) -> None:
+        try:
+            parsed = orjson.loads(advisory.data)
+            consumer, stream = str(parsed["consumer"]), str(parsed["stream"])
+            sequence, deliveries = int(parsed["stream_seq"]), int(parsed.get("deliveries", 0))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        if not consumer.startswith(prefix):
+            return  # another service's consumer: that service writes the letter
+        try:
+            original = await js.get_msg(stream, sequence)
+            body, subject = bytes(original.data or b""), original.subject or ""
+        except NotFoundError:
+            body, subject = b"", ""
+        known = EVENT_TYPES.get(_type_of(body) or "")
+        letter = Letter(consumer=consumer, durable=consumer.removeprefix(prefix), subject=subject,
+                        event_id=deadletters.attributes_of(body).get("id"),
+                        event_type=known.type if known is not None else None, case_id=None,
+                        reason="the broker stopped delivering it (maximum deliveries)", reason_code="max_deliveries",
+                        deliveries=deliveries, data_kept=False, body=redacted(body), at=deadletters.now(),
+                        source_sequence=sequence)
+        try:
+            await deadletters.write(js, DEADLETTER_STREAM, settings.org, settings.service_name, letter)
+        except Exception as exc:
+            log.error("dead letter of an advisory not written", extra={"consumer": consumer,
+                                                                       "error_type": type(exc).__name__})
+            return
+        DEAD_LETTERED.add(1, {"consumer": consumer, "reason": letter.reason_code})
+        log.error("message dead-lettered after the broker's maximum deliveries", extra={"consumer": consumer})
+
+    subscription: Subscription = await client.subscribe(MAX_DELIVERIES_ADVISORIES, cb=on_advisory)
+    return subscription
