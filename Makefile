@@ -28,7 +28,7 @@ test: $(STAMP) ## Run the whole test suite
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) ## Measure throughput, latency and memory (not part of `make test`)
-	$(BIN)/tillsammans bench
+	$(BIN)/tillsammans bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check libs services tests

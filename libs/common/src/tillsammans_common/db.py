@@ -26,8 +26,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine tuned for the backend: WAL and a busy timeout for SQLite files."""
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) -> Engine:
+    """Create an engine tuned for the backend: WAL, ``sqlite_synchronous`` and a busy timeout for SQLite files."""
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
     if url.startswith("sqlite"):
         # One connection per process: SQLite admits one writer at a time anyway, and threads queueing
         # for the pool hand over at once, whereas connections competing for the file lock back off in
@@ -39,9 +44,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
             cursor = dbapi_conn.cursor()
-            # WAL lets readers proceed while the relay writes; NORMAL is durable across process crashes.
+            # WAL lets readers proceed while the relay writes. NORMAL is durable across process crashes;
+            # FULL syncs the log at every commit, so a commit also survives an OS crash or a power cut
+            # (docs/decisions/0015-durability.md).
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

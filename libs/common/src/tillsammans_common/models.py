@@ -54,7 +54,8 @@ class ProcessedMessage(SQLModel, table=True):
 
     consumer: str = Field(primary_key=True, max_length=64)
     event_id: str = Field(primary_key=True, max_length=64)
-    processed_at: datetime = _ts(nullable=False, default=utcnow)
+    # Indexed for pruning (tillsammans_common.retention): each batch is a seek, not a scan.
+    processed_at: datetime = _ts(nullable=False, default=utcnow, index=True)
 
 
 class DeadLetter(SQLModel, table=True):
@@ -103,7 +104,7 @@ class IdempotencyRecord(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)
     status_code: int
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    created_at: datetime = _ts(nullable=False, default=utcnow)
+    created_at: datetime = _ts(nullable=False, default=utcnow, index=True)  # indexed for pruning
 
 
 class ConsentGrant(SQLModel, table=True):

@@ -38,7 +38,8 @@ from tillsammans_common.messaging.consumer import (
 from tillsammans_common.messaging.deadletters import dead_letter_stream_configs
 from tillsammans_common.messaging.parking import Parking
 from tillsammans_common.messaging.relay import OutboxRelay
-from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
+from tillsammans_common.retention import Pruner, Retention
+from tillsammans_common.settings import ServiceSettings, StreamLimits
 from tillsammans_common.telemetry import exporting, setup_logging, setup_telemetry, shutdown_telemetry
 from tillsammans_common.web import PROBLEM_RESPONSES, BodyLimit, TraceIdHeader, install_problem_handlers
 
@@ -53,6 +54,7 @@ class Infrastructure:
     engine: Engine
     broker: NatsBroker
     relay: OutboxRelay
+    pruner: Pruner
 
 
 def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> Infrastructure:
@@ -62,7 +64,7 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
     if settings.auto_migrate:
         migrate_in_child(settings.resolved_database_url, versions_dir, service=settings.service_name,
                          org=settings.org)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if exporting():  # statement spans are the costliest kind; without an exporter nobody sees them
         SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
     broker = NatsBroker(
@@ -81,13 +83,16 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
     relay = OutboxRelay(engine, broker, org=settings.org, sweep_seconds=settings.relay_sweep_seconds,
                         backoff_initial_seconds=settings.relay_backoff_initial_seconds,
                         backoff_max_seconds=settings.relay_backoff_max_seconds)
-    return Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay)
+    pruner = Pruner(engine, Retention.of(settings), interval_seconds=settings.prune_interval_seconds,
+                    batch=settings.prune_batch_size)
+    return Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay, pruner=pruner)
 
 
-async def ensure_streams(broker: NatsBroker, org: str, *, inbox_max_age_seconds: float = INBOX_MAX_AGE_SECONDS) -> None:
+async def ensure_streams(broker: NatsBroker, org: str, *, inbox_max_age_seconds: float | None = None,
+                         limits: StreamLimits = StreamLimits()) -> None:
     """Create this organisation's event and inbox streams, or bring existing ones to this configuration."""
     js = broker.config.connection_state.stream
-    for config in stream_configs(org, inbox_max_age_seconds=inbox_max_age_seconds):
+    for config in stream_configs(org, inbox_max_age_seconds=inbox_max_age_seconds, limits=limits):
         try:
             await js.add_stream(config=config)  # accepted as is when the stream exists with this configuration
         except BadRequestError:
@@ -156,13 +161,14 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await infra.broker.connect()
-        await ensure_streams(infra.broker, settings.org, inbox_max_age_seconds=settings.inbox_max_age_seconds)
+        await ensure_streams(infra.broker, settings.org, limits=settings.stream_limits)
         await ensure_consumers(infra.broker)
         await ensure_dead_letter_streams(infra.broker, settings)
         await infra.broker.start()
         await infra.relay.start()
         await parking.start()
         advisories = await watch_max_deliveries(infra.broker, settings)
+        await infra.pruner.start()
         # Everything built so far (routes, models, compiled schemas) lives as long as the process:
         # moved out of the collector's view, later full collections stay short (no latency spikes).
         gc.collect()
@@ -171,6 +177,7 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
         try:
             yield
         finally:
+            await infra.pruner.stop()
             await advisories.unsubscribe()
             await parking.stop()
             await infra.relay.stop()

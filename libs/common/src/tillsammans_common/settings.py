@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -18,7 +19,27 @@ from pydantic_settings import (
 
 ORG_ID = re.compile(r"^[a-z][a-z0-9]{1,30}$")
 DEVELOPMENT_PAIR_SEED = b"tillsammans-development-pair-secret"
-INBOX_MAX_AGE_SECONDS = 7 * 24 * 3600.0
+DAY_SECONDS = 24 * 3600.0
+INBOX_MAX_AGE_SECONDS = 7 * DAY_SECONDS
+EVENTS_MAX_AGE_SECONDS = 30 * DAY_SECONDS
+EVENTS_MAX_BYTES = 1024**3
+# JetStream drops a second publish with the same Nats-Msg-Id (the event id) within this window: it covers
+# a relay that published and crashed before marking its row, and restarts within the window.
+DUPLICATE_WINDOW_SECONDS = 120.0
+PROCESSED_MESSAGE_RETENTION_SECONDS = 35 * DAY_SECONDS
+IDEMPOTENCY_RETENTION_SECONDS = 7 * DAY_SECONDS
+OUTBOX_PUBLISHED_RETENTION_SECONDS = 7 * DAY_SECONDS
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """How long and how much this organisation's streams keep, and on how many servers."""
+
+    events_max_age_seconds: float = EVENTS_MAX_AGE_SECONDS
+    events_max_bytes: int = EVENTS_MAX_BYTES
+    inbox_max_age_seconds: float = INBOX_MAX_AGE_SECONDS
+    duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS
+    replicas: int = 1
 
 
 class ServiceSettings(BaseSettings):
@@ -88,6 +109,47 @@ class ServiceSettings(BaseSettings):
                     "kept. The stream is the organisation's, shared by its services: set it once for all of them "
                     "(TILLSAMMANS_INBOX_MAX_AGE_SECONDS), as the last service to start applies its value.",
     )
+    events_max_age_seconds: float = Field(
+        EVENTS_MAX_AGE_SECONDS, gt=0,
+        description="The longest the EVENTS stream (this organisation's own events) keeps a message; older ones "
+                    "are dropped whether consumed or not. Like the INBOX settings, set it once for the organisation.")
+    events_max_bytes: int = Field(
+        EVENTS_MAX_BYTES, gt=0,
+        description="The most the EVENTS stream keeps, in bytes; beyond it the oldest messages are dropped, so a "
+                    "stream can never fill the broker's disk.")
+    duplicate_window_seconds: float = Field(
+        DUPLICATE_WINDOW_SECONDS, gt=0,
+        description="Within this window JetStream drops a second publish of the same event id (a relay that "
+                    "crashed between publishing and marking its row); later repeats are dropped by the "
+                    "consumers' processed ids.")
+    stream_replicas: int = Field(
+        1, ge=1, le=5,
+        description="Servers that hold each stream: 1 on a single broker, 3 in a JetStream cluster, so a stream "
+                    "survives the loss of one server and its disk.")
+    processed_message_retention_seconds: float = Field(
+        PROCESSED_MESSAGE_RETENTION_SECONDS, gt=0,
+        description="How long a consumer remembers an event id it applied. Must be longer than any stream keeps "
+                    "a message (EVENTS and INBOX maximum age): a message can be redelivered at most that long "
+                    "after it was published, and one redelivered after its id was forgotten would apply twice.")
+    idempotency_retention_seconds: float = Field(
+        IDEMPOTENCY_RETENTION_SECONDS, ge=3600,
+        description="How long a POST's Idempotency-Key and first response are kept: the longest a client may "
+                    "repeat the request and get the first answer back.")
+    outbox_published_retention_seconds: float = Field(
+        OUTBOX_PUBLISHED_RETENTION_SECONDS, gt=0,
+        description="How long a published outbox row is kept after it was sent (for inspection); rows not yet "
+                    "sent, and rows withheld by the consent service, are never pruned.")
+    prune_interval_seconds: float = Field(
+        300.0, gt=0, description="How often a service prunes processed ids, idempotency records and published "
+                                 "outbox rows past their retention.")
+    prune_batch_size: int = Field(
+        500, ge=1, description="Rows deleted per statement when pruning: each batch is a short transaction, and "
+                               "the service serves other work between batches.")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        "NORMAL",
+        description="SQLite's synchronous mode (WAL). NORMAL: a commit survives a crash of the process, not "
+                    "necessarily of the OS or the power. FULL: the write-ahead log is synced to disk at every "
+                    "commit, so a commit also survives those (docs/decisions/0015-durability.md).")
     dead_letter_max_age_seconds: float = Field(
         30 * 24 * 3600.0, gt=0,
         description="How long the DEADLETTER stream keeps a dead letter for an operator to list, replay or discard. "
@@ -111,6 +173,31 @@ class ServiceSettings(BaseSettings):
         if not ORG_ID.match(value):
             raise ValueError("org must be 2-31 lowercase letters or digits, starting with a letter")
         return value
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _synchronous_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _processed_ids_outlive_redelivery(self) -> Self:
+        # The invariant that makes pruning safe: no stream still holds (and so can redeliver) a message
+        # whose processed id has been forgotten. Infrastructure failures are retried for as long as they
+        # last (decision 13), so the streams' maximum age is the only bound on a redelivery.
+        longest = max(self.inbox_max_age_seconds, self.events_max_age_seconds)
+        if self.processed_message_retention_seconds <= longest:
+            raise ValueError(
+                f"processed_message_retention_seconds ({self.processed_message_retention_seconds:g}) must be "
+                f"longer than the longest a stream keeps a message ({longest:g} s, the larger of "
+                "inbox_max_age_seconds and events_max_age_seconds), or a redelivery after pruning would apply twice")
+        return self
+
+    @property
+    def stream_limits(self) -> StreamLimits:
+        """The limits of this organisation's streams, as configured."""
+        return StreamLimits(events_max_age_seconds=self.events_max_age_seconds, events_max_bytes=self.events_max_bytes,
+                            inbox_max_age_seconds=self.inbox_max_age_seconds,
+                            duplicate_window_seconds=self.duplicate_window_seconds, replicas=self.stream_replicas)
 
     @classmethod
     def settings_customise_sources(

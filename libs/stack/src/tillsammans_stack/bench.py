@@ -4,12 +4,16 @@ Measures, in one run on this machine:
 - intake throughput (HTTP, validation, auth, database, outbox, broker) next to a bare FastAPI
   endpoint served with the same uvicorn settings, as a ratio;
 - end-to-end latency from POST /concerns to the routed event handled in the BBA's inbox, at a
-  fixed open-loop rate (default 200 concerns/s);
+  fixed open-loop rate (default 200 concerns/s) and at half of the intake throughput the same run
+  measured (a fixed rate saturates intake on a slower machine and then reports its queueing);
 - latency of a cross-organisation invitation, from POST /meetings in the school to the row stored
   by the region's meetings service;
 - resident memory of one organisation's four services plus the broker.
 Timestamps on both ends come from the same clock (one machine): the client's send time and the
-``received_at`` the handler writes.
+``received_at`` the handler writes. With ``--durable`` the same measurements run a second time on a
+stack with the stronger durability settings (SQLite ``synchronous=FULL``, JetStream
+``sync_interval: always``; docs/decisions/0015-durability.md) and both are reported, with the
+cost of a single SQLite commit and a single acknowledged JetStream publish under each setting.
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import nats
+from sqlalchemy import text
 
 from tillsammans_common.auth import mint_token
-from tillsammans_common.testing import free_port, wait_for, wait_for_port
+from tillsammans_common.db import make_engine
+from tillsammans_common.natsconf import render
+from tillsammans_common.testing import NatsServer, free_port, wait_for, wait_for_port
 from tillsammans_stack.demo import DEV_SECRET
 from tillsammans_stack.launcher import Stack, StackConfig, free_base_port
 
@@ -209,6 +217,101 @@ def cross_org(stack: Stack, *, rate: float, count: int) -> dict[str, Any]:
                                              "the region's received invitations")}
 
 
+def _drained(db: Path) -> bool:
+    """Whether every concern intake stored has reached the BBA's inbox."""
+    with sqlite3.connect(db) as connection:
+        concerns = connection.execute("SELECT count(*) FROM concern").fetchone()[0]
+        routed = connection.execute("SELECT count(*) FROM inbox_item").fetchone()[0]
+    return bool(concerns == routed)
+
+
+def measure_stack(config: StackConfig, *, rate: float, seconds: int, connections: int) -> dict[str, Any]:
+    """Every measurement of one stack: memory, start-up, latencies (fixed rate and half capacity), throughput."""
+    results: dict[str, Any] = {}
+    with Stack(config) as stack:
+        # Steady state is what is measured: a fresh process is slower for its first thousand or so
+        # requests (lazy imports, statement caches, SQLite's page cache).
+        print("warming up ...")
+        asyncio.run(_open_loop(stack.url("school", "intake") + "/concerns",
+                               {"Authorization": f"Bearer {_token('school', 'professional', 'bench')}"},
+                               [CONCERN] * int(rate * 5), rate))
+        results["memory"] = {"org": "school", "rss_mb": stack.peak_rss("school") / 2**20}
+        results["stack_ready_s"] = stack.start_seconds
+        print(f"end-to-end latency at {rate:.0f}/s ...")
+        results["end_to_end"] = end_to_end(stack, rate=rate, seconds=10)
+        print("cross-organisation latency ...")
+        results["cross_org"] = cross_org(stack, rate=50, count=300)
+        print("intake throughput ...")
+        results["intake"] = throughput(stack.url("school", "intake") + "/concerns",
+                                       _token("school", "professional", "bench"), seconds=seconds,
+                                       connections=connections)
+        results["memory"]["rss_mb_after_load"] = stack.peak_rss("school") / 2**20
+        results["memory"]["peak_mb_by_process"] = {name: round(peak / 2**20, 1)
+                                                   for name, peak in stack.peak_rss_by_process("school").items()}
+        # The throughput run leaves a backlog behind intake (relay, consumer): measured from an idle start.
+        wait_for(lambda: _drained(stack.config.root / "data" / "school" / "intake.db"), timeout=300,
+                 message="the throughput run's concerns to reach the BBA's inbox")
+        half = results["intake"]["requests_per_s"] / 2
+        print(f"end-to-end latency at half of intake's capacity ({half:.0f}/s) ...")
+        results["end_to_end_half_capacity"] = end_to_end(stack, rate=half, seconds=10)
+    return results
+
+
+def _sqlite_commits(workdir: Path, synchronous: str, count: int) -> list[float]:
+    """Milliseconds per committed insert of one outbox-sized row."""
+    engine = make_engine(f"sqlite:///{workdir / f'{synchronous}.db'}", sqlite_synchronous=synchronous)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE probe (id INTEGER PRIMARY KEY, body BLOB)"))
+    times = []
+    for _ in range(count):
+        began = time.perf_counter()
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO probe (body) VALUES (:body)"), {"body": b"x" * 600})
+        times.append((time.perf_counter() - began) * 1000)
+    engine.dispose()
+    return times
+
+
+async def _jetstream_publishes(workdir: Path, sync_interval: str | None, count: int) -> list[float]:
+    """Milliseconds from publishing one event-sized message to the broker's acknowledgement."""
+    port = free_port()
+    server = NatsServer(workdir, port=port, config=render(["bench"], {"bench": "bench"}, port=port,
+                                                          store_dir=str(workdir / "jetstream"),
+                                                          sync_interval=sync_interval)).start()
+    try:
+        client = await nats.connect(server.url, user="bench", password="bench")
+        js = client.jetstream()
+        await js.add_stream(name="EVENTS", subjects=["bench.>"])
+        times = []
+        for _ in range(count):
+            began = time.perf_counter()
+            await js.publish("bench.probe", b"x" * 600)
+            times.append((time.perf_counter() - began) * 1000)
+        await client.close()
+        return times
+    finally:
+        server.stop()
+
+
+def durability_costs(*, count: int = 500) -> dict[str, Any]:
+    """What one commit and one acknowledged publish cost with each durability setting, measured back to back.
+
+    Less disturbed by the rest of the machine than the stack-wide figures: one operation at a time,
+    the default and the stronger setting alternated on the same disk.
+    """
+    def summary(times: list[float]) -> dict[str, float]:
+        return {"p50_ms": round(percentile(times, 50), 3), "p99_ms": round(percentile(times, 99), 3)}
+
+    with tempfile.TemporaryDirectory(prefix="tillsammans-durability-") as scratch:
+        root = Path(scratch)
+        return {
+            "sqlite_commit": {mode: summary(_sqlite_commits(root, mode, count)) for mode in ("NORMAL", "FULL")},
+            "jetstream_publish": {
+                label: summary(asyncio.run(_jetstream_publishes(root / label, sync, count)))
+                for label, sync in (("default", None), ("always", "always"))},
+        }
+
+
 def bare_throughput(*, seconds: int, connections: int) -> dict[str, Any]:
     """Throughput of the bare endpoint under the same uvicorn settings as the services."""
     port = free_port()
@@ -228,37 +331,44 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tillsammans bench", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each throughput run")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rate", type=float, default=200.0, help="concerns/s for the latency run")
+    parser.add_argument("--rate", type=float, default=200.0, help="concerns/s for the fixed-rate latency run")
+    parser.add_argument("--durable", action="store_true",
+                        help="measure again with SQLite synchronous=FULL and JetStream sync_interval always, "
+                             "and report both")
     parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
     args = parser.parse_args(argv)
 
-    root = Path(tempfile.mkdtemp(prefix="tillsammans-bench-"))
     results: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}}
-    base = free_base_port()
-    with Stack(StackConfig(root=root, nats_port=base, base_port=base)) as stack:
-        # Steady state is what is measured: a fresh process is slower for its first thousand or so
-        # requests (lazy imports, statement caches, SQLite's page cache).
-        print("warming up ...")
-        asyncio.run(_open_loop(stack.url("school", "intake") + "/concerns",
-                               {"Authorization": f"Bearer {_token('school', 'professional', 'bench')}"},
-                               [CONCERN] * int(args.rate * 5), args.rate))
-        results["memory"] = {"org": "school", "rss_mb": stack.peak_rss("school") / 2**20}
-        results["stack_ready_s"] = stack.start_seconds
-        print("end-to-end latency ...")
-        results["end_to_end"] = end_to_end(stack, rate=args.rate, seconds=10)
-        print("cross-organisation latency ...")
-        results["cross_org"] = cross_org(stack, rate=50, count=300)
-        print("intake throughput ...")
-        intake = throughput(stack.url("school", "intake") + "/concerns", _token("school", "professional", "bench"),
-                            seconds=args.seconds, connections=args.connections)
-        results["memory"]["rss_mb_after_load"] = stack.peak_rss("school") / 2**20
-        results["memory"]["peak_mb_by_process"] = {name: round(peak / 2**20, 1)
-                                                   for name, peak in stack.peak_rss_by_process("school").items()}
+    # Stated outright, so that neither stack takes a durability setting from the caller's environment.
+    variants = {"default": StackConfig(nats_sync_interval=None, extra_env={"TILLSAMMANS_SQLITE_SYNCHRONOUS": "NORMAL"})}
+    if args.durable:
+        variants["durable"] = StackConfig(nats_sync_interval="always",
+                                          extra_env={"TILLSAMMANS_SQLITE_SYNCHRONOUS": "FULL"})
+    measured: dict[str, dict[str, Any]] = {}
+    for name, variant in variants.items():
+        root = Path(tempfile.mkdtemp(prefix="tillsammans-bench-"))
+        base = free_base_port()
+        print(f"stack with {name} settings ...")
+        measured[name] = measure_stack(
+            StackConfig(root=root, nats_port=base, base_port=base, nats_sync_interval=variant.nats_sync_interval,
+                        extra_env=variant.extra_env),
+            rate=args.rate, seconds=args.seconds, connections=args.connections)
+        shutil.rmtree(root, ignore_errors=True)
     print("bare endpoint throughput ...")
     bare = bare_throughput(seconds=args.seconds, connections=args.connections)
+    costs = None
+    if args.durable:
+        print("one commit and one publish, with each durability setting ...")
+        costs = durability_costs()
+
+    default = measured["default"]
+    intake = default["intake"]
+    results.update({key: value for key, value in default.items() if key != "intake"})
     results["throughput"] = {"intake": intake, "bare": bare,
                              "ratio": intake["requests_per_s"] / bare["requests_per_s"]}
-    shutil.rmtree(root, ignore_errors=True)
+    if "durable" in measured:
+        results["durable"] = {"settings": {"sqlite_synchronous": "FULL", "nats_sync_interval": "always"},
+                              **measured["durable"], "operations": costs}
 
     memory = max(results["memory"]["rss_mb"], results["memory"]["rss_mb_after_load"])
     rows = [
@@ -269,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
          f"<= {TARGETS['e2e_p50_ms_max']} ms"),
         (f"end-to-end p99 @ {args.rate:.0f}/s", f"{results['end_to_end']['p99_ms']:.1f} ms",
          f"<= {TARGETS['e2e_p99_ms_max']} ms"),
+        *_half_rows(results["end_to_end_half_capacity"], ""),
         ("cross-org invitation p50", f"{results['cross_org']['p50_ms']:.1f} ms", ""),
         ("cross-org invitation p99", f"{results['cross_org']['p99_ms']:.1f} ms",
          f"<= {TARGETS['cross_org_p99_ms_max']} ms"),
@@ -276,6 +387,20 @@ def main(argv: list[str] | None = None) -> int:
         ("3 organisations x 4 services ready", f"{results['stack_ready_s']:.1f} s",
          f"<= {TARGETS['stack_ready_s_max']} s"),
     ]
+    if "durable" in measured:
+        durable = measured["durable"]
+        rows += [
+            ("durable: intake throughput", f"{durable['intake']['requests_per_s']:.0f} req/s", ""),
+            (f"durable: end-to-end p50 @ {args.rate:.0f}/s", f"{durable['end_to_end']['p50_ms']:.1f} ms", ""),
+            (f"durable: end-to-end p99 @ {args.rate:.0f}/s", f"{durable['end_to_end']['p99_ms']:.1f} ms", ""),
+            *_half_rows(durable["end_to_end_half_capacity"], "durable: "),
+            ("durable: cross-org invitation p50", f"{durable['cross_org']['p50_ms']:.1f} ms", ""),
+            ("durable: cross-org invitation p99", f"{durable['cross_org']['p99_ms']:.1f} ms", ""),
+        ]
+        assert costs is not None
+        for store, settings in costs.items():
+            for setting, cost in settings.items():
+                rows.append((f"{store} ({setting}) p50 / p99", f"{cost['p50_ms']:.2f} / {cost['p99_ms']:.2f} ms", ""))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure':<{width}}  {'value':>14}  target")
     for name, value, target in rows:
@@ -293,3 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(f"\nwritten to {args.output}")
     return 0
+
+
+def _half_rows(half: dict[str, Any], prefix: str) -> list[tuple[str, str, str]]:
+    return [(f"{prefix}end-to-end p50 @ half capacity ({half['rate_per_s']:.0f}/s)", f"{half['p50_ms']:.1f} ms", ""),
+            (f"{prefix}end-to-end p99 @ half capacity ({half['rate_per_s']:.0f}/s)", f"{half['p99_ms']:.1f} ms", "")]

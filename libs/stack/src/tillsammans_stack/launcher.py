@@ -141,6 +141,10 @@ class StackConfig:
     otel_endpoint: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     database_urls: dict[tuple[str, str], str] = field(default_factory=dict)
+    # JetStream's sync to disk: None keeps the server's default (every two minutes); "always" syncs each
+    # message before the broker acknowledges it (docs/decisions/0015-durability.md).
+    nats_sync_interval: str | None = field(
+        default_factory=lambda: os.environ.get("TILLSAMMANS_NATS_SYNC_INTERVAL") or None)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -610,7 +614,7 @@ class Stack:
         config = self.config
         self._passwords = {org: secrets.token_urlsafe(24) for org in config.orgs}
         conf = render(config.orgs, self._passwords, port=config.nats_port,
-                      store_dir=str((config.nats_dir / "jetstream").resolve()))
+                      store_dir=str((config.nats_dir / "jetstream").resolve()), sync_interval=config.nats_sync_interval)
         conf_path = config.nats_dir / "nats.conf"
         conf_path.unlink(missing_ok=True)
         # It holds the account passwords: readable by this user only.

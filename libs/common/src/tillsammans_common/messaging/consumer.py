@@ -14,6 +14,7 @@ import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -22,7 +23,7 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, insert, select
@@ -38,7 +39,7 @@ from tillsammans_common.messaging.deadletters import DEADLETTER_STREAM, PARKED_S
 from tillsammans_common.messaging.parking import Outcome
 from tillsammans_common.messaging.refusals import Reject, Retry
 from tillsammans_common.models import ConsentGrant, DeadLetter, ProcessedMessage
-from tillsammans_common.settings import INBOX_MAX_AGE_SECONDS, ServiceSettings
+from tillsammans_common.settings import ServiceSettings, StreamLimits
 from tillsammans_common.telemetry import dead_letter_counters, ingress_refusals
 
 __all__ = ["Reject", "Retry", "consume", "durable_consumers", "infrastructure_delay", "stream_configs"]
@@ -51,7 +52,6 @@ MAX_ACK_PENDING = 256
 _SELECT_PROCESSED = select(col(ProcessedMessage.event_id)).where(
     col(ProcessedMessage.consumer) == bindparam("consumer"), col(ProcessedMessage.event_id) == bindparam("event_id"))
 _INSERT_PROCESSED = insert(ProcessedMessage.__table__)  # type: ignore[attr-defined]
-DUPLICATE_WINDOW_SECONDS = 120.0
 # What a dead letter keeps of a message that may identify a child: the CloudEvents attributes, never data.
 DEAD_LETTER_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "consentid")
 # Module level, so tests can swap in a counter of their own meter provider.
@@ -107,21 +107,30 @@ class MeritFailures:
         self._counts.pop(sequence, None)
 
 
-def stream_configs(org: str, *,
-                   inbox_max_age_seconds: float = INBOX_MAX_AGE_SECONDS) -> tuple[StreamConfig, StreamConfig]:
-    """This organisation's event stream and its cross-organisation inbox stream.
+def stream_configs(org: str, *, inbox_max_age_seconds: float | None = None,
+                   limits: StreamLimits = StreamLimits()) -> tuple[StreamConfig, StreamConfig]:
+    """This organisation's event stream and its cross-organisation inbox stream, with their limits.
 
-    File storage and a two-minute duplicate window (``Nats-Msg-Id``) for both. The inbox keeps a
-    message only while a consumer that wants it has not acknowledged it (interest retention), and
-    never longer than ``inbox_max_age_seconds``: a receiver keeps nothing it has already handled.
+    Both on file storage, on ``limits.replicas`` servers, with a duplicate window (``Nats-Msg-Id``)
+    of ``limits.duplicate_window_seconds``. EVENTS keeps every message (consumed or not) until it is
+    older than its maximum age or the stream exceeds its maximum size, the oldest going first. The
+    inbox keeps a message only while a consumer that wants it has not acknowledged it (interest
+    retention), and never longer than its maximum age: a receiver keeps nothing it has already handled.
+    ``inbox_max_age_seconds``, when given, overrides ``limits``.
     """
+    if inbox_max_age_seconds is not None:
+        limits = replace(limits, inbox_max_age_seconds=inbox_max_age_seconds)
     return (
         StreamConfig(name=EVENTS_STREAM, subjects=[f"{org}.>"], storage=StorageType.FILE,
-                     duplicate_window=DUPLICATE_WINDOW_SECONDS),
-        StreamConfig(name=INBOX_STREAM, subjects=[f"inbox.{org}.>"], storage=StorageType.FILE,
-                     retention=RetentionPolicy.INTEREST, max_age=inbox_max_age_seconds,
+                     retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD,
+                     max_age=limits.events_max_age_seconds, max_bytes=limits.events_max_bytes,
+                     num_replicas=limits.replicas,
                      # JetStream refuses a duplicate window longer than the maximum age.
-                     duplicate_window=min(DUPLICATE_WINDOW_SECONDS, inbox_max_age_seconds)),
+                     duplicate_window=min(limits.duplicate_window_seconds, limits.events_max_age_seconds)),
+        StreamConfig(name=INBOX_STREAM, subjects=[f"inbox.{org}.>"], storage=StorageType.FILE,
+                     retention=RetentionPolicy.INTEREST, max_age=limits.inbox_max_age_seconds,
+                     num_replicas=limits.replicas,
+                     duplicate_window=min(limits.duplicate_window_seconds, limits.inbox_max_age_seconds)),
     )
 
 

@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -27,7 +27,7 @@ from faststream.nats import NatsBroker
 from opentelemetry import metrics, trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Engine, Select, bindparam, delete, func, select, text, union_all, update
+from sqlalchemy import Engine, Select, bindparam, func, select, text, union_all, update
 from sqlmodel import Session, col
 
 from tillsammans_common.db import run_db, utcnow
@@ -39,7 +39,6 @@ from tillsammans_common.telemetry import context_of, exporting, outbox_backlog_g
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("tillsammans.outbox")
-PUBLISHED_RETENTION = timedelta(days=7)
 # Publish a permitted row only within this share of its lease: the rest is margin for a slow pass.
 _EXPIRED = "LeaseExpired"
 _NO_PERMIT = "ConsentServiceUnavailable"
@@ -159,7 +158,6 @@ class OutboxRelay:
         self._backlog = await run_db(self.engine, self._count_backlog)
 
     async def _run(self) -> None:
-        sweeps = 0
         while True:
             self._wake.clear()
             try:
@@ -172,9 +170,6 @@ class OutboxRelay:
                 full = False
             if full:
                 continue
-            sweeps += 1
-            if sweeps % 600 == 0:
-                await run_db(self.engine, self._purge_published)
             # Wake for the first backoff that ends before the next sweep, so a retry is not late by a sweep.
             now = self._clock()
             timeout = min([self.sweep_seconds, *(backoff.until - now for backoff in self._backoff.values()
@@ -370,10 +365,4 @@ class OutboxRelay:
             for seq, error in failed.items():
                 session.execute(update(OutboxMessage).where(col(OutboxMessage.seq) == seq)
                              .values(attempts=OutboxMessage.attempts + 1, last_error=error))
-            session.commit()
-
-    def _purge_published(self) -> None:
-        with Session(self.engine) as session:
-            session.execute(delete(OutboxMessage).where(
-                col(OutboxMessage.published_at) < utcnow() - PUBLISHED_RETENTION))
             session.commit()
