@@ -3,11 +3,12 @@ auth, problem handlers and health checks."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -55,15 +56,57 @@ class Infrastructure:
     broker: NatsBroker
     relay: OutboxRelay
     pruner: Pruner
+    pending_start_up: list[Callable[[], None]] = field(default_factory=list)
+    """Start-up writes (migrations, seeding) the database could not take yet; retried until it can."""
+
+    def start_up(self, work: Callable[[], None]) -> None:
+        """Do a start-up write now or, when the database cannot take it yet, later (in order).
+
+        A service whose database is read-only or missing at start-up then starts, says it is not
+        ready, and finishes starting up once it can write, instead of crashing in a loop.
+        """
+        if self.pending_start_up:
+            self.pending_start_up.append(work)
+            return
+        try:
+            work()
+        except Exception as exc:
+            if not isinstance(exc, MigrationFailed) and classify_failure(exc) is not Failure.INFRASTRUCTURE:
+                raise
+            log.error("start-up write failed; starting not ready and retrying",
+                      extra={"error_type": type(exc).__name__})
+            self.pending_start_up.append(work)
+
+    async def finish_start_up(self) -> None:
+        """Retry the pending start-up writes with capped backoff until all are done."""
+        delay = self.settings.infrastructure_retry_initial_seconds
+        while self.pending_start_up:
+            try:
+                await asyncio.to_thread(self.pending_start_up[0])
+            except Exception as exc:
+                log.warning("start-up write still failing", extra={"error_type": type(exc).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.infrastructure_retry_max_seconds)
+                continue
+            self.pending_start_up.pop(0)
+        log.info("start-up writes done; the service can work")
+
+
+class MigrationFailed(RuntimeError):
+    """The database migration did not complete (the child process says why in the log)."""
+
+
+def _migrate(database_url: str, versions_dir: Path, *, service: str, org: str) -> None:
+    try:
+        migrate_in_child(database_url, versions_dir, service=service, org=org)
+    except RuntimeError as exc:
+        raise MigrationFailed(str(exc)) from None
 
 
 def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> Infrastructure:
     """Create the engine (migrated), the broker with telemetry, and the outbox relay."""
     setup_logging(service=settings.service_name, org=settings.org, level=settings.log_level)
     provider = setup_telemetry(service=settings.service_name, org=settings.org)
-    if settings.auto_migrate:
-        migrate_in_child(settings.resolved_database_url, versions_dir, service=settings.service_name,
-                         org=settings.org)
     engine = make_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if exporting():  # statement spans are the costliest kind; without an exporter nobody sees them
         SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
@@ -85,7 +128,11 @@ def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> In
                         backoff_max_seconds=settings.relay_backoff_max_seconds)
     pruner = Pruner(engine, Retention.of(settings), interval_seconds=settings.prune_interval_seconds,
                     batch=settings.prune_batch_size)
-    return Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay, pruner=pruner)
+    infra = Infrastructure(settings=settings, engine=engine, broker=broker, relay=relay, pruner=pruner)
+    if settings.auto_migrate:
+        infra.start_up(partial(_migrate, settings.resolved_database_url, versions_dir,
+                               service=settings.service_name, org=settings.org))
+    return infra
 
 
 async def ensure_streams(broker: NatsBroker, org: str, *, inbox_max_age_seconds: float | None = None,
@@ -169,6 +216,7 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
         await parking.start()
         advisories = await watch_max_deliveries(infra.broker, settings)
         await infra.pruner.start()
+        finishing = asyncio.create_task(infra.finish_start_up(), name="start-up") if infra.pending_start_up else None
         # Everything built so far (routes, models, compiled schemas) lives as long as the process:
         # moved out of the collector's view, later full collections stay short (no latency spikes).
         gc.collect()
@@ -177,6 +225,8 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
         try:
             yield
         finally:
+            if finishing is not None:
+                finishing.cancel()
             await infra.pruner.stop()
             await advisories.unsubscribe()
             await parking.stop()
@@ -219,6 +269,8 @@ def _health_router() -> APIRouter:
     async def ready(request: Request) -> JSONResponse:
         infra: Infrastructure = request.app.state.infra
         checks = {"database": "ok", "broker": "ok"}
+        if infra.pending_start_up:
+            checks["start_up"] = "waiting to write the database (migrations or seeding)"
         try:
             await run_db(infra.engine, partial(probe_write, infra.engine))
         except Exception as exc:
