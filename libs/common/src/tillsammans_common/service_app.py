@@ -41,7 +41,13 @@ from tillsammans_common.messaging.parking import Parking
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.retention import Pruner, Retention
 from tillsammans_common.settings import ServiceSettings, StreamLimits
-from tillsammans_common.telemetry import exporting, setup_logging, setup_telemetry, shutdown_telemetry
+from tillsammans_common.telemetry import (
+    delivery_counters,
+    exporting,
+    setup_logging,
+    setup_telemetry,
+    shutdown_telemetry,
+)
 from tillsammans_common.web import PROBLEM_RESPONSES, BodyLimit, TraceIdHeader, install_problem_handlers
 
 log = logging.getLogger(__name__)
@@ -268,7 +274,7 @@ def _health_router() -> APIRouter:
                 responses={503: {"description": "Not ready now: the body names the part that failed"}})
     async def ready(request: Request) -> JSONResponse:
         infra: Infrastructure = request.app.state.infra
-        checks = {"database": "ok", "broker": "ok"}
+        checks = {"database": "ok", "broker": "ok", "start_up": "ok"}
         if infra.pending_start_up:
             checks["start_up"] = "waiting to write the database (migrations or seeding)"
         try:
@@ -283,6 +289,8 @@ def _health_router() -> APIRouter:
         if not connected:
             checks["broker"] = "unavailable"
         healthy = all(value == "ok" for value in checks.values())
+        for part, state in checks.items():
+            READY.set(1 if state == "ok" else 0, {"part": part})
         retry_after = {"Retry-After": str(infra.settings.unavailable_retry_after_seconds)}
         return JSONResponse({"status": "ok" if healthy else "unavailable", **checks,
                              "org": infra.settings.org, "service": infra.settings.service_name},
@@ -292,6 +300,7 @@ def _health_router() -> APIRouter:
 
 
 READINESS_PROBE_TABLE = "tillsammans_readiness_probe"
+READY = delivery_counters().ready
 
 
 def probe_write(engine: Engine) -> None:

@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -98,6 +99,34 @@ def dead_letter_counters(
             meter.create_counter("tillsammans.messages.parked", unit="{message}",
                                  description="Messages parked until what they wait for arrives, per consumer and "
                                              "reason."))
+
+
+@dataclass(frozen=True)
+class DeliveryMetrics:
+    """Counters of redeliveries and failed publishes, and the readiness gauge."""
+
+    redelivered: metrics.Counter
+    publish_failed: metrics.Counter
+    ready: metrics._Gauge
+
+
+def delivery_counters(meter_provider: metrics.MeterProvider | None = None) -> DeliveryMetrics:
+    """``tillsammans.messages.redelivered``, ``tillsammans.outbox.publish_failed`` and ``tillsammans.ready``.
+
+    A redelivery is counted per consumer and ``kind`` (infrastructure or merit); a failed publish per
+    destination and error type; readiness is 1 or 0 per part checked, set at each ``/health/ready``.
+    Attributes are our own names and fixed codes, never ids or values.
+    """
+    meter = metrics.get_meter("tillsammans", meter_provider=meter_provider)
+    return DeliveryMetrics(
+        redelivered=meter.create_counter("tillsammans.messages.redelivered", unit="{message}",
+                                         description="Messages not applied yet and offered again, per consumer "
+                                                     "and kind."),
+        publish_failed=meter.create_counter("tillsammans.outbox.publish_failed", unit="{message}",
+                                            description="Outbox publishes that failed, per destination and error "
+                                                        "type."),
+        ready=meter.create_gauge("tillsammans.ready", unit="1",
+                                 description="1 when the part (database, broker, start_up) is ready, else 0."))
 
 
 def outbox_backlog_gauges(backlog: Callable[[], Mapping[str, tuple[int, float]]],

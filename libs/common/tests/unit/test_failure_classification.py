@@ -91,3 +91,26 @@ def test_merit_failures_are_bounded_and_forgotten_when_settled() -> None:
     assert (counts.get(1), counts.get(2), counts.get(3)) == (0, 1, 1)
     counts.forget(2)
     assert counts.get(2) == 0
+
+
+def test_the_delivery_metrics_carry_only_our_own_names_and_codes() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from tillsammans_common.telemetry import delivery_counters
+
+    reader = InMemoryMetricReader()
+    made = delivery_counters(MeterProvider(metric_readers=[reader]))
+    made.redelivered.add(1, {"consumer": "meetings-invitations-received", "kind": "infrastructure"})
+    made.publish_failed.add(2, {"destination": "inbox.region", "error_type": "NoRespondersError"})
+    made.ready.set(0, {"part": "database"})
+    data = reader.get_metrics_data()
+    assert data is not None
+    seen = {metric.name: [(dict(point.attributes or {}), point.value) for point in metric.data.data_points]
+            for resource in data.resource_metrics for scope in resource.scope_metrics for metric in scope.metrics}
+    assert seen == {
+        "tillsammans.messages.redelivered": [
+            ({"consumer": "meetings-invitations-received", "kind": "infrastructure"}, 1)],
+        "tillsammans.outbox.publish_failed": [({"destination": "inbox.region", "error_type": "NoRespondersError"}, 2)],
+        "tillsammans.ready": [({"part": "database"}, 0)],
+    }

@@ -40,7 +40,7 @@ from tillsammans_common.messaging.parking import Outcome
 from tillsammans_common.messaging.refusals import Reject, Retry
 from tillsammans_common.models import ConsentGrant, DeadLetter, ProcessedMessage
 from tillsammans_common.settings import ServiceSettings, StreamLimits
-from tillsammans_common.telemetry import dead_letter_counters, ingress_refusals
+from tillsammans_common.telemetry import dead_letter_counters, delivery_counters, ingress_refusals
 
 __all__ = ["Reject", "Retry", "consume", "durable_consumers", "infrastructure_delay", "stream_configs"]
 
@@ -57,6 +57,7 @@ DEAD_LETTER_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "tim
 # Module level, so tests can swap in a counter of their own meter provider.
 REFUSED = ingress_refusals()
 DEAD_LETTERED, PARKED = dead_letter_counters()
+REDELIVERED = delivery_counters().redelivered
 # The reason code of a message that waits for its consent: parked rather than dead-lettered.
 WAITS_FOR_CONSENT = "not_covered"
 # How many messages' merit-failure counts a consumer keeps (a few hundred bytes each at most).
@@ -250,6 +251,7 @@ def consume(
                                      cap=settings.infrastructure_retry_max_seconds)
         log.warning("infrastructure failure, message kept for a later try", extra={
             "consumer": consumer_name, "error_type": type(exc).__name__, "retry_in_seconds": delay})
+        REDELIVERED.add(1, {"consumer": consumer_name, "kind": "infrastructure"})
         await msg.nack(delay=delay)
 
     async def on_message(body: bytes, msg: NatsMessage) -> None:
@@ -286,6 +288,7 @@ def consume(
             delay = backoff[min(merits, len(backoff)) - 1] if backoff else 1.0
             log.warning("message not applied, will redeliver", extra={"consumer": consumer_name,
                                                                     "error_type": type(exc).__name__})
+            REDELIVERED.add(1, {"consumer": consumer_name, "kind": "merit"})
             await msg.nack(delay=delay)
         else:
             merit_failures.forget(sequence)

@@ -35,7 +35,7 @@ from tillsammans_common.messaging import gate
 from tillsammans_common.messaging.gate import Settlement
 from tillsammans_common.messaging.outbox import on_outbox_commit
 from tillsammans_common.models import OutboxMessage
-from tillsammans_common.telemetry import context_of, exporting, outbox_backlog_gauges
+from tillsammans_common.telemetry import context_of, delivery_counters, exporting, outbox_backlog_gauges
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("tillsammans.outbox")
@@ -91,6 +91,10 @@ def _ask_of(row: _Pending) -> gate.DisclosureAsk:
     """The question a row carries, without the permit it was queued with."""
     assert row.gate is not None
     return gate.DisclosureAsk.model_validate({key: value for key, value in row.gate.items() if key != "permit"})
+
+
+# Module level, like the consumers' counters: a no-op until an exporter installs a meter provider.
+PUBLISH_FAILED = delivery_counters().publish_failed
 
 
 class OutboxRelay:
@@ -212,6 +216,8 @@ class OutboxRelay:
                 settlements[verdict.decision_id] = (
                     Settlement.SENT if error is None else Settlement.EXPIRED if error == _EXPIRED
                     else Settlement.FAILED)
+            if error is not None:
+                PUBLISH_FAILED.add(1, {"destination": row.destination, "error_type": error})
             if error is not None and row.destination not in blocked:
                 failed[row.seq] = error
                 blocked[row.destination] = error
