@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Delete, Engine, delete, select, tuple_
 from sqlmodel import Session, col
 
+from tillsammans_common.background import cancel_and_wait
 from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.models import IdempotencyRecord, OutboxMessage, ProcessedMessage
 from tillsammans_common.settings import ServiceSettings
@@ -67,12 +68,7 @@ class Pruner:
 
     async def stop(self) -> None:
         """Stop after the current batch."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import Engine, Select, bindparam, func, select, text, union_all, update
 from sqlmodel import Session, col
 
+from tillsammans_common.background import cancel_and_wait
 from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.messaging import gate
 from tillsammans_common.messaging.gate import Settlement
@@ -139,12 +140,7 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         """Stop after the current batch; unsent rows stay for the next start."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     def retry_at(self, destination: str) -> float | None:
         """When (on the relay's clock) a backing-off destination is tried again; None if it is not backing off."""
