@@ -114,6 +114,17 @@ class NatsServer:
             self.process.wait(timeout=10)
 
 
+class ManualClock:
+    """A monotonic clock for a test: time moves only when the test moves it (``clock.now += 5``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        """The current time on this clock."""
+        return self.now
+
+
 def engine_of(client: Any) -> Engine:
     """The database engine behind a service's FastAPI test client."""
     engine: Engine = client.app.state.infra.engine

@@ -11,31 +11,15 @@ from nats.js.api import StreamConfig
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from tillsammans_common.db import make_engine, migrate, migrate_in_child
+from tillsammans_common.db import migrate_in_child
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.intake import ConcernRouted
 from tillsammans_common.messaging.outbox import record_cross_org, record_event
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.models import OutboxMessage
+from tillsammans_common.testing import ManualClock
 
 SOURCE = "/orgs/school/intake"
-
-
-class Clock:
-    """The relay's clock in a test: time moves only when the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path / 'relay.db'}")
-    migrate(engine, tmp_path / "no-service-versions")
-    return engine
 
 
 @pytest.fixture
@@ -72,7 +56,7 @@ def _rows(engine: Engine) -> dict[str, OutboxMessage]:
 async def test_a_failing_destination_keeps_its_rows_in_order_and_others_go(engine: Engine,
                                                                            broker: NatsBroker) -> None:
     first, region_a, region_b, last = _write(engine)
-    clock = Clock()
+    clock = ManualClock()
     relay = OutboxRelay(engine, broker, org="school", clock=clock)
 
     sent, _ = await relay.relay_once()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from faststream.nats import NatsBroker
@@ -19,33 +18,16 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from tillsammans_common.db import make_engine, migrate
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.intake import ConcernRouted
 from tillsammans_common.messaging.outbox import record_cross_org, record_event
 from tillsammans_common.messaging.relay import OutboxRelay
 from tillsammans_common.models import OutboxMessage
+from tillsammans_common.testing import ManualClock
 
 SOURCE = "/orgs/school/intake"
 REGION = "inbox.region"
 INITIAL, CAP = 0.2, 30.0
-
-
-class Clock:
-    """The relay's clock in a test: time moves only when the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path / 'relay.db'}")
-    migrate(engine, tmp_path / "no-service-versions")
-    return engine
 
 
 @pytest.fixture
@@ -140,7 +122,7 @@ def _gauges(reader: InMemoryMetricReader) -> dict[str, dict[str, float]]:
 async def test_a_refusing_receiver_delays_only_its_own_messages(engine: Engine, broker: NatsBroker,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     ids = _queue(engine, region=500, social=200, internal=200)
-    clock = Clock()
+    clock = ManualClock()
     reader = InMemoryMetricReader()
     relay = OutboxRelay(engine, broker, org="school", clock=clock, backoff_initial_seconds=INITIAL,
                         backoff_max_seconds=CAP, meter_provider=MeterProvider(metric_readers=[reader]))
@@ -220,7 +202,7 @@ async def test_a_refusing_receiver_delays_only_its_own_messages(engine: Engine, 
 async def test_a_backing_off_destination_does_not_shrink_the_others_share(engine: Engine,
                                                                            broker: NatsBroker) -> None:
     _queue(engine, region=50, social=150, internal=0)
-    clock = Clock()
+    clock = ManualClock()
     relay = OutboxRelay(engine, broker, org="school", clock=clock, batch=100)
 
     # Two destinations with rows: half the batch each. Region is refused and backs off.
@@ -244,7 +226,7 @@ async def test_a_row_waiting_for_the_consent_service_holds_its_destination_witho
         record_cross_org(session, plain, from_org="school", to_org="social")
         session.commit()
     _queue(engine, region=0, social=0, internal=3, start=100)
-    relay = OutboxRelay(engine, broker, org="school", clock=Clock())
+    relay = OutboxRelay(engine, broker, org="school", clock=ManualClock())
 
     assert await relay.relay_once() == (3, False)
 
