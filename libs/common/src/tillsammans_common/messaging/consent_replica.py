@@ -1,7 +1,8 @@
-"""The local consent replica and the decision every egress and ingress asks.
+"""The local consent replica and the decision every receiver asks before it stores anything.
 
-Each service that sends or receives identifying data keeps its own copy of the consents that
-name its organisation, fed by consent events, so a decision needs no remote call.
+Each service keeps its own copy of the consents that name its organisation, fed by consent events,
+so a receiver's check needs no remote call. Disclosures are not decided here: the discloser's
+consent service decides them from its own record (messaging/gate.py, decision 8).
 
 A consent replicated from another organisation is that organisation's own, names this one, and never
 changes once recorded: it can neither touch this organisation's consents nor a third one's, nor be
