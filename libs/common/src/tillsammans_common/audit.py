@@ -19,6 +19,6 @@ def audit(session: Session, principal: Principal, action: str, *, case_id: str |
     # A plain INSERT on the session's connection (append-only, never read back here): cheaper than
     # an ORM object, and it happens on every request.
     session.connection().execute(_INSERT_AUDIT, {
-        "at": utcnow(), "org": principal.org, "user": principal.user, "role": principal.role.value,
+        "at": utcnow(), "org": principal.org, "user": principal.user, "role": principal.role_names,
         "action": action, "case_id": case_id, "purpose": purpose, "outcome": outcome,
         "trace_id": current_trace_id()})

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ISSUER_PREFIX = "tillsammans-dev:"
 
@@ -37,11 +37,52 @@ class Role(StrEnum):
 
 
 class Principal(BaseModel):
-    """The authenticated caller."""
+    """The authenticated caller: a person signed in at their organisation's IdP, or an integration client."""
+
+    model_config = ConfigDict(frozen=True)
 
     org: str
     user: str
-    role: Role
+    roles: frozenset[Role] = Field(min_length=1)
+    units: frozenset[str] = frozenset()
+    """The units (school, preschool, BVC...) the caller works at, from the IdP; an integration's scope."""
+    client: bool = False
+    """A machine client (OAuth client credentials), not a person."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_role(cls, data: Any) -> Any:
+        # Shorthand for the common case of a single role: Principal(org=..., user=..., role=Role.BBA).
+        if isinstance(data, dict) and "role" in data and "roles" not in data:
+            data = {**data, "roles": frozenset({Role(data.pop("role"))})}
+        return data
+
+    @property
+    def role(self) -> Role:
+        """The caller's first role in declaration order, named where one role is recorded (events, decisions)."""
+        return next(role for role in Role if role in self.roles)
+
+    @property
+    def role_names(self) -> str:
+        """Every role, comma-separated in declaration order (for audit records)."""
+        return ",".join(role.value for role in Role if role in self.roles)
+
+    def holds(self, *roles: Role) -> bool:
+        """Whether the caller holds any of ``roles``."""
+        return not self.roles.isdisjoint(roles)
+
+
+class AccessRefused(HTTPException):
+    """A 401 or 403 that the audit trail records: who was refused what, and why (a fixed reason code)."""
+
+    def __init__(self, status_code: int, detail: str, *, reason: str, principal: Principal | None = None,
+                 action: str | None = None, case_id: str | None = None) -> None:
+        headers = {"WWW-Authenticate": "Bearer"} if status_code == status.HTTP_401_UNAUTHORIZED else None
+        super().__init__(status_code, detail, headers=headers)
+        self.reason = reason
+        self.principal = principal
+        self.action = action
+        self.case_id = case_id
 
 
 def org_token_key(dev_secret: str, org: str) -> bytes:
@@ -97,8 +138,8 @@ class TokenVerifier:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(detail: str, reason: str) -> AccessRefused:
+    return AccessRefused(status.HTTP_401_UNAUTHORIZED, detail, reason=reason)
 
 
 def require(*roles: Role) -> Any:
@@ -112,18 +153,19 @@ def require(*roles: Role) -> Any:
     async def dependency(request: Request,
                          credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
         if credentials is None:
-            raise _unauthorized("a bearer token is required")
+            raise _unauthorized("a bearer token is required", "no-token")
         verifier: TokenVerifier = request.app.state.token_verifier
         try:
             principal = verifier.verify(credentials.credentials)
         except (jwt.InvalidTokenError, ValueError):
-            raise _unauthorized("the bearer token is invalid or expired") from None
+            raise _unauthorized("the bearer token is invalid or expired", "invalid-token") from None
         if principal.org != request.app.state.settings.org:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "the token belongs to another organisation")
-        if roles and principal.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"role '{principal.role}' may not do this; needs one of: "
-                                + ", ".join(r.value for r in roles))
+            raise AccessRefused(status.HTTP_403_FORBIDDEN, "the token belongs to another organisation",
+                                reason="other-organisation", principal=principal)
+        if roles and not principal.holds(*roles):
+            raise AccessRefused(status.HTTP_403_FORBIDDEN,
+                                f"role '{principal.role_names}' may not do this; needs one of: "
+                                + ", ".join(r.value for r in roles), reason="role", principal=principal)
         return principal
 
     return Depends(dependency)
