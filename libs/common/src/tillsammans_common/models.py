@@ -75,20 +75,41 @@ class DeadLetter(SQLModel, table=True):
 
 
 class AuditRecord(SQLModel, table=True):
-    """Who did what to which case, when and why (patient-data style access log)."""
+    """Who did what to which case, when, on what need-to-know basis, or why it was refused (patient-data style
+    access log; append-only, see docs/decisions/0018-audit-trail.md)."""
 
     __tablename__ = "audit_record"
+    __table_args__ = (
+        # The log reviewer's questions: "who looked at this child" and "what did this user look at", each over a
+        # period. The plain index on ``at`` serves the period alone and the retention pruner.
+        Index("ix_audit_record_case_at", "case_id", "at"),
+        Index("ix_audit_record_user_at", "user", "at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _ts(nullable=False, default=utcnow, index=True)
-    org: str = Field(max_length=32)
-    user: str = Field(max_length=128)
-    role: str = Field(max_length=32)
-    action: str = Field(max_length=64)
-    case_id: str | None = Field(default=None, max_length=64, index=True)
+    org: str = Field(max_length=32, description="The principal's organisation; empty when nobody was identified.")
+    user: str = Field(max_length=128, description="The principal's user id, 'anonymous', or 'system:<consumer>'.")
+    role: str = Field(max_length=128, description="The principal's roles, comma-separated ('system' for a consumer).")
+    action: str = Field(max_length=128)
+    case_id: str | None = Field(default=None, max_length=64)
     purpose: str | None = Field(default=None, max_length=64)
     outcome: str = Field(default="ok", max_length=32)
     trace_id: str | None = Field(default=None, max_length=32)
+    unit_id: str | None = Field(default=None, max_length=64, description="The child's unit the access concerned.")
+    record_id: str | None = Field(default=None, max_length=64,
+                                  description="The record accessed (a meeting, mapping, concern... id).")
+    basis: str | None = Field(default=None, max_length=32, description=(
+        "The need-to-know relation that allowed the access (e.g. 'bba-of-unit', 'participant'); null when refused."))
+    reason: str | None = Field(default=None, max_length=32,
+                               description="Why the access was refused, a fixed code (e.g. 'no-token', 'role').")
+    protected: bool = Field(default=False, sa_column_kwargs={"server_default": "0"},
+                            description="The child has a protected identity (skyddad identitet).")
+    service: str | None = Field(default=None, max_length=32, description="The service that wrote the record.")
+    units: str | None = Field(default=None, max_length=255,
+                              description="The principal's units at the time, comma-separated.")
+    principal_kind: str = Field(default="person", max_length=16, sa_column_kwargs={"server_default": "person"},
+                                description="'person', 'client' (an integration) or 'system' (a consumer).")
 
 
 class IdempotencyRecord(SQLModel, table=True):
