@@ -3,9 +3,10 @@
 Processed-message ids, idempotency records and published outbox rows each have a retention
 setting (see ``ServiceSettings``). The processed-id retention is longer than any stream keeps a
 message (enforced when settings load), so an id is forgotten only after its message can no longer
-be redelivered. Audit records (kept at least five years; never deleted by a service), dead letters,
-unsent or withheld outbox rows and every domain table (e.g. the consent service's decision records)
-are not touched here.
+be redelivered. Audit records go after ``audit_retention_days`` (at least five years, enforced by the
+settings; the database's trigger refuses to delete a younger one whatever asks, decision 18); this is the
+only code that deletes them. Dead letters, unsent or withheld outbox rows and every domain table (e.g. the
+consent service's decision records) are not touched here.
 
 Each statement deletes at most ``batch`` rows in its own short transaction, and the pruner hands the
 event loop back between statements, so a large backlog (e.g. the first pass after an upgrade) never
@@ -27,7 +28,7 @@ from sqlmodel import Session, col
 
 from tillsammans_common.background import cancel_and_wait
 from tillsammans_common.db import run_db, utcnow
-from tillsammans_common.models import IdempotencyRecord, OutboxMessage, ProcessedMessage
+from tillsammans_common.models import AuditRecord, IdempotencyRecord, OutboxMessage, ProcessedMessage
 from tillsammans_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,19 @@ class Retention:
     processed_message: timedelta
     idempotency_record: timedelta
     published_outbox: timedelta
+    audit_record: timedelta = timedelta(days=3653)
 
     @classmethod
     def of(cls, settings: ServiceSettings) -> Retention:
         """The retention a service's settings configure."""
         return cls(processed_message=timedelta(seconds=settings.processed_message_retention_seconds),
                    idempotency_record=timedelta(seconds=settings.idempotency_retention_seconds),
-                   published_outbox=timedelta(seconds=settings.outbox_published_retention_seconds))
+                   published_outbox=timedelta(seconds=settings.outbox_published_retention_seconds),
+                   audit_record=timedelta(days=settings.audit_retention_days))
 
 
 class Pruner:
-    """Deletes processed ids, idempotency records and published outbox rows past their retention, periodically."""
+    """Deletes processed ids, idempotency records, published outbox rows and audit records past their retention."""
 
     def __init__(self, engine: Engine, retention: Retention, *, interval_seconds: float = 300.0, batch: int = 500,
                  now: Callable[[], datetime] = utcnow) -> None:
@@ -88,6 +91,7 @@ class Pruner:
         processed_cut = now - self.retention.processed_message
         idempotency_cut = now - self.retention.idempotency_record
         outbox_cut = now - self.retention.published_outbox
+        audit_cut = now - self.retention.audit_record
         processed_key = tuple_(col(ProcessedMessage.consumer), col(ProcessedMessage.event_id))
         statements: dict[str, Callable[[], Delete]] = {
             "processed_message": lambda: delete(ProcessedMessage).where(processed_key.in_(
@@ -98,6 +102,8 @@ class Pruner:
             # Only rows that were sent: an unsent row still has to go, a withheld one is a record of a refusal.
             "outbox_message": lambda: self._by_key(
                 col(OutboxMessage.seq), col(OutboxMessage.published_at) < outbox_cut),
+            # Oldest first by the index on ``at``; the trigger lets through only records past the legal floor.
+            "audit_record": lambda: self._by_key(col(AuditRecord.id), col(AuditRecord.at) < audit_cut),
         }
         removed: dict[str, int] = {}
         for table, statement in statements.items():

@@ -27,6 +27,8 @@ from sqlalchemy import Engine, text
 
 from tillsammans_common.admin import AdminContext
 from tillsammans_common.admin import router as admin_router
+from tillsammans_common.audit import name_service
+from tillsammans_common.audit_api import router as audit_router
 from tillsammans_common.auth import TokenVerifier
 from tillsammans_common.db import make_engine, migrate_in_child, run_db
 from tillsammans_common.errors import Failure, classify_failure
@@ -256,6 +258,8 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.include_router(_health_router())
     app.include_router(admin_router)
+    app.include_router(audit_router)
+    name_service(infra.engine, settings.service_name)  # so a route's audit() records which service wrote it
     for router in routers:
         app.include_router(router)
     # One server span per request: the ASGI send/receive sub-spans say nothing ops can act on.

@@ -29,6 +29,7 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 PROCESSED_MESSAGE_RETENTION_SECONDS = 35 * DAY_SECONDS
 IDEMPOTENCY_RETENTION_SECONDS = 7 * DAY_SECONDS
 OUTBOX_PUBLISHED_RETENTION_SECONDS = 7 * DAY_SECONDS
+AUDIT_MINIMUM_RETENTION_DAYS = 1827  # five years and the leap days; the audit trigger's floor too
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,19 @@ class ServiceSettings(BaseSettings):
         OUTBOX_PUBLISHED_RETENTION_SECONDS, gt=0,
         description="How long a published outbox row is kept after it was sent (for inspection); rows not yet "
                     "sent, and rows withheld by the consent service, are never pruned.")
+    audit_retention_days: int = Field(
+        3653, description="How long audit records are kept (default ten years) before the pruner deletes them. At "
+                          "least 1827 days (five years): patient-data rules ask that an access to a child's data can "
+                          "be reviewed for years, and the database refuses to delete younger records anyway.")
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _audit_kept_five_years(cls, value: int) -> int:
+        if value < AUDIT_MINIMUM_RETENTION_DAYS:
+            raise ValueError(f"audit_retention_days must be at least {AUDIT_MINIMUM_RETENTION_DAYS} (five years): "
+                             "who accessed a child's data must stay reviewable that long (decision 18)")
+        return value
+
     prune_interval_seconds: float = Field(
         300.0, gt=0, description="How often a service prunes processed ids, idempotency records and published "
                                  "outbox rows past their retention.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,7 +21,8 @@ from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tillsammans_common.auth import Principal
+from tillsammans_common.audit import ANONYMOUS, principal_fields, write
+from tillsammans_common.auth import AccessRefused, Principal
 from tillsammans_common.db import run_db, session_scope
 from tillsammans_common.errors import PROBLEM_BASE, Conflict, DomainError, Failure, InvalidField, classify_failure
 from tillsammans_common.models import IdempotencyRecord
@@ -78,10 +80,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {401: "unauthorized", 403: "forbidden", 404: "not-found"}.get(exc.status_code, "http-error")
-        return problem_response({"type": PROBLEM_BASE + slug, "title": _TITLES.get(exc.status_code, "Error"),
-                                 "status": exc.status_code, "detail": str(exc.detail)},
-                                headers=getattr(exc, "headers", None))
+        return _http_problem(exc)
+
+    anonymous = AnonymousRefusals()
+
+    @app.exception_handler(AccessRefused)
+    async def _refused(request: Request, exc: AccessRefused) -> JSONResponse:
+        await audit_refusal(request, exc, anonymous)
+        return _http_problem(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -98,6 +104,77 @@ def install_problem_handlers(app: FastAPI) -> None:
     # catch-all, and the server would then log the SQL error's text (statement and parameters).
     for family in _MAYBE_INFRASTRUCTURE:
         app.add_exception_handler(family, _infrastructure)
+
+
+def _http_problem(exc: StarletteHTTPException) -> JSONResponse:
+    slug = {401: "unauthorized", 403: "forbidden", 404: "not-found"}.get(exc.status_code, "http-error")
+    return problem_response({"type": PROBLEM_BASE + slug, "title": _TITLES.get(exc.status_code, "Error"),
+                             "status": exc.status_code, "detail": str(exc.detail)},
+                            headers=getattr(exc, "headers", None))
+
+
+class AnonymousRefusals:
+    """Coalesces identical anonymous refusals: the first of each (reason, action) per minute is recorded.
+
+    A 401 names nobody and touched nothing, so its repeats add no "who" to the trail, while a flood of
+    them could otherwise grow the table without bound. What is left out is counted and logged (without
+    personal data) when the minute ends, so a flood is never silent. Refusals of an identified caller
+    (every 403) are all recorded.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._minute: int | None = None
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def admit(self, reason: str, action: str) -> bool:
+        """Whether this anonymous refusal is to be recorded (the first like it this minute)."""
+        minute = int(self._clock() // 60)
+        if minute != self._minute:
+            self._report()
+            self._minute, self._seen = minute, {}
+        count = self._seen.get((reason, action), 0)
+        self._seen[(reason, action)] = count + 1
+        return count == 0
+
+    def _report(self) -> None:
+        for (reason, action), count in self._seen.items():
+            if count > 1:
+                log.warning("anonymous refusals coalesced in the audit trail",
+                            extra={"reason": reason, "action": action, "not_recorded": count - 1})
+
+
+def _route_action(request: Request) -> str:
+    # The route's template, never the path itself: a path holds ids, and a client could put anything there.
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', '?')}"
+
+
+async def audit_refusal(request: Request, exc: AccessRefused, anonymous: AnonymousRefusals | None = None) -> None:
+    """Record a 401 or 403 in a transaction of its own (the refused request has none); never raises."""
+    infra = getattr(request.app.state, "infra", None)
+    engine: Engine | None = getattr(infra, "engine", None)
+    if engine is None:
+        return
+    action = exc.action or _route_action(request)
+    if exc.principal is None and anonymous is not None and not anonymous.admit(exc.reason, action):
+        return
+    who = principal_fields(exc.principal) if exc.principal is not None else {
+        "org": "", "user": ANONYMOUS, "role": "", "principal_kind": "unknown"}
+    settings = getattr(request.app.state, "settings", None)
+    outcome = "unauthenticated" if exc.status_code == 401 else "denied"
+
+    def record() -> None:
+        with engine.begin() as connection:
+            write(connection, action=action, outcome=outcome, service=getattr(settings, "service_name", None),
+                  case_id=exc.case_id, reason=exc.reason[:32], **who)
+
+    try:
+        await run_db(engine, record)
+    except Exception as failure:
+        # The caller still gets the 401/403; the type only, as a database error's text can quote its parameters.
+        log.warning("refusal could not be written to the audit trail",
+                    extra={"error_type": type(failure).__name__, "reason": exc.reason})
 
 
 def _internal_error() -> JSONResponse:

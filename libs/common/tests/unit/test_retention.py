@@ -69,7 +69,7 @@ async def test_pruning_removes_what_is_past_retention_in_batches_and_keeps_young
 
     removed = await pruner.prune_once()
 
-    assert removed == {"processed_message": 5, "idempotency_record": 3, "outbox_message": 1}
+    assert removed == {"processed_message": 5, "idempotency_record": 3, "outbox_message": 1, "audit_record": 0}
     processed, idempotency, outbox, audit = _keys(engine)
     assert processed == {"young"} and idempotency == {"young"}
     assert outbox == {2, 3, 4}
@@ -77,7 +77,8 @@ async def test_pruning_removes_what_is_past_retention_in_batches_and_keeps_young
     # A later pass finds nothing more until time moves on; then the young rows go too.
     assert sum((await pruner.prune_once()).values()) == 0
     later = Pruner(engine, RETENTION, batch=2, now=lambda: NOW + timedelta(days=2))
-    assert await later.prune_once() == {"processed_message": 1, "idempotency_record": 1, "outbox_message": 1}
+    assert await later.prune_once() == {"processed_message": 1, "idempotency_record": 1, "outbox_message": 1,
+                                        "audit_record": 0}
     assert _keys(engine) == (set(), set(), {3, 4}, 3)
 
 

@@ -10,6 +10,7 @@ only a message that fails on its own merits is dead-lettered, after ``max_delive
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 import weakref
 from collections import OrderedDict
@@ -30,6 +31,7 @@ from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from tillsammans_common import audit
 from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.errors import Failure, classify_failure
 from tillsammans_common.events import EVENT_TYPES, EVENTS_STREAM, INBOX_STREAM, Envelope, Event
@@ -60,6 +62,8 @@ DEAD_LETTERED, PARKED = dead_letter_counters()
 REDELIVERED = delivery_counters().redelivered
 # The reason code of a message that waits for its consent: parked rather than dead-lettered.
 WAITS_FOR_CONSENT = "not_covered"
+# A record id another organisation sent is kept in the audit trail only in this shape: it can then hold nothing else.
+_OPAQUE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # How many messages' merit-failure counts a consumer keeps (a few hundred bytes each at most).
 MERIT_FAILURES_KEPT = 10_000
 # JetStream never gives up on a message by itself: only the consumer, counting merit failures, does.
@@ -173,6 +177,15 @@ def consume(
         return session.connection().execute(
             _SELECT_PROCESSED, {"consumer": consumer_name, "event_id": event_id}).first() is not None
 
+    def audited(subject: str | None) -> dict[str, Any]:
+        # Who applied the message (this consumer) and which case or record it concerned, from the envelope's
+        # subject: a case id in our own events; another organisation's record id only when it is a UUID.
+        where: dict[str, Any] = {"case_id": subject[:64] if subject else None}
+        if from_other_orgs:
+            where = {"record_id": subject if subject and _OPAQUE_ID.match(subject) else None}
+        return {"org": settings.org, "user": f"system:{consumer_name}"[:128], "role": "system",
+                "principal_kind": "system", "service": settings.service_name, **where}
+
     def apply(envelope: Envelope, payload: Event, nats_subject: str) -> None:
         with Session(engine, expire_on_commit=False) as session:
             if processed(session, envelope.id):
@@ -180,6 +193,8 @@ def consume(
             if from_other_orgs:
                 _check_ingress(session, settings, envelope, payload, nats_subject)
             handler(session, envelope, payload)
+            # In the handler's transaction: the effect and its record commit together or not at all.
+            audit.write(session.connection(), action=event.type, outcome="ok", **audited(envelope.subject))
             try:
                 session.connection().execute(_INSERT_PROCESSED, {
                     "consumer": consumer_name, "event_id": envelope.id, "processed_at": utcnow()})
@@ -209,6 +224,20 @@ def consume(
             _count_refusal(event.type, _sender_of(nats_subject), _reason_code(exc))
         await _dead_letter(broker, engine, settings, letter(nats_subject, body, deliveries, sequence, _reason(exc),
                                                             _reason_code(exc), keep=not redact))
+        await audit_refused(deadletters.attributes_of(body).get("subject"), _reason_code(exc))
+
+    async def audit_refused(subject: str | None, code: str) -> None:
+        # Its own transaction, after the dead letter (which alone must succeed): best effort, as the database
+        # may be what failed.
+        def record() -> None:
+            with engine.begin() as connection:
+                audit.write(connection, action=event.type, outcome="refused", reason=code[:32], **audited(subject))
+
+        try:
+            await run_db(engine, record)
+        except Exception as failed:
+            log.warning("refused message could not be written to the audit trail",
+                        extra={"consumer": consumer_name, "error_type": type(failed).__name__})
 
     async def park(nats_subject: str, body: bytes, deliveries: int, sequence: int, exc: Retry) -> None:
         # The whole message, as the INBOX held it: it is to be applied when its consent arrives.
