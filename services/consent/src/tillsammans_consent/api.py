@@ -1,9 +1,9 @@
 """Consent's HTTP API: thin routes over service.py.
 
-Roles: recording and withdrawing a consent is for the BBA, the coordinator and journal-system
-integrations. Reading consents (identity, grantors' names) and replicas is for those three and the
-auditor; a professional is not given the consent record itself but may ask for a decision, which
-is all they need to know before disclosing. Every role of this organisation may ask for decisions.
+Access (policy.py): a consent is part of the child's case, so recording, withdrawing and reading one
+is for the case's BBA, the colleagues the BBA delegated the case to, and integrations of its unit.
+The auditor reads the disclosure decisions and the audit trail, never a consent's identity or
+grantors. Any role that discloses may ask for a decision, which carries no identity.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
-from tillsammans_common.auth import Principal, Role, require
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.messaging.consent_replica import Decision
 from tillsammans_common.settings import ORG_ID
 from tillsammans_common.web import run_command, run_query
@@ -34,16 +34,20 @@ from tillsammans_consent.models import (
 
 router = APIRouter(tags=["consent"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
-RECORDERS = (Role.BBA, Role.COORDINATOR, Role.INTEGRATION)
-READERS = (*RECORDERS, Role.AUDITOR)
+ConsentReader = Annotated[Access, on_record(Action.CASE_READ, service.consent_facts, param="consent_id")]
+ConsentWithdrawer = Annotated[Access, on_record(Action.CASE_WORK, service.consent_facts, param="consent_id")]
+CaseReader = Annotated[Access, on_record(Action.CASE_READ, service.case_facts, param="case_id")]
+DecisionAsker = Annotated[Access, allowed(Action.DISCLOSURE_ASK)]
+ReplicaReader = Annotated[Access, allowed(Action.REPLICAS_READ)]
+Auditor = Annotated[Access, allowed(Action.AUDIT_READ)]
 NDJSON = "application/x-ndjson"
 
 
 @router.post("/consents", status_code=201, response_model=ConsentPublic,
              summary="Record a consent (samtycke) for this organisation to disclose")
-async def grant_consent(request: Request, body: ConsentCreate, idempotency_key: IdempotencyKey = None,
-                        principal: Principal = require(*RECORDERS)) -> JSONResponse:
-    """Record a consent and replicate it to the organisations it names; 422 names any rule it breaks."""
+async def grant_consent(request: Request, body: ConsentCreate, principal: CurrentPrincipal,
+                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Record a consent in a case the caller works on (403 otherwise) and replicate it; 422 names any rule broken."""
     settings = request.app.state.settings
     return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
@@ -53,9 +57,8 @@ async def grant_consent(request: Request, body: ConsentCreate, idempotency_key: 
 
 
 @router.post("/consents/{consent_id}/withdraw", response_model=ConsentPublic, summary="Withdraw a consent")
-async def withdraw_consent(request: Request, consent_id: str, body: ConsentWithdraw,
-                           idempotency_key: IdempotencyKey = None,
-                           principal: Principal = require(*RECORDERS)) -> JSONResponse:
+async def withdraw_consent(request: Request, consent_id: str, body: ConsentWithdraw, access: ConsentWithdrawer,
+                           idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Withdraw a consent at any time; 409 if it already is withdrawn.
 
     Answers only once no message under the consent can leave any more: new permits are refused
@@ -64,10 +67,9 @@ async def withdraw_consent(request: Request, consent_id: str, body: ConsentWithd
     settings = request.app.state.settings
     engine = request.app.state.infra.engine
     response = await run_command(
-        engine, principal=principal, idempotency_key=idempotency_key, request=request,
+        engine, principal=access.principal, idempotency_key=idempotency_key, request=request,
         body=body, status_code=200, action=lambda session: ConsentPublic.of(
-            service.withdraw_consent(session, settings=settings, principal=principal, consent_id=consent_id,
-                                     data=body)),
+            service.withdraw_consent(session, settings=settings, access=access, data=body)),
     )
     await _until_no_open_leases(engine, consent_id, limit=settings.disclosure_lease_seconds)
     return response
@@ -85,35 +87,34 @@ async def _until_no_open_leases(engine: Engine, consent_id: str, *, limit: float
 
 
 @router.get("/consents/{consent_id}", response_model=ConsentDetail, summary="Read a consent")
-async def get_consent(request: Request, consent_id: str, principal: Principal = require(*READERS)) -> ConsentDetail:
+async def get_consent(request: Request, access: ConsentReader) -> ConsentDetail:
     """Read one consent with the child's identity, grantors and history (audited)."""
     return await run_query(request.app.state.infra.engine, lambda session: service.get_consent(
-        session, principal=principal, consent_id=consent_id))
+        session, access=access))
 
 
 @router.get("/cases/{case_id}/consents", response_model=list[ConsentPublic], summary="The consents of a case")
-async def case_consents(request: Request, case_id: str,
-                        principal: Principal = require(*READERS)) -> list[ConsentPublic]:
+async def case_consents(request: Request, access: CaseReader) -> list[ConsentPublic]:
     """Every consent recorded in a case, newest first (audited)."""
     return await run_query(request.app.state.infra.engine, lambda session: [
-        ConsentPublic.of(consent) for consent in service.case_consents(session, principal=principal, case_id=case_id)])
+        ConsentPublic.of(consent) for consent in service.case_consents(session, access=access)])
 
 
 @router.post("/decisions", response_model=Decision, summary="May an organisation disclose this now?")
-async def decide(request: Request, body: DecisionRequest, principal: Principal = require(*Role)) -> Decision:
+async def decide(request: Request, body: DecisionRequest, access: DecisionAsker) -> Decision:
     """Decide from this organisation's consents and its replicas; a POST so no identity is in the URL."""
     settings = request.app.state.settings
     return await run_query(request.app.state.infra.engine, lambda session: service.decide_disclosure(
-        session, settings=settings, principal=principal, data=body))
+        session, settings=settings, principal=access.principal, data=body))
 
 
 @router.get("/replicas", response_model=list[ReplicaPublic], summary="Consents replicated to this organisation")
-async def replicas(request: Request, principal: Principal = require(*READERS),
+async def replicas(request: Request, access: ReplicaReader,
                    disclosing_org: Annotated[str | None, Query(pattern=ORG_ID.pattern)] = None) -> list[ReplicaPublic]:
     """Consents other organisations recorded naming this one (pseudonymous; audited)."""
     settings = request.app.state.settings
     return await run_query(request.app.state.infra.engine, lambda session: [
-        ReplicaPublic.of(grant) for grant in service.replicas(session, settings=settings, principal=principal,
+        ReplicaPublic.of(grant) for grant in service.replicas(session, settings=settings, principal=access.principal,
                                                               disclosing_org=disclosing_org)])
 
 
@@ -122,21 +123,19 @@ Filters = Annotated[DecisionFilter, Query()]
 
 @router.get("/disclosure-decisions", response_model=list[DecisionRecordPublic],
             summary="Every answer of the disclosure gate (auditors)")
-async def disclosure_decisions(request: Request, filters: Filters,
-                               principal: Principal = require(Role.AUDITOR)) -> list[DecisionRecordPublic]:
+async def disclosure_decisions(request: Request, filters: Filters, access: Auditor) -> list[DecisionRecordPublic]:
     """Permits and denials, oldest first, each naming the consent and version it rests on (audited)."""
     return await run_query(request.app.state.infra.engine, lambda session: [
         DecisionRecordPublic.model_validate(row)
-        for row in service.list_decisions(session, principal=principal, filters=filters)])
+        for row in service.list_decisions(session, principal=access.principal, filters=filters)])
 
 
 @router.get("/disclosure-decisions/export", summary="Export disclosure decisions as NDJSON (auditors)",
             response_class=Response, responses={200: {"content": {NDJSON: {}}}})
-async def export_disclosure_decisions(request: Request, filters: Filters,
-                                      principal: Principal = require(Role.AUDITOR)) -> Response:
+async def export_disclosure_decisions(request: Request, filters: Filters, access: Auditor) -> Response:
     """The same records as ``GET /disclosure-decisions``, one JSON object per line (audited)."""
     rows = await run_query(request.app.state.infra.engine, lambda session: [
         DecisionRecordPublic.model_validate(row).model_dump_json()
-        for row in service.list_decisions(session, principal=principal, filters=filters)])
+        for row in service.list_decisions(session, principal=access.principal, filters=filters)])
     return Response("".join(f"{row}\n" for row in rows), media_type=NDJSON,
                     headers={"Content-Disposition": 'attachment; filename="disclosure-decisions.ndjson"'})

@@ -8,6 +8,7 @@ import orjson
 from faststream.nats import NatsMessage
 from sqlmodel import Session
 
+from tillsammans_common.cases import keep_cases
 from tillsammans_common.db import run_db, session_scope
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.meetings import WithdrawalApplied
@@ -58,3 +59,4 @@ def register(infra: Infrastructure) -> None:
     consume(infra.broker, engine, settings, event=WithdrawalApplied, handler=on_receipt,
             durable="withdrawal-receipts", from_other_orgs=True)
     keep_replica(infra)
+    keep_cases(infra)

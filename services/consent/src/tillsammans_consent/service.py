@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
+from tillsammans_common import policy
 from tillsammans_common.audit import audit
+from tillsammans_common.cases import case_in_body, get_case
 from tillsammans_common.auth import Principal
 from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
@@ -117,9 +119,15 @@ def grant_consent(session: Session, *, settings: ConsentSettings, principal: Pri
     valid_from, valid_until = data.valid_from.astimezone(UTC), data.valid_until.astimezone(UTC)
     receiving_orgs = list(dict.fromkeys(data.receiving_orgs))
     categories = [category.value for category in dict.fromkeys(data.categories)]
+    case = case_in_body(session, data.case_id)
+    access = policy.check(principal, policy.Action.CASE_WORK, policy.Facts(case=policy.case_facts(session, case)))
+    key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
+    if key != case.child_key:
+        # A consent names its child twice (case and identity); both must be the same child.
+        raise InvalidField("child.personnummer", "is not the child of this case")
     consent = Consent(
         id=str(uuid.uuid4()), case_id=data.case_id, child_personnummer=data.child.personnummer,
-        child_key=child_key(data.child.personnummer, settings.child_key_secret.get_secret_value()),
+        child_key=key,
         custody=data.custody, grantors=[grantor.model_dump(mode="json") for grantor in data.grantors],
         child_view=data.child_view.model_dump(mode="json") if data.child_view is not None else None,
         disclosing_org=settings.org, receiving_orgs=receiving_orgs, categories=categories, purpose=data.purpose,
@@ -136,13 +144,28 @@ def grant_consent(session: Session, *, settings: ConsentSettings, principal: Pri
     apply_granted(session, event)
     record_event(session, event, source=settings.source, org=settings.org, subject=consent.case_id)
     share_consent(session, event, settings=settings, child=consent.child_personnummer)
-    audit(session, principal, "consent.grant", case_id=consent.case_id, purpose=data.purpose.value)
+    policy.audit_access(session, access, "consent.grant", purpose=data.purpose.value, record_id=consent.id)
     return consent
 
 
-def withdraw_consent(session: Session, *, settings: ConsentSettings, principal: Principal, consent_id: str,
+def consent_facts(session: Session, consent_id: str) -> policy.Facts:
+    """The policy's view of a consent: the child's case it was recorded in."""
+    consent = session.get(Consent, consent_id)
+    if consent is None:
+        raise NotFound("no such consent")
+    return policy.Facts(case=policy.case_facts(session, get_case(session, consent.case_id)), record_id=consent.id)
+
+
+def case_facts(session: Session, case_id: str) -> policy.Facts:
+    """The policy's view of a case."""
+    return policy.Facts(case=policy.case_facts(session, get_case(session, case_id)), record_id=case_id)
+
+
+def withdraw_consent(session: Session, *, settings: ConsentSettings, access: policy.Access,
                      data: ConsentWithdraw) -> Consent:
     """Withdraw a consent and tell every organisation it named, in one transaction; 409 if already withdrawn."""
+    principal = access.principal
+    consent_id = access.facts.record_id or ""
     consent = session.get(Consent, consent_id)
     if consent is None:
         raise NotFound("no such consent")
@@ -167,30 +190,31 @@ def withdraw_consent(session: Session, *, settings: ConsentSettings, principal: 
     apply_withdrawn(session, event)
     record_event(session, event, source=settings.source, org=settings.org, subject=consent.case_id)
     share_consent(session, event, settings=settings, child=consent.child_personnummer)
-    audit(session, principal, "consent.withdraw", case_id=consent.case_id, purpose=consent.purpose.value)
+    policy.audit_access(session, access, "consent.withdraw", purpose=consent.purpose.value)
     return consent
 
 
-def get_consent(session: Session, *, principal: Principal, consent_id: str) -> ConsentDetail:
+def get_consent(session: Session, *, access: policy.Access) -> ConsentDetail:
     """Read a consent with the child's identity, grantors and history; the read is audited."""
+    consent_id = access.facts.record_id or ""
     consent = session.get(Consent, consent_id)
     if consent is None:
         raise NotFound("no such consent")
     history = session.exec(select(ConsentHistory).where(ConsentHistory.consent_id == consent_id)
                            .order_by(col(ConsentHistory.id))).all()
     receipts = session.exec(select(WithdrawalReceipt).where(WithdrawalReceipt.consent_id == consent_id)).all()
-    audit(session, principal, "consent.read", case_id=consent.case_id, purpose=consent.purpose.value)
+    policy.audit_access(session, access, "consent.read", purpose=consent.purpose.value)
     return ConsentDetail.of_with_history(consent, list(history), list(receipts))
 
 
-def case_consents(session: Session, *, principal: Principal, case_id: str) -> list[Consent]:
+def case_consents(session: Session, *, access: policy.Access) -> list[Consent]:
     """The consents recorded in a case, newest first; one audit record per consent read (with its purpose)."""
-    consents = session.exec(select(Consent).where(Consent.case_id == case_id)
+    consents = session.exec(select(Consent).where(Consent.case_id == access.case_id)
                             .order_by(col(Consent.created_at).desc())).all()
     for consent in consents:
-        audit(session, principal, "consent.list", case_id=case_id, purpose=consent.purpose.value)
+        policy.audit_access(session, access, "consent.list", purpose=consent.purpose.value, record_id=consent.id)
     if not consents:
-        audit(session, principal, "consent.list", case_id=case_id)
+        policy.audit_access(session, access, "consent.list")
     return list(consents)
 
 

@@ -1,4 +1,4 @@
-"""Intake's HTTP API: thin routes over service.py."""
+"""Intake's HTTP API: thin routes over service.py; each states its access rule in its signature (policy.py)."""
 
 from __future__ import annotations
 
@@ -7,51 +7,112 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from tillsammans_common.auth import Principal, Role, require
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.web import run_command, run_query
 from tillsammans_intake import service
-from tillsammans_intake.models import ConcernCreate, ConcernPublic, InboxItemPublic, UnitPublic, UnitPut
+from tillsammans_intake.models import (
+    CasePublic,
+    CaseSummary,
+    ConcernCreate,
+    ConcernPublic,
+    ConcernStatusPublic,
+    DelegationCreate,
+    DelegationPublic,
+    InboxItemPublic,
+    UnitPublic,
+    UnitPut,
+)
 
 router = APIRouter(tags=["intake"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
 
+ConcernReader = Annotated[Access, on_record(Action.CASE_READ, service.concern_facts, param="concern_id")]
+ConcernStatusReader = Annotated[Access, on_record(Action.CONCERN_STATUS, service.concern_facts, param="concern_id")]
+CaseReader = Annotated[Access, on_record(Action.CASE_READ, service.case_facts, param="case_id")]
+CaseDelegator = Annotated[Access, on_record(Action.CASE_DELEGATE, service.case_facts, param="case_id")]
+ConcernRaiser = Annotated[Access, allowed(Action.CONCERN_RAISE)]
+InboxOwner = Annotated[Access, allowed(Action.INBOX_READ)]
+DirectoryReader = Annotated[Access, allowed(Action.DIRECTORY_READ)]
+DirectoryEditor = Annotated[Access, allowed(Action.DIRECTORY_WRITE)]
+
 
 @router.post("/concerns", status_code=201, response_model=ConcernPublic,
-             summary="Raise a concern (oro) and route it to the child's BBA")
-async def raise_concern(request: Request, body: ConcernCreate, idempotency_key: IdempotencyKey = None,
-                        principal: Principal = require(Role.PROFESSIONAL, Role.BBA, Role.INTEGRATION)) -> JSONResponse:
-    """Raise a concern; 422 names any invalid field; repeat with the same Idempotency-Key is safe."""
+             summary="Raise a concern (oro) and route it to the BBA of the child's case")
+async def raise_concern(request: Request, body: ConcernCreate, access: ConcernRaiser,
+                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Raise a concern; a child with an open case joins it; 422 names any invalid field; repeat-safe."""
     settings = request.app.state.settings
     return await run_command(
-        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
-        body=body, action=lambda session: service.raise_concern(session, settings=settings, principal=principal,
-                                                                data=body),
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: service.raise_concern(
+            session, settings=settings, principal=access.principal, data=body),
     )
 
 
-@router.get("/concerns/{concern_id}", response_model=ConcernPublic, summary="Read a concern")
-async def get_concern(request: Request, concern_id: str,
-                      principal: Principal = require(Role.BBA, Role.INTEGRATION)) -> ConcernPublic:
-    """Read one concern (audited)."""
+@router.get("/concerns/{concern_id}", response_model=ConcernPublic, summary="Read a concern with the child")
+async def get_concern(request: Request, access: ConcernReader) -> ConcernPublic:
+    """Read one concern (audited): the case's BBA, its delegates, and integrations of its unit."""
     return await run_query(request.app.state.infra.engine, lambda session: service.get_concern(
-        session, principal=principal, concern_id=concern_id))
+        session, access=access))
+
+
+@router.get("/concerns/{concern_id}/status", response_model=ConcernStatusPublic, summary="Where a concern is")
+async def concern_status(request: Request, access: ConcernStatusReader) -> ConcernStatusPublic:
+    """The concern's status, for the one who raised it as for the case's BBA (audited)."""
+    return await run_query(request.app.state.infra.engine, lambda session: service.concern_status(
+        session, access=access))
+
+
+@router.get("/cases", response_model=list[CaseSummary], summary="The cases the caller has a need to know")
+async def list_cases(request: Request, principal: CurrentPrincipal) -> list[CaseSummary]:
+    """Cases of the caller's units (BBA, integration) and cases delegated to the caller, newest first."""
+    return await run_query(request.app.state.infra.engine, lambda session: service.list_cases(
+        session, principal=principal))
+
+
+@router.get("/cases/{case_id}", response_model=CasePublic, summary="A child's case")
+async def get_case(request: Request, access: CaseReader) -> CasePublic:
+    """The child's case with its concerns and delegations (audited)."""
+    return await run_query(request.app.state.infra.engine, lambda session: service.get_case_detail(
+        session, access=access))
+
+
+@router.post("/cases/{case_id}/delegations", status_code=201, response_model=DelegationPublic,
+             summary="Delegate access to the case for a period (the case's BBA)")
+async def delegate(request: Request, body: DelegationCreate, access: CaseDelegator,
+                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Give a colleague the BBA's access to this case until valid_until (at most a year); 422 otherwise."""
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: service.delegate(
+            session, settings=settings, access=access, data=body),
+    )
+
+
+@router.post("/cases/{case_id}/delegations/{delegation_id}/revoke", response_model=DelegationPublic,
+             summary="Take a delegation back (the case's BBA)")
+async def revoke_delegation(request: Request, delegation_id: str, access: CaseDelegator) -> DelegationPublic:
+    """Revoke from now on; 409 if already revoked."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.revoke_delegation(
+        session, settings=settings, access=access, delegation_id=delegation_id))
 
 
 @router.get("/inbox", response_model=list[InboxItemPublic], summary="The calling BBA's inbox")
-async def inbox(request: Request, principal: Principal = require(Role.BBA)) -> list[InboxItemPublic]:
+async def inbox(request: Request, access: InboxOwner) -> list[InboxItemPublic]:
     """Concerns routed to the calling BBA."""
-    return await run_query(request.app.state.infra.engine, lambda session: service.inbox(session, principal=principal))
+    return await run_query(request.app.state.infra.engine, lambda session: service.inbox(session, access=access))
 
 
 @router.get("/units", response_model=list[UnitPublic], summary="The unit and BBA directory")
-async def list_units(request: Request, _: Principal = require(*Role)) -> list[UnitPublic]:
+async def list_units(request: Request, _: DirectoryReader) -> list[UnitPublic]:
     """Every unit with its BBA; any role of this organisation may look up whom to tell."""
     return await run_query(request.app.state.infra.engine, service.list_units)
 
 
 @router.put("/units/{unit_id}", response_model=UnitPublic, summary="Create or replace a unit")
-async def put_unit(request: Request, unit_id: str, body: UnitPut,
-                   principal: Principal = require(Role.ADMIN)) -> UnitPublic:
+async def put_unit(request: Request, unit_id: str, body: UnitPut, access: DirectoryEditor) -> UnitPublic:
     """Keep the directory current (seed 002: a stale contact list fails the children)."""
     return await run_query(request.app.state.infra.engine, lambda session: service.put_unit(
-        session, principal=principal, unit_id=unit_id, data=body))
+        session, principal=access.principal, unit_id=unit_id, data=body))

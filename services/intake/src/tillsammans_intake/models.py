@@ -12,6 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from tillsammans_common.db import utcnow
 from tillsammans_common.personnummer import Personnummer
+from tillsammans_common.timestamps import UtcInput
 from tillsammans_common.wheel import AreaCode
 
 
@@ -59,12 +60,22 @@ class ConcernStatus(StrEnum):
     ROUTED = "routed"
 
 
+class CaseChild(SQLModel, table=True):
+    """Whose case it is: the child's identity, kept by intake alone (the case itself is a ``CaseRecord``)."""
+
+    __tablename__ = "case_child"
+
+    case_id: str = Field(primary_key=True, max_length=64)
+    child_personnummer: str = Field(unique=True, max_length=12, description="One case per child, in one form.")
+    child_name: str = Field(max_length=200)
+
+
 class Concern(SQLModel, table=True):
-    """A concern (oro) raised about a child; the child's identity stays in this organisation."""
+    """A concern (oro) raised about a child, in the child's case; the identity stays in this organisation."""
 
     id: str = Field(primary_key=True, max_length=64)
-    case_id: str = Field(index=True, unique=True, max_length=64)
-    unit_id: str = Field(foreign_key="unit.id", max_length=64)
+    case_id: str = Field(index=True, max_length=64)
+    unit_id: str = Field(foreign_key="unit.id", max_length=64, description="The unit the raiser named.")
     child_personnummer: str = Field(index=True, max_length=12)
     child_name: str = Field(max_length=200)
     protected_identity: bool = False
@@ -113,11 +124,11 @@ OROSANMALAN_NOTE = ("A concern is not an orosanmälan. If you suspect a child is
 
 
 class ConcernPublic(BaseModel):
-    """A concern as returned to this organisation's own users."""
+    """A concern as returned to those with a need to know the child's case."""
 
     id: str
     case_id: str
-    unit_id: str
+    unit_id: str | None = PydanticField(description="Omitted (null) for a child with protected identity.")
     child_personnummer: str
     child_name: str
     protected_identity: bool
@@ -130,11 +141,72 @@ class ConcernPublic(BaseModel):
     orosanmalan: str = OROSANMALAN_NOTE
 
 
+class ConcernStatusPublic(BaseModel):
+    """Where a concern is: what its raiser may see (not the child's situation)."""
+
+    id: str
+    case_id: str
+    status: ConcernStatus
+    created_at: datetime
+
+
 class InboxItemPublic(BaseModel):
     """An item of the BBA's inbox."""
 
     concern_id: str
     case_id: str
-    unit_id: str
+    unit_id: str | None = PydanticField(description="Omitted (null) for a child with protected identity.")
     wheel_areas: list[str]
     received_at: datetime
+
+
+PROTECTED_NAME = "(skyddad identitet)"
+"""What a list shows instead of the name of a child with protected identity."""
+
+
+class CaseSummary(BaseModel):
+    """A case in a list: enough to pick it, never more."""
+
+    case_id: str
+    child_name: str = PydanticField(description=f"'{PROTECTED_NAME}' for a child with protected identity.")
+    unit_id: str | None
+    protected_identity: bool
+    bba_user: str
+    opened_at: datetime
+
+
+class DelegationCreate(BaseModel):
+    """Give a colleague access to the case for a period (the BBA's recorded act)."""
+
+    model_config = ConfigDict(extra="forbid")
+    delegate_user: str = PydanticField(min_length=1, max_length=128, pattern=r"^\S+$",
+                                       description="The colleague's user id at this organisation's IdP.")
+    valid_from: UtcInput | None = PydanticField(None, description="Default: now.")
+    valid_until: UtcInput = PydanticField(description="At most a year after valid_from; renew by delegating again.")
+
+
+class DelegationPublic(BaseModel):
+    """A delegation of a case."""
+
+    id: str
+    case_id: str
+    delegate_user: str
+    granted_by: str
+    valid_from: datetime
+    valid_until: datetime
+    revoked_at: datetime | None
+    recorded_at: datetime
+
+
+class CasePublic(BaseModel):
+    """A child's case with its concerns and delegations, for those with a need to know."""
+
+    case_id: str
+    child_personnummer: str
+    child_name: str
+    unit_id: str | None = PydanticField(description="Omitted (null) for a child with protected identity.")
+    bba_user: str
+    protected_identity: bool
+    opened_at: datetime
+    concerns: list[ConcernStatusPublic]
+    delegations: list[DelegationPublic]

@@ -54,7 +54,8 @@ def test_idempotency_key_returns_first_result_and_writes_once(tmp_path: Path, na
         with Session(engine) as session:
             assert session.exec(select(func.count()).select_from(Concern)).one() == 1
             events = session.exec(select(OutboxMessage.nats_subject)).all()
-            assert sorted(events) == ["school.intake.concern.raised.v1", "school.intake.concern.routed.v1"]
+            assert sorted(events) == ["school.intake.case.recorded.v1", "school.intake.concern.raised.v1",
+                                      "school.intake.concern.routed.v1"]
 
 
 def test_bad_input_is_a_problem_naming_the_field_and_writes_nothing(tmp_path: Path, nats_url: str) -> None:

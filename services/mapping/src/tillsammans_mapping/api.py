@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from tillsammans_common.auth import Principal, Role, require
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.web import run_command, run_query
 from tillsammans_common.wheel import Wheel
 from tillsammans_mapping import service
@@ -23,35 +23,36 @@ from tillsammans_mapping.models import (
 
 router = APIRouter(tags=["mapping"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
-# The BBA maps, or a professional of the same organisation they delegate to; integrations act for either.
-WRITERS = (Role.BBA, Role.PROFESSIONAL, Role.INTEGRATION)
-# The coordinator structures the meeting on the mapping; auditors read the audit log, not the child's situation.
-READERS = (Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION)
+# The child's BBA maps, or a colleague the BBA delegated the case to; integrations act for their unit.
+MappingReader = Annotated[Access, on_record(Action.CASE_READ, service.mapping_facts, param="mapping_id")]
+MappingWriter = Annotated[Access, on_record(Action.CASE_WORK, service.mapping_facts, param="mapping_id")]
+CaseReader = Annotated[Access, on_record(Action.CASE_READ, service.case_facts, param="case_id")]
+WheelReader = Annotated[Access, allowed(Action.WHEEL_READ)]
 
 
 @router.get("/wheels", response_model=list[WheelSummary], summary="The installed well-being wheels")
-async def list_wheels(_: Principal = require(*Role)) -> list[WheelSummary]:
+async def list_wheels(_: WheelReader) -> list[WheelSummary]:
     """Every wheel version; configuration, not child data, so any role may look."""
     return service.list_wheels()
 
 
 @router.get("/wheels/{wheel_id}", response_model=Wheel, summary="The latest version of a wheel")
-async def get_wheel(wheel_id: str, _: Principal = require(*Role)) -> Wheel:
+async def get_wheel(wheel_id: str, _: WheelReader) -> Wheel:
     """The newest version of a wheel with its areas and the organisations each area points to."""
     return service.get_wheel(wheel_id=wheel_id)
 
 
 @router.get("/wheels/{wheel_id}/versions/{version}", response_model=Wheel, summary="One version of a wheel")
-async def get_wheel_version(wheel_id: str, version: int, _: Principal = require(*Role)) -> Wheel:
+async def get_wheel_version(wheel_id: str, version: int, _: WheelReader) -> Wheel:
     """A given version of a wheel, as old mappings were made on it."""
     return service.get_wheel(wheel_id=wheel_id, version=version)
 
 
 @router.post("/mappings", status_code=201, response_model=MappingPublic,
              summary="Open a mapping (kartläggning) of a case on a wheel")
-async def open_mapping(request: Request, body: MappingCreate, idempotency_key: IdempotencyKey = None,
-                       principal: Principal = require(*WRITERS)) -> JSONResponse:
-    """Open a mapping; 422 names an unknown wheel; repeat with the same Idempotency-Key is safe."""
+async def open_mapping(request: Request, body: MappingCreate, principal: CurrentPrincipal,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Open a mapping of a case the caller works on (403 otherwise); 422 names an unknown case or wheel."""
     settings = request.app.state.settings
     return await run_command(
         request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
@@ -61,48 +62,44 @@ async def open_mapping(request: Request, body: MappingCreate, idempotency_key: I
 
 
 @router.get("/mappings/{mapping_id}", response_model=MappingPublic, summary="Read a mapping")
-async def get_mapping(request: Request, mapping_id: str, principal: Principal = require(*READERS)) -> MappingPublic:
+async def get_mapping(request: Request, access: MappingReader) -> MappingPublic:
     """Read one mapping with its areas (audited); flagged areas and suggestions once completed."""
     return await run_query(request.app.state.infra.engine, lambda session: service.get_mapping(
-        session, principal=principal, mapping_id=mapping_id))
+        session, access=access))
 
 
 @router.put("/mappings/{mapping_id}/areas/{area_code}", response_model=AreaAssessmentPublic,
             summary="Assess one area of the wheel")
-async def assess_area(request: Request, mapping_id: str, area_code: str, body: AreaAssessmentPut,
-                      principal: Principal = require(*WRITERS)) -> AreaAssessmentPublic:
+async def assess_area(request: Request, area_code: str, body: AreaAssessmentPut,
+                      access: MappingWriter) -> AreaAssessmentPublic:
     """Set an area's level and note; 422 if the wheel has no such area, 409 once completed."""
     return await run_query(request.app.state.infra.engine, lambda session: service.assess_area(
-        session, principal=principal, mapping_id=mapping_id, area_code=area_code, data=body))
+        session, access=access, area_code=area_code, data=body))
 
 
 @router.put("/mappings/{mapping_id}/questions", response_model=MappingPublic,
             summary="Answer the five questions (fem frågor)")
-async def answer_questions(request: Request, mapping_id: str, body: FiveQuestions,
-                           principal: Principal = require(*WRITERS)) -> MappingPublic:
+async def answer_questions(request: Request, body: FiveQuestions, access: MappingWriter) -> MappingPublic:
     """Replace all five answers (an omitted one stays unanswered); 409 once completed."""
     return await run_query(request.app.state.infra.engine, lambda session: service.answer_questions(
-        session, principal=principal, mapping_id=mapping_id, data=body))
+        session, access=access, data=body))
 
 
 @router.post("/mappings/{mapping_id}/complete", status_code=200, response_model=MappingPublic,
              summary="Complete a mapping: Trappan step, flagged areas, organisations to involve")
-async def complete_mapping(request: Request, mapping_id: str, body: MappingComplete,
-                           idempotency_key: IdempotencyKey = None,
-                           principal: Principal = require(*WRITERS)) -> JSONResponse:
+async def complete_mapping(request: Request, body: MappingComplete, access: MappingWriter,
+                           idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Complete; 422 names each missing answer or the lack of assessed areas; 409 if already completed."""
     settings = request.app.state.settings
     return await run_command(
-        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
-        body=body, status_code=200,
-        action=lambda session: service.complete_mapping(session, settings=settings, principal=principal,
-                                                        mapping_id=mapping_id, data=body),
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, status_code=200,
+        action=lambda session: service.complete_mapping(session, settings=settings, access=access, data=body),
     )
 
 
 @router.get("/cases/{case_id}/mappings", response_model=list[MappingPublic], summary="A case's mappings")
-async def case_history(request: Request, case_id: str,
-                       principal: Principal = require(*READERS)) -> list[MappingPublic]:
+async def case_history(request: Request, access: CaseReader) -> list[MappingPublic]:
     """Every mapping of a case, newest first (audited)."""
     return await run_query(request.app.state.infra.engine, lambda session: service.case_history(
-        session, principal=principal, case_id=case_id))
+        session, access=access))

@@ -1,14 +1,11 @@
-"""Mapping's NATS consumers: none yet, on purpose.
-
-A mapping is opened over HTTP by the child's BBA with the opaque case id intake gave them, and
-mapping never reads intake's tables, so there is no event it must react to today. The module stays,
-with the same ``register`` as every service, so the first consumer has an obvious home.
-"""
+"""Mapping's NATS consumers: thin, shared with the other services where the work is the same."""
 
 from __future__ import annotations
 
+from tillsammans_common.cases import keep_cases
 from tillsammans_common.service_app import Infrastructure
 
 
 def register(infra: Infrastructure) -> None:
-    """Subscribe mapping's consumers: none today (see the module docstring)."""
+    """Subscribe mapping's consumers: the organisation's cases and delegations, which decide who may map."""
+    keep_cases(infra)

@@ -6,8 +6,9 @@ import uuid
 
 from sqlmodel import Session, col, select
 
-from tillsammans_common.audit import audit
+from tillsammans_common import policy
 from tillsammans_common.auth import Principal
+from tillsammans_common.cases import case_in_body, get_case
 from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.mapping import MappingCompleted, MappingOpened
@@ -46,9 +47,22 @@ def get_wheel(*, wheel_id: str, version: int | None = None) -> Wheel:
     return wheel
 
 
+def mapping_facts(session: Session, mapping_id: str) -> policy.Facts:
+    """The policy's view of a mapping: the child's case it belongs to."""
+    mapping = _mapping(session, mapping_id)
+    return policy.Facts(case=policy.case_facts(session, get_case(session, mapping.case_id)), record_id=mapping.id)
+
+
+def case_facts(session: Session, case_id: str) -> policy.Facts:
+    """The policy's view of a case."""
+    return policy.Facts(case=policy.case_facts(session, get_case(session, case_id)), record_id=case_id)
+
+
 def open_mapping(session: Session, *, settings: MappingSettings, principal: Principal,
                  data: MappingCreate) -> MappingPublic:
-    """Open a mapping of a case on a wheel and announce it, in one transaction."""
+    """Open a mapping of a case on a wheel and announce it, in one transaction (the case's BBA or delegate)."""
+    case = case_in_body(session, data.case_id)
+    access = policy.check(principal, policy.Action.CASE_WORK, policy.Facts(case=policy.case_facts(session, case)))
     if latest(data.wheel_id) is None:
         raise InvalidField("wheel_id", "no such wheel; see GET /wheels")
     wheel = latest(data.wheel_id) if data.wheel_version is None else wheels().get((data.wheel_id, data.wheel_version))
@@ -60,30 +74,31 @@ def open_mapping(session: Session, *, settings: MappingSettings, principal: Prin
     record_event(session, MappingOpened(
         mapping_id=mapping.id, case_id=mapping.case_id, wheel_id=wheel.id, wheel_version=wheel.version,
     ), source=settings.source, org=settings.org, subject=mapping.case_id)
-    audit(session, principal, "mapping.open", case_id=mapping.case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "mapping.open", purpose=PURPOSE, record_id=mapping.id)
     return _public(session, mapping, [])
 
 
-def get_mapping(session: Session, *, principal: Principal, mapping_id: str) -> MappingPublic:
+def get_mapping(session: Session, *, access: policy.Access) -> MappingPublic:
     """Read a mapping with its areas; the read is audited."""
-    mapping = _mapping(session, mapping_id)
-    audit(session, principal, "mapping.read", case_id=mapping.case_id, purpose=PURPOSE)
+    mapping = _mapping(session, access.facts.record_id or "")
+    policy.audit_access(session, access, "mapping.read", purpose=PURPOSE)
     return _public(session, mapping)
 
 
-def case_history(session: Session, *, principal: Principal, case_id: str) -> list[MappingPublic]:
+def case_history(session: Session, *, access: policy.Access) -> list[MappingPublic]:
     """Every mapping of a case, newest first; the read is audited even when there are none."""
     mappings = session.exec(
-        select(Mapping).where(Mapping.case_id == case_id).order_by(col(Mapping.created_at).desc())
+        select(Mapping).where(Mapping.case_id == access.case_id).order_by(col(Mapping.created_at).desc())
     ).all()
-    audit(session, principal, "mapping.history", case_id=case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "mapping.history", purpose=PURPOSE)
     return [_public(session, mapping) for mapping in mappings]
 
 
-def assess_area(session: Session, *, principal: Principal, mapping_id: str, area_code: str,
+def assess_area(session: Session, *, access: policy.Access, area_code: str,
                 data: AreaAssessmentPut) -> AreaAssessmentPublic:
     """Set how one area of the mapping's wheel looks; refused once the mapping is completed."""
-    mapping = _open_mapping(session, mapping_id)
+    principal = access.principal
+    mapping = _open_mapping(session, access.facts.record_id or "")
     if area_code not in _wheel_of(mapping).area_codes():
         raise InvalidField("area_code", f"not an area of wheel {mapping.wheel_id} v{mapping.wheel_version}; "
                                         "see GET /wheels/{wheel_id}/versions/{version}")
@@ -95,25 +110,25 @@ def assess_area(session: Session, *, principal: Principal, mapping_id: str, area
     assessment.level, assessment.note = data.level, data.note
     assessment.assessed_by, assessment.updated_at = principal.user, utcnow()
     session.add(assessment)
-    audit(session, principal, "mapping.assess_area", case_id=mapping.case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "mapping.assess_area", purpose=PURPOSE)
     return AreaAssessmentPublic.model_validate(assessment, from_attributes=True)
 
 
-def answer_questions(session: Session, *, principal: Principal, mapping_id: str,
-                     data: FiveQuestions) -> MappingPublic:
+def answer_questions(session: Session, *, access: policy.Access, data: FiveQuestions) -> MappingPublic:
     """Replace the answers to the five questions; refused once the mapping is completed."""
-    mapping = _open_mapping(session, mapping_id)
+    mapping = _open_mapping(session, access.facts.record_id or "")
     for field, value in data.model_dump().items():
         setattr(mapping, field, value)
     session.add(mapping)
-    audit(session, principal, "mapping.answer_questions", case_id=mapping.case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "mapping.answer_questions", purpose=PURPOSE)
     return _public(session, mapping)
 
 
-def complete_mapping(session: Session, *, settings: MappingSettings, principal: Principal, mapping_id: str,
+def complete_mapping(session: Session, *, settings: MappingSettings, access: policy.Access,
                      data: MappingComplete) -> MappingPublic:
     """Complete a mapping: fix the Trappan step, the flagged areas and the organisations they call for."""
-    mapping = _open_mapping(session, mapping_id)
+    principal = access.principal
+    mapping = _open_mapping(session, access.facts.record_id or "")
     wheel = _wheel_of(mapping)
     assessments = _assessments(session, mapping)
     missing = [(f"questions.{name}", "the question must be answered before completing")
@@ -134,7 +149,7 @@ def complete_mapping(session: Session, *, settings: MappingSettings, principal: 
         wheel_version=mapping.wheel_version, flagged_areas=flagged, suggested_orgs=suggested,
         trappan_step=data.trappan_step,
     ), source=settings.source, org=settings.org, subject=mapping.case_id)
-    audit(session, principal, "mapping.complete", case_id=mapping.case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "mapping.complete", purpose=PURPOSE)
     return _public(session, mapping, assessments)
 
 

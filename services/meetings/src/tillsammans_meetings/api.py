@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from tillsammans_common.auth import Principal, Role, require
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.messaging.egress import request_permits
 from tillsammans_common.web import run_command, run_query
 from tillsammans_meetings import service
@@ -29,29 +29,32 @@ from tillsammans_meetings.models import (
 router = APIRouter(tags=["meetings"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
 
-# Who may do what. The BBA calls and runs the meeting, a samordningsperson of this organisation
-# may run it too, and integrations act for the journal systems. Received invitations name the
-# child, so they stay with those who organise meetings here; anonymous consultations and this
-# organisation's own meetings are open to its professionals as well. Auditors read the audit log,
-# not case data.
-CALLERS = (Role.BBA, Role.COORDINATOR, Role.INTEGRATION)
-RUNNERS = (Role.BBA, Role.COORDINATOR)
-MEETING_READERS = (Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION)
-INVITATION_READERS = (Role.BBA, Role.COORDINATOR, Role.INTEGRATION)
-CONSULTATION_READERS = (Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION)
+# Who may do what (policy.py): the case's BBA, their delegates and integrations of its unit call and
+# run a meeting; the one who called it and the samordningsperson read it, and the samordningsperson
+# runs it. Received invitations name a child who has no case here yet, so they stay with the
+# coordinators who receive them and integrations. Auditors read the audit trail, not case data.
+MeetingReader = Annotated[Access, on_record(Action.MEETING_READ, service.meeting_facts, param="meeting_id")]
+MeetingRunner = Annotated[Access, on_record(Action.MEETING_RUN, service.meeting_facts, param="meeting_id")]
+Reviewer = Annotated[Access, allowed(Action.DISCLOSURE_REVIEW)]
+ConsultationAsker = Annotated[Access, allowed(Action.CONSULTATION_ASK)]
+ConsultationReader = Annotated[Access, allowed(Action.CONSULTATION_READ)]
+InvitationReader = Annotated[Access, allowed(Action.RECEIVED_INVITATIONS_READ)]
 
 
 @router.post("/meetings", status_code=201, response_model=MeetingPublic,
              summary="Call a samverkansmöte and invite other organisations under consent")
-async def call_meeting(request: Request, body: MeetingCreate, idempotency_key: IdempotencyKey = None,
-                       principal: Principal = require(*CALLERS)) -> JSONResponse:
+async def call_meeting(request: Request, body: MeetingCreate, principal: CurrentPrincipal,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Call a meeting; 403 consent-required names an organisation no consent covers, and nothing is written.
 
-    The consent service decides each invitation from its own record before anything is written
-    (503 if it does not answer), and again as each invitation leaves.
+    Only those who work on the case may (403 otherwise, before the consent service is asked
+    anything). The consent service decides each invitation from its own record before anything is
+    written (503 if it does not answer), and again as each invitation leaves.
     """
     settings = request.app.state.settings
     infra = request.app.state.infra
+    await run_query(infra.engine, lambda session: service.check_call(
+        session, settings=settings, principal=principal, data=body))
     plan = service.plan_meeting(settings=settings, principal=principal, data=body)
     verdicts = await request_permits(infra.broker.connection, settings, plan.disclosures)
     return await run_command(
@@ -63,9 +66,8 @@ async def call_meeting(request: Request, body: MeetingCreate, idempotency_key: I
 
 @router.post("/meetings/{meeting_id}/disclosure-review", response_model=MeetingPublic,
              summary="Review the invitations about a child with protected identity (four eyes)")
-async def review_disclosure(request: Request, meeting_id: str, body: ReviewCreate,
-                            idempotency_key: IdempotencyKey = None,
-                            principal: Principal = require(Role.REVIEWER)) -> JSONResponse:
+async def review_disclosure(request: Request, meeting_id: str, body: ReviewCreate, access: Reviewer,
+                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Approve (queue) or reject the waiting invitations; never by the user who called the meeting (403).
 
     The review is recorded before anything is queued, and the consent service decides each
@@ -73,6 +75,7 @@ async def review_disclosure(request: Request, meeting_id: str, body: ReviewCreat
     """
     settings = request.app.state.settings
     infra = request.app.state.infra
+    principal = access.principal
     plan = await run_query(infra.engine, lambda session: service.plan_review(
         session, settings=settings, principal=principal, meeting_id=meeting_id, data=body))
     verdicts = await request_permits(infra.broker.connection, settings, plan.disclosures)
@@ -84,87 +87,82 @@ async def review_disclosure(request: Request, meeting_id: str, body: ReviewCreat
 
 
 @router.get("/meetings/{meeting_id}", response_model=MeetingPublic, summary="Read a meeting with its plan")
-async def get_meeting(request: Request, meeting_id: str,
-                      principal: Principal = require(*MEETING_READERS)) -> MeetingPublic:
+async def get_meeting(request: Request, access: MeetingReader) -> MeetingPublic:
     """Read one meeting with its invitations and plan items (audited)."""
     return await run_query(request.app.state.infra.engine, lambda session: service.get_meeting(
-        session, principal=principal, meeting_id=meeting_id))
+        session, access=access))
 
 
 @router.put("/meetings/{meeting_id}/coordinator", response_model=MeetingPublic,
             summary="Appoint the samordningsperson (the child's wish first)")
-async def appoint_coordinator(request: Request, meeting_id: str, body: CoordinatorPut,
-                              principal: Principal = require(*RUNNERS)) -> MeetingPublic:
+async def appoint_coordinator(request: Request, body: CoordinatorPut, access: MeetingRunner) -> MeetingPublic:
     """Appoint the coordinator; a choice other than the child's wish needs special_reason (422 otherwise)."""
     settings = request.app.state.settings
     return await run_query(request.app.state.infra.engine, lambda session: service.appoint_coordinator(
-        session, settings=settings, principal=principal, meeting_id=meeting_id, data=body))
+        session, settings=settings, access=access, data=body))
 
 
 @router.post("/meetings/{meeting_id}/plan-items", status_code=201, response_model=PlanItemPublic,
              summary="Add an action to the plan")
-async def add_plan_item(request: Request, meeting_id: str, body: PlanItemCreate,
-                        idempotency_key: IdempotencyKey = None,
-                        principal: Principal = require(*RUNNERS)) -> JSONResponse:
+async def add_plan_item(request: Request, body: PlanItemCreate, access: MeetingRunner,
+                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Add a plan item; the responsible organisation must take part in the meeting."""
     settings = request.app.state.settings
     return await run_command(
-        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
-        body=body, action=lambda session: PlanItemPublic.model_validate(service.add_plan_item(
-            session, settings=settings, principal=principal, meeting_id=meeting_id, data=body), from_attributes=True),
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: PlanItemPublic.model_validate(service.add_plan_item(
+            session, settings=settings, access=access, data=body), from_attributes=True),
     )
 
 
 @router.post("/meetings/{meeting_id}/follow-up", status_code=200, response_model=MeetingPublic,
              summary="Book the uppföljning")
-async def book_follow_up(request: Request, meeting_id: str, body: FollowUpCreate,
-                         idempotency_key: IdempotencyKey = None,
-                         principal: Principal = require(*RUNNERS)) -> JSONResponse:
+async def book_follow_up(request: Request, body: FollowUpCreate, access: MeetingRunner,
+                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Book the follow-up; 409 without a coordinator, 422 unless it is after the meeting."""
     settings = request.app.state.settings
     return await run_command(
-        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
-        body=body, status_code=200, action=lambda session: service.book_follow_up(
-            session, settings=settings, principal=principal, meeting_id=meeting_id, data=body),
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, status_code=200, action=lambda session: service.book_follow_up(
+            session, settings=settings, access=access, data=body),
     )
 
 
 @router.post("/consultations", status_code=201, response_model=ConsultationPublic,
              summary="Ask other organisations anonymously (no identity)")
-async def request_consultation(request: Request, body: ConsultationCreate, idempotency_key: IdempotencyKey = None,
-                               principal: Principal = require(*CALLERS)) -> JSONResponse:
+async def request_consultation(request: Request, body: ConsultationCreate, access: ConsultationAsker,
+                               idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Send an anonymous consultation; a question with anything like a personnummer is refused (422)."""
     settings = request.app.state.settings
     return await run_command(
-        request.app.state.infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,
-        body=body, action=lambda session: ConsultationPublic.model_validate(service.request_consultation(
-            session, settings=settings, principal=principal, data=body), from_attributes=True),
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: ConsultationPublic.model_validate(
+            service.request_consultation(session, settings=settings, principal=access.principal, data=body),
+            from_attributes=True),
     )
 
 
 @router.get("/consultations/received", response_model=list[ReceivedConsultationPublic],
             summary="Anonymous consultations from other organisations")
-async def received_consultations(request: Request, principal: Principal = require(*CONSULTATION_READERS)
-                                 ) -> list[ReceivedConsultationPublic]:
+async def received_consultations(request: Request, access: ConsultationReader) -> list[ReceivedConsultationPublic]:
     """Anonymous consultations other organisations sent here, newest first."""
     return await run_query(request.app.state.infra.engine, lambda session: [
         ReceivedConsultationPublic.model_validate(row, from_attributes=True)
-        for row in service.list_received_consultations(session, principal=principal)])
+        for row in service.list_received_consultations(session, principal=access.principal)])
 
 
 @router.get("/received-invitations", response_model=list[ReceivedInvitationSummary],
             summary="Invitations from other organisations (without identities)")
-async def received_invitations(request: Request, principal: Principal = require(*INVITATION_READERS)
-                               ) -> list[ReceivedInvitationSummary]:
+async def received_invitations(request: Request, access: InvitationReader) -> list[ReceivedInvitationSummary]:
     """Invitations other organisations sent here, newest first; open one to see the child (audited)."""
     return await run_query(request.app.state.infra.engine, lambda session: service.list_received_invitations(
-        session, principal=principal))
+        session, principal=access.principal))
 
 
 @router.get("/received-invitations/{invitation_id}", response_model=ReceivedInvitationPublic,
             summary="One invitation from another organisation")
 async def received_invitation(request: Request, invitation_id: str,
-                              principal: Principal = require(*INVITATION_READERS)) -> ReceivedInvitationPublic:
+                              access: InvitationReader) -> ReceivedInvitationPublic:
     """Read one received invitation (audited); withdrawn ones no longer show the child."""
     return await run_query(request.app.state.infra.engine, lambda session: service.get_received_invitation(
-        session, principal=principal, invitation_id=invitation_id))
+        session, principal=access.principal, invitation_id=invitation_id))

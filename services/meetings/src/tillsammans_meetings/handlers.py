@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from tillsammans_common.cases import keep_cases
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
 from tillsammans_common.events.intake import ConcernRaised
@@ -40,3 +41,4 @@ def register(infra: Infrastructure) -> None:
 
     consume(infra.broker, infra.engine, settings, event=ConcernRaised, handler=on_concern, durable="child-records")
     keep_replica(infra, on_withdrawn=on_withdrawn)
+    keep_cases(infra)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from tillsammans_common import policy
 from tillsammans_common.audit import audit
+from tillsammans_common.cases import CaseRecord, case_in_body, get_case
 from tillsammans_common.auth import Principal
 from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, Forbidden, InvalidField, NotFound
@@ -116,6 +118,17 @@ def plan_meeting(*, settings: ServiceSettings, principal: Principal, data: Meeti
     return MeetingPlan(meeting_id=meeting_id, orgs=orgs, areas=areas, child_key=key, disclosures=disclosures)
 
 
+def check_call(session: Session, *, settings: ServiceSettings, principal: Principal,
+               data: MeetingCreate) -> tuple[policy.Access, CaseRecord]:
+    """May the caller call a meeting in this case, about this child? 403 or 422 before anyone is asked anything."""
+    case = case_in_body(session, data.case_id)
+    access = policy.check(principal, policy.Action.CASE_WORK, policy.Facts(case=policy.case_facts(session, case)))
+    if child_key(data.child.personnummer, settings.child_key_secret.get_secret_value()) != case.child_key:
+        # The meeting names its child twice (case and identity); both must be the same child.
+        raise InvalidField("child.personnummer", "is not the child of this case")
+    return access, case
+
+
 def call_meeting(session: Session, *, settings: ServiceSettings, principal: Principal, data: MeetingCreate,
                  plan: MeetingPlan, verdicts: list[DisclosureVerdict]) -> MeetingPublic:
     """Call a samverkansmöte and invite each organisation under its consent, all or nothing.
@@ -125,8 +138,10 @@ def call_meeting(session: Session, *, settings: ServiceSettings, principal: Prin
     For a child whose record (or this request) marks its identity protected, the invitations wait
     for another user's review (``review_disclosure``) and nothing is queued yet.
     """
+    access, case = check_call(session, settings=settings, principal=principal, data=data)
     record = session.get(ChildRecord, plan.child_key)
-    protected = data.child.protected_identity or (record is not None and record.protected_identity)
+    protected = data.child.protected_identity or case.protected_identity or (
+        record is not None and record.protected_identity)
     meeting = Meeting(
         id=plan.meeting_id, case_id=data.case_id, kind=data.kind, scheduled_at=data.scheduled_at,
         status=MeetingStatus.CALLED, called_by=principal.user, child_personnummer=data.child.personnummer,
@@ -153,7 +168,7 @@ def call_meeting(session: Session, *, settings: ServiceSettings, principal: Prin
         meeting_id=meeting.id, case_id=meeting.case_id, kind=meeting.kind.value, scheduled_at=meeting.scheduled_at,
         invited_orgs=plan.orgs,
     ), source=settings.source, org=settings.org, subject=meeting.case_id)
-    audit(session, principal, "meeting.call", case_id=meeting.case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "meeting.call", purpose=PURPOSE, record_id=meeting.id)
     return meeting_view(session, meeting)
 
 
@@ -234,7 +249,8 @@ def review_disclosure(session: Session, *, settings: ServiceSettings, principal:
             invitation.consent_id = envelope.consentid or ""
             invitation.sent_at = utcnow()
             session.add(invitation)
-    audit(session, principal, f"meeting.disclosure.{data.decision.value}", case_id=meeting.case_id, purpose=PURPOSE)
+    audit(session, principal, f"meeting.disclosure.{data.decision.value}", case_id=meeting.case_id, purpose=PURPOSE,
+          record_id=meeting.id, basis="role:reviewer", protected=True)
     return meeting_view(session, meeting)
 
 
@@ -267,10 +283,19 @@ def _meeting(session: Session, meeting_id: str) -> Meeting:
     return meeting
 
 
-def get_meeting(session: Session, *, principal: Principal, meeting_id: str) -> MeetingPublic:
-    """Read a meeting; the read is audited."""
+def meeting_facts(session: Session, meeting_id: str) -> policy.Facts:
+    """The policy's view of a meeting: the child's case, who called it and who coordinates it."""
     meeting = _meeting(session, meeting_id)
-    audit(session, principal, "meeting.read", case_id=meeting.case_id, purpose=PURPOSE)
+    coordinator = ((meeting.coordinator_org, meeting.coordinator_user)
+                   if meeting.coordinator_org and meeting.coordinator_user else None)
+    return policy.Facts(case=policy.case_facts(session, get_case(session, meeting.case_id)), record_id=meeting.id,
+                        participants=frozenset({meeting.called_by}), coordinator=coordinator)
+
+
+def get_meeting(session: Session, *, access: policy.Access) -> MeetingPublic:
+    """Read a meeting; the read is audited."""
+    meeting = _meeting(session, access.facts.record_id or "")
+    policy.audit_access(session, access, "meeting.read", purpose=PURPOSE)
     return meeting_view(session, meeting)
 
 
@@ -302,10 +327,10 @@ def check_coordinator(data: CoordinatorPut, *, participating: set[str]) -> bool:
     return matches
 
 
-def appoint_coordinator(session: Session, *, settings: ServiceSettings, principal: Principal, meeting_id: str,
+def appoint_coordinator(session: Session, *, settings: ServiceSettings, access: policy.Access,
                         data: CoordinatorPut) -> MeetingPublic:
     """Appoint (or re-appoint) the meeting's samordningsperson."""
-    meeting = _meeting(session, meeting_id)
+    meeting = _meeting(session, access.facts.record_id or "")
     matches = check_coordinator(data, participating=participants(session, settings=settings, meeting=meeting))
     meeting.child_wish_org = data.child_wish.org if data.child_wish else None
     meeting.child_wish_person = data.child_wish.person if data.child_wish else None
@@ -318,32 +343,32 @@ def appoint_coordinator(session: Session, *, settings: ServiceSettings, principa
         meeting_id=meeting.id, case_id=meeting.case_id, coordinator_org=data.appointed.org,
         matches_child_wish=matches,
     ), source=settings.source, org=settings.org, subject=meeting.case_id)
-    audit(session, principal, "meeting.coordinator.appoint", case_id=meeting.case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "meeting.coordinator.appoint", purpose=PURPOSE)
     return meeting_view(session, meeting)
 
 
-def add_plan_item(session: Session, *, settings: ServiceSettings, principal: Principal, meeting_id: str,
+def add_plan_item(session: Session, *, settings: ServiceSettings, access: policy.Access,
                   data: PlanItemCreate) -> PlanItem:
     """Add an action to the plan; the responsible organisation must take part in the meeting."""
-    meeting = _meeting(session, meeting_id)
+    meeting = _meeting(session, access.facts.record_id or "")
     if data.responsible_org not in participants(session, settings=settings, meeting=meeting):
         raise InvalidField("responsible_org", "must be this organisation or one invited to the meeting")
     item = PlanItem(id=str(uuid.uuid4()), meeting_id=meeting.id, action=data.action,
                     responsible_org=data.responsible_org, responsible_role=data.responsible_role, due=data.due,
-                    created_by=principal.user)
+                    created_by=access.principal.user)
     session.add(item)
     record_event(session, PlanItemAdded(
         meeting_id=meeting.id, case_id=meeting.case_id, plan_item_id=item.id, responsible_org=item.responsible_org,
     ), source=settings.source, org=settings.org, subject=meeting.case_id)
-    audit(session, principal, "meeting.plan_item.add", case_id=meeting.case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "meeting.plan_item.add", purpose=PURPOSE, record_id=item.id)
     session.flush()
     return item
 
 
-def book_follow_up(session: Session, *, settings: ServiceSettings, principal: Principal, meeting_id: str,
+def book_follow_up(session: Session, *, settings: ServiceSettings, access: policy.Access,
                    data: FollowUpCreate) -> MeetingPublic:
     """Book the uppföljning; the samordningsperson owns it, so one must be appointed first."""
-    meeting = _meeting(session, meeting_id)
+    meeting = _meeting(session, access.facts.record_id or "")
     if meeting.coordinator_org is None:
         raise Conflict("appoint a coordinator (samordningsperson) before booking the follow-up")
     if data.follow_up_at <= as_utc(meeting.scheduled_at):
@@ -354,13 +379,17 @@ def book_follow_up(session: Session, *, settings: ServiceSettings, principal: Pr
     record_event(session, FollowUpBooked(meeting_id=meeting.id, case_id=meeting.case_id,
                                          follow_up_at=data.follow_up_at),
                  source=settings.source, org=settings.org, subject=meeting.case_id)
-    audit(session, principal, "meeting.follow_up.book", case_id=meeting.case_id, purpose=PURPOSE)
+    policy.audit_access(session, access, "meeting.follow_up.book", purpose=PURPOSE)
     return meeting_view(session, meeting)
 
 
 def request_consultation(session: Session, *, settings: ServiceSettings, principal: Principal,
                          data: ConsultationCreate) -> Consultation:
     """Ask other organisations anonymously, before (or without) consent."""
+    if data.case_id is not None:
+        # Naming a case links the question to a child: only for those who work on that case.
+        case = case_in_body(session, data.case_id)
+        policy.check(principal, policy.Action.CASE_WORK, policy.Facts(case=policy.case_facts(session, case)))
     orgs = _invited_orgs(settings, data.invited_orgs, field="invited_orgs")
     areas = _known_areas(data.wheel_areas, field="wheel_areas")
     consultation = Consultation(id=str(uuid.uuid4()), invited_orgs=orgs, age_band=data.age_band, wheel_areas=areas,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 from tillsammans_common.events import Event
@@ -14,7 +15,8 @@ class ConcernRaised(Event):
     type: ClassVar[str] = "intake.concern.raised.v1"
     concern_id: str
     case_id: str
-    unit_id: str
+    unit_id: str | None
+    """None for a child with protected identity (the unit would tell where the child is)."""
     wheel_areas: list[AreaCode]
     raised_by_role: str
     protected_identity: bool
@@ -29,5 +31,36 @@ class ConcernRouted(Event):
     type: ClassVar[str] = "intake.concern.routed.v1"
     concern_id: str
     case_id: str
-    unit_id: str
+    unit_id: str | None
+    """None for a child with protected identity."""
     bba_user: str
+
+
+class CaseRecorded(Event):
+    """A child's case was opened or changed at intake: what the organisation's other services need to know of it.
+
+    Internal to the organisation (never crosses): the other services learn each case from it, so no
+    client ever retypes a case id they could not have been given. No identity travels in it, only
+    this organisation's own key of the child; for a child with protected identity not even the unit.
+    """
+
+    type: ClassVar[str] = "intake.case.recorded.v1"
+    case_id: str
+    unit_id: str | None
+    """None for a child with protected identity: the unit would tell where the child is."""
+    bba_user: str
+    child_key: str
+    protected_identity: bool
+
+
+class DelegationRecorded(Event):
+    """The BBA of a child's case delegated access to it for a period, or revoked such a delegation."""
+
+    type: ClassVar[str] = "intake.case.delegation.v1"
+    delegation_id: str
+    case_id: str
+    delegate_user: str
+    granted_by: str
+    valid_from: datetime
+    valid_until: datetime
+    revoked: bool = False
