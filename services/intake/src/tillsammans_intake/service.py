@@ -20,6 +20,7 @@ from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.intake import CaseRecorded, ConcernRaised, ConcernRouted, DelegationRecorded
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.personnummer import child_key
+from tillsammans_common.timestamps import as_utc
 from tillsammans_common.wheel import all_area_codes
 from tillsammans_intake.config import IntakeSettings
 from tillsammans_intake.models import (
@@ -144,7 +145,7 @@ def concern_status(session: Session, *, access: policy.Access) -> ConcernStatusP
         raise NotFound("no such concern")
     policy.audit_access(session, access, "concern.status", purpose=PURPOSE)
     return ConcernStatusPublic(id=concern.id, case_id=concern.case_id, status=concern.status,
-                               created_at=concern.created_at)
+                               created_at=as_utc(concern.created_at))
 
 
 def _concern_public(concern: Concern, case: CaseRecord) -> ConcernPublic:
@@ -200,7 +201,7 @@ def get_case_detail(session: Session, *, access: policy.Access) -> CasePublic:
         case_id=case.case_id, child_personnummer=child.child_personnummer, child_name=child.child_name,
         unit_id=None if case.protected_identity else case.unit_id, bba_user=case.bba_user,
         protected_identity=case.protected_identity, opened_at=case.opened_at,
-        concerns=[ConcernStatusPublic(id=c.id, case_id=c.case_id, status=c.status, created_at=c.created_at)
+        concerns=[ConcernStatusPublic(id=c.id, case_id=c.case_id, status=c.status, created_at=as_utc(c.created_at))
                   for c in concerns],
         delegations=[DelegationPublic.model_validate(d, from_attributes=True) for d in delegations])
 
