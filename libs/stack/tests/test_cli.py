@@ -1,38 +1,63 @@
-"""The command line without a running stack: token, delegation, and `down` when nothing runs."""
+"""The command line without a whole stack: token (from a real development provider), delegation, `down`."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
 
 from tillsammans_common.auth import Role, TokenVerifier
+from tillsammans_common.settings import IssuerConfig
+from tillsammans_common.testing import free_port
 from tillsammans_stack import cli
-from tillsammans_stack.launcher import DEV_TOKEN_SECRET, StackError
+from tillsammans_stack.idp import create_app, serving
+from tillsammans_stack.launcher import StackError
 
 
-def test_token_prints_a_token_the_services_accept(capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TILLSAMMANS_DEV_TOKEN_SECRET", raising=False)
-    assert cli.main(["token", "--org", "school", "--role", "BBA", "--user", "anna.bba", "--ttl", "60"]) == 0
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, TokenVerifier]]:
+    """A state directory whose stack.json names school's development provider (served here), and a verifier."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    root = tmp_path_factory.mktemp("root")
+    (root / "stack.json").write_text(json.dumps({"issuers": {"school": {"issuer": issuer,
+                                                                        "audience": "tillsammans-school"}}}))
+    with serving(create_app(issuer=issuer, audience="tillsammans-school"), port=port):
+        yield root, TokenVerifier({"school": [IssuerConfig(issuer=issuer, audience="tillsammans-school")]})
+
+
+def test_token_signs_the_user_in_and_prints_a_token_the_services_accept(
+        capsys: pytest.CaptureFixture[str], provider: tuple[Path, TokenVerifier]) -> None:
+    root, verifier = provider
+    assert cli.main(["token", "--root", str(root), "--org", "school", "--role", "BBA", "--user", "anna.bba",
+                     "--unit", "norrskolan", "--unit", "sodraskolan"]) == 0
     token = capsys.readouterr().out.strip()
-    principal = TokenVerifier(dev_secret=DEV_TOKEN_SECRET, orgs=["school", "region"]).verify(token)
-    assert (principal.org, principal.user, principal.role) == ("school", "anna.bba", Role.BBA)
-    claims = jwt.decode(token, options={"verify_signature": False})
-    assert claims["iss"] == "tillsammans-dev:school"
-    assert claims["exp"] - claims["iat"] == 60
+    principal = asyncio.run(verifier.verify(token))
+    assert (principal.org, principal.user, principal.role, principal.client) == ("school", "anna.bba", Role.BBA, False)
+    assert principal.units == {"norrskolan", "sodraskolan"}
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
 
 
-def test_token_uses_the_secret_from_the_environment(capsys: pytest.CaptureFixture[str],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TILLSAMMANS_DEV_TOKEN_SECRET", "other")
-    assert cli.main(["token", "--org", "region", "--role", "auditor", "--user", "ida"]) == 0
-    token = capsys.readouterr().out.strip()
-    assert TokenVerifier(dev_secret="other", orgs=["region"]).verify(token).role == Role.AUDITOR
+def test_token_for_a_client_is_an_integrations(capsys: pytest.CaptureFixture[str],
+                                               provider: tuple[Path, TokenVerifier]) -> None:
+    root, verifier = provider
+    assert cli.main(["token", "--root", str(root), "--org", "school", "--client", "journal",
+                     "--unit", "norrskolan"]) == 0
+    principal = asyncio.run(verifier.verify(capsys.readouterr().out.strip()))
+    assert (principal.user, principal.roles, principal.units, principal.client) == (
+        "journal", {Role.INTEGRATION}, {"norrskolan"}, True)
+
+
+def test_token_without_a_running_stack_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["token", "--root", str(tmp_path), "--org", "school", "--role", "bba", "--user", "anna"]) == 1
+    assert "make up" in capsys.readouterr().err
 
 
 def test_a_bad_role_fails_and_lists_the_valid_roles(capsys: pytest.CaptureFixture[str]) -> None:

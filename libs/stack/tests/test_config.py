@@ -22,7 +22,9 @@ def test_defaults_follow_the_documented_layout() -> None:
     assert config.port("region", "intake") == 8111
     assert config.port("social", "consent") == 8123
     assert config.url("region", "mapping") == "http://127.0.0.1:8112"
-    assert len(set(config.ports().values())) == 1 + 12
+    assert len(set(config.ports().values())) == 1 + 12 + 3
+    assert [config.idp_port(org) for org in config.orgs] == [8131, 8132, 8133]  # after every service's slot
+    assert config.issuer("region") == "http://127.0.0.1:8132"
     assert config.log_path("social", "consent") == Path(".tillsammans/logs/social-consent.log")
 
 
@@ -36,7 +38,7 @@ def test_a_known_service_keeps_its_port_whatever_subset_runs() -> None:
 
 def test_service_env_makes_a_member_of_the_stack(tmp_path: Path) -> None:
     config = StackConfig(root=tmp_path, orgs=["school", "region"], services=["intake"], nats_port=4999,
-                         base_port=9100, dev_token_secret="s3cret", otel_endpoint="http://127.0.0.1:4318",
+                         base_port=9100, otel_endpoint="http://127.0.0.1:4318",
                          extra_env={"TILLSAMMANS_LOG_LEVEL": "DEBUG"},
                          database_urls={("region", "intake"): "postgresql+psycopg://u@h/region_intake"})
     env = config.service_env("region", "intake", "pw")
@@ -45,7 +47,10 @@ def test_service_env_makes_a_member_of_the_stack(tmp_path: Path) -> None:
     assert env["TILLSAMMANS_NATS_URL"] == "nats://127.0.0.1:4999"
     assert (env["TILLSAMMANS_NATS_USER"], env["TILLSAMMANS_NATS_PASSWORD"]) == ("region", "pw")
     assert env["TILLSAMMANS_DATA_DIR"] == str((tmp_path / "data").resolve())
-    assert env["TILLSAMMANS_DEV_TOKEN_SECRET"] == "s3cret"
+    assert env["TILLSAMMANS_DEV_MODE"] == "true"
+    assert json.loads(env["TILLSAMMANS_OIDC_ISSUERS"]) == {
+        org: [{"issuer": f"http://127.0.0.1:{port}", "audience": f"tillsammans-{org}", "development": True}]
+        for org, port in (("school", 9121), ("region", 9122))}
     assert env["TILLSAMMANS_INTAKE_PORT"] == "9111"
     assert env["TILLSAMMANS_INTAKE_HOST"] == "127.0.0.1"
     assert env["TILLSAMMANS_INTAKE_DATABASE_URL"] == "postgresql+psycopg://u@h/region_intake"
@@ -128,18 +133,17 @@ def test_describe_is_what_stack_json_holds_before_anything_starts() -> None:
                  "region": {"intake": "http://127.0.0.1:7011", "consent": "http://127.0.0.1:7013"}},
         "docs": {"school": {"intake": "http://127.0.0.1:7001/docs", "consent": "http://127.0.0.1:7003/docs"},
                  "region": {"intake": "http://127.0.0.1:7011/docs", "consent": "http://127.0.0.1:7013/docs"}},
+        "issuers": {"school": {"issuer": "http://127.0.0.1:7021", "audience": "tillsammans-school"},
+                    "region": {"issuer": "http://127.0.0.1:7022", "audience": "tillsammans-region"}},
     }
     table = stack.summary()
     assert "region  consent  http://127.0.0.1:7013  http://127.0.0.1:7013/docs" in table
 
 
-def test_a_token_minted_by_the_stack_names_org_user_and_role() -> None:
-    from tillsammans_common.auth import Role, TokenVerifier
-
-    stack = Stack(orgs=["school", "region"], services=["intake"], dev_token_secret="s3cret")
-    principal = TokenVerifier(dev_secret="s3cret", orgs=["school", "region"]).verify(
-        stack.token("region", "coordinator", "cay"))
-    assert (principal.org, principal.user, principal.role) == ("region", "cay", Role.COORDINATOR)
+def test_the_idp_command_line_serves_the_organisations_audience() -> None:
+    config = StackConfig(orgs=["school", "region"], base_port=7000)
+    assert config.idp_args("region")[-5:] == ["tillsammans_stack.idp", "--port", "7022", "--audience",
+                                              "tillsammans-region"]
 
 
 def test_start_refuses_taken_ports_before_starting_anything(tmp_path: Path) -> None:

@@ -205,7 +205,7 @@ def test_stop_leaves_no_process_and_a_restart_keeps_the_data(tmp_path: Path) -> 
         first_password = stack.nats_credentials("school")[1]
         assert asyncio.run(_publish_and_count(stack.nats_url, "school", first_password)) >= 1
         pids = list(stack.pids().values())
-        assert len(pids) == 1 + len(ORGS)
+        assert len(pids) == 1 + 2 * len(ORGS)  # the broker, and per organisation intake and its provider
     assert _gone(pids)
     assert not stack.config.stack_json.exists()
     assert (tmp_path / "data" / "school" / "intake.db").exists()
@@ -256,3 +256,18 @@ def test_up_and_down_as_commands(tmp_path: Path) -> None:
     assert not any(_ready(url) for services in described["orgs"].values() for url in services.values())
     down_again = subprocess.run([*_command(), "down", "--root", str(root)], capture_output=True, text=True, timeout=60)
     assert down_again.stdout.strip() == "no stack running"
+
+
+def test_tokens_from_the_organisations_provider_sign_in_at_its_services(stack: Stack) -> None:
+    school = stack.url("school", "intake")
+    person = stack.token("school", "professional", "mentor.anna")
+    assert httpx.get(school + "/units", headers={"Authorization": f"Bearer {person}"}, trust_env=False
+                     ).status_code == 200
+    integration = stack.client_token("school", "journal", units=["norrskolan"])
+    assert httpx.get(school + "/cases", headers={"Authorization": f"Bearer {integration}"}, trust_env=False
+                     ).status_code == 200
+    # A real token, of another member: recognised and refused.
+    region = stack.token("region", "professional", "mentor.anna")
+    assert httpx.get(school + "/units", headers={"Authorization": f"Bearer {region}"}, trust_env=False
+                     ).status_code == 403
+    assert "school/idp" in stack.pids() and "school/idp" in stack.config.ports()

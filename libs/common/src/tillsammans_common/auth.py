@@ -1,26 +1,48 @@
-"""Bearer tokens carrying organisation, user and role.
+"""Bearer tokens: OpenID Connect tokens of the federation's identity providers, read as a ``Principal``.
 
-Development tokens are HS256 JWTs signed with a per-organisation key derived from
-``TILLSAMMANS_DEV_TOKEN_SECRET``. Every service can verify every federation member's tokens, so a
-valid token of another organisation is recognised and refused with 403, not mistaken for garbage.
-Production swaps ``TokenVerifier`` for one that checks each organisation's OIDC issuer.
+Each organisation names the OpenID providers that sign in its people and integrations
+(``oidc_issuers`` in the settings). An issuer belongs to one organisation only, so a token's issuer
+says whose it is. Every service trusts every federation member's issuers, so a valid token of
+another organisation is recognised and refused with 403, not mistaken for garbage. Keys come from
+the provider's JWKS (pinned, configured, or found by OIDC discovery), cached, and fetched again when
+a token names a key not seen yet and after a while, so a provider rotates its keys without a restart.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import asyncio
+import logging
+import math
+import re
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from urllib.parse import urlsplit
 
+import httpx
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ISSUER_PREFIX = "tillsammans-dev:"
+from tillsammans_common.settings import LOOPBACK_HOSTS, IssuerConfig
+
+if TYPE_CHECKING:
+    from tillsammans_common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# Asymmetric only: with HS* anyone holding the verification key could sign, and "none" signs nothing.
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+KEYS_MAX_AGE_SECONDS = 300.0
+"""Keys are fetched again this long after the last fetch, so a key the provider withdrew stops working."""
+UNKNOWN_KEY_REFETCH_SECONDS = 30.0
+"""A token naming a key not seen yet fetches the keys again, at most this often per issuer (no flood of fetches)."""
+FAILED_FETCH_RETRY_SECONDS = 2.0
+FETCH_TIMEOUT_SECONDS = 3.0
+MAX_USER_LENGTH = 128
 
 
 class Role(StrEnum):
@@ -72,6 +94,9 @@ class Principal(BaseModel):
         return not self.roles.isdisjoint(roles)
 
 
+_ROLE_NAMES = frozenset(role.value for role in Role)
+
+
 class AccessRefused(HTTPException):
     """A 401 or 403 that the audit trail records: who was refused what, and why (a fixed reason code)."""
 
@@ -85,54 +110,214 @@ class AccessRefused(HTTPException):
         self.case_id = case_id
 
 
-def org_token_key(dev_secret: str, org: str) -> bytes:
-    """The development signing key of one organisation."""
-    return hmac.new(dev_secret.encode(), f"token:{org}".encode(), hashlib.sha256).digest()
+def claim(claims: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` (``realm_access.roles``) in a token's claims, or None."""
+    # A claim whose own name holds dots (some providers name claims by URL) is taken whole.
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
-def mint_token(*, dev_secret: str, org: str, user: str, role: Role | str, ttl_seconds: int = 8 * 3600) -> str:
-    """Mint a development token for a user of an organisation."""
-    now = int(time.time())
-    claims = {"iss": ISSUER_PREFIX + org, "sub": user, "org": org, "role": str(Role(role)),
-              "iat": now, "exp": now + ttl_seconds}
-    return jwt.encode(claims, org_token_key(dev_secret, org), algorithm="HS256")
+def claim_names(value: Any) -> list[str]:
+    """The names in a roles or units claim: a list of strings, or one string separated by spaces or commas."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [name for name in re.split(r"[\s,]+", value) if name]
+    if isinstance(value, list | tuple) and all(isinstance(name, str) for name in value):
+        return [name for name in value if name]
+    raise jwt.InvalidTokenError("a roles or units claim must be a list of strings or one string")
+
+
+async def fetch_json(url: str) -> dict[str, Any]:
+    """GET a JSON object (a discovery document or a JWK set) with a short timeout."""
+    # A proxy from the environment may be needed to reach a provider, never to reach this machine.
+    direct = urlsplit(url).hostname in LOOPBACK_HOSTS
+    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, trust_env=not direct) as client:
+        response = await client.get(url, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        data = response.json()
+    if not isinstance(data, dict):
+        raise ValueError(f"{url} did not answer a JSON object")
+    return data
+
+
+class SigningKey(NamedTuple):
+    """A provider's public key, and the one algorithm it is for when the provider says so."""
+
+    key: jwt.PyJWK
+    algorithm: str | None
+
+
+def _key_set(jwks: Mapping[str, Any]) -> dict[str | None, SigningKey]:
+    """The usable signing keys of a JWK set by ``kid`` (keys for encryption and unknown kinds left out)."""
+    keys: dict[str | None, SigningKey] = {}
+    for data in jwks.get("keys", []):
+        if not isinstance(data, dict) or data.get("use", "sig") != "sig" or data.get("alg", "RS256") not in ALGORITHMS:
+            continue
+        try:
+            keys[data.get("kid")] = SigningKey(jwt.PyJWK(data), data.get("alg"))
+        except (jwt.PyJWTError, ValueError, TypeError):
+            continue
+    return keys
+
+
+class IssuerKeys:
+    """The signing keys of one issuer: pinned, or fetched from its JWKS and fetched again when they may have changed."""
+
+    def __init__(self, config: IssuerConfig, *, fetch: Callable[[str], Any] = fetch_json,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.jwks_uri = config.jwks_uri
+        self._fetch = fetch
+        self._clock = clock
+        self._pinned = config.jwks is not None
+        self._keys = _key_set(config.jwks) if config.jwks is not None else {}
+        self._fetched_at = -math.inf
+        self._next_attempt = -math.inf
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    async def key(self, kid: str | None) -> SigningKey:
+        """The key that signed a token naming ``kid``; raises ``jwt.InvalidTokenError`` when there is none."""
+        if not self._pinned and self._due(kid):
+            async with self._guard():
+                if self._due(kid):  # another request may have fetched them while this one waited
+                    await self._refresh()
+        return self._find(kid)
+
+    def _due(self, kid: str | None) -> bool:
+        now = self._clock()
+        stale = now - self._fetched_at >= KEYS_MAX_AGE_SECONDS
+        unknown = kid not in self._keys if kid is not None else not self._keys
+        return (stale or unknown) and now >= self._next_attempt
+
+    def _guard(self) -> asyncio.Lock:
+        # A lock belongs to one event loop; tests run an app in more than one.
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+    async def _refresh(self) -> None:
+        issuer = self.config.issuer
+        try:
+            if self.jwks_uri is None:
+                discovered = await self._fetch(issuer.rstrip("/") + "/.well-known/openid-configuration")
+                if discovered.get("issuer") != issuer or not isinstance(discovered.get("jwks_uri"), str):
+                    raise ValueError("the discovery document names another issuer or no jwks_uri")
+                self.jwks_uri = str(discovered["jwks_uri"])
+            keys = _key_set(await self._fetch(self.jwks_uri))
+        except (httpx.HTTPError, ValueError) as exc:
+            # The keys known so far stay in use: a provider that is briefly down signs nobody out.
+            self._next_attempt = self._clock() + FAILED_FETCH_RETRY_SECONDS
+            log.warning("could not fetch the signing keys of an identity provider",
+                        extra={"issuer": issuer, "error_type": type(exc).__name__})
+            return
+        now = self._clock()
+        self._keys, self._fetched_at, self._next_attempt = keys, now, now + UNKNOWN_KEY_REFETCH_SECONDS
+
+    def _find(self, kid: str | None) -> SigningKey:
+        if kid is None:
+            # A token may leave out kid only where there is no choice to make.
+            if len(self._keys) == 1:
+                return next(iter(self._keys.values()))
+            raise jwt.InvalidTokenError("the token names no key and the issuer has several")
+        key = self._keys.get(kid)
+        if key is None:
+            raise jwt.InvalidTokenError("the token is signed with a key its issuer does not publish")
+        return key
 
 
 class TokenVerifier:
-    """Verifies development tokens of the federation's organisations."""
+    """Verifies the OpenID Connect tokens of the federation's organisations and reads them as a ``Principal``."""
 
-    def __init__(self, *, dev_secret: str, orgs: list[str], cache_size: int = 1024) -> None:
-        self._keys = {org: org_token_key(dev_secret, org) for org in orgs}
+    def __init__(self, issuers: Mapping[str, Sequence[IssuerConfig]], *, cache_size: int = 1024,
+                 fetch: Callable[[str], Any] = fetch_json, clock: Callable[[], float] = time.monotonic) -> None:
+        self._issuers: dict[str, tuple[str, IssuerKeys]] = {}
+        for org, configs in issuers.items():
+            for config in configs:
+                if config.issuer in self._issuers:
+                    raise ValueError(f"issuer {config.issuer} is listed twice; it may sign in one organisation only")
+                self._issuers[config.issuer] = (org, IssuerKeys(config, fetch=fetch, clock=clock))
         # A journal system sends the same token with every call until it expires: remember the
-        # verified ones (until their expiry) instead of decoding and checking each time.
+        # verified ones (until their expiry) instead of checking the signature each time.
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
 
-    def verify(self, token: str) -> Principal:
-        """Return the principal, or raise ``jwt.InvalidTokenError``."""
+    @classmethod
+    def for_settings(cls, settings: ServiceSettings) -> TokenVerifier:
+        """The verifier of a service: it trusts the issuers of its own organisation and of its peers."""
+        members = {settings.org, *settings.peers}
+        return cls({org: issuers for org, issuers in settings.oidc_issuers.items() if org in members})
+
+    async def verify(self, token: str) -> Principal:
+        """Return the principal, or raise ``jwt.InvalidTokenError`` (or ``ValueError``)."""
         known = self._verified.get(token)
         if known is not None and known[1] > time.time():
             self._verified.move_to_end(token)
             return known[0]
-        principal, expires = self._verify(token)
+        principal, expires = await self._verify(token)
         self._verified[token] = (principal, expires)
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
         return principal
 
-    def _verify(self, token: str) -> tuple[Principal, float]:
-        unverified = jwt.decode(token, options={"verify_signature": False})
-        org = unverified.get("org")
-        key = self._keys.get(org) if isinstance(org, str) else None
-        if key is None or not isinstance(org, str):
-            raise jwt.InvalidIssuerError("unknown organisation")
-        claims = jwt.decode(token, key, algorithms=["HS256"], issuer=ISSUER_PREFIX + org,
-                            options={"require": ["exp", "sub", "org", "role"]})
-        user = claims["sub"]
-        if not isinstance(user, str) or not user.strip() or len(user) > 128:
-            # Every audit record names its user: a token without one is no token.
-            raise jwt.InvalidTokenError("the token names no user")
-        return Principal(org=claims["org"], user=claims["sub"], role=Role(claims["role"])), float(claims["exp"])
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        header = jwt.get_unverified_header(token)
+        algorithm = header.get("alg")
+        if algorithm not in ALGORITHMS:
+            raise jwt.InvalidAlgorithmError("only asymmetric signatures are accepted")
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        found = self._issuers.get(issuer) if isinstance(issuer, str) else None
+        if found is None:
+            raise jwt.InvalidIssuerError("the token's issuer is not trusted by the federation")
+        org, keys = found
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise jwt.InvalidTokenError("kid must be a string")
+        signing = await keys.key(kid)
+        if signing.algorithm is not None and signing.algorithm != algorithm:
+            raise jwt.InvalidAlgorithmError("the token's algorithm is not its key's")
+        config = keys.config
+        claims = jwt.decode(token, signing.key.key, algorithms=[algorithm], audience=config.audience,
+                            issuer=config.issuer, leeway=config.leeway_seconds,
+                            options={"require": ["exp", "iss", "aud"]})
+        return principal_from_claims(org, config, claims), float(claims["exp"])
+
+
+def principal_from_claims(org: str, config: IssuerConfig, claims: Mapping[str, Any]) -> Principal:
+    """Read verified claims as a person (roles and units from the token) or an integration (client credentials)."""
+    user = claim(claims, config.user_claim)
+    client_id = claim(claims, config.client_id_claim)
+    if config.client_marker is not None:
+        client = all(claim(claims, name) == value for name, value in config.client_marker.items())
+    else:
+        # RFC 9068: a token no person took part in names its client as subject, or no subject at all.
+        client = isinstance(client_id, str) and (user is None or user == client_id)
+    if client:
+        if not isinstance(client_id, str):
+            raise jwt.InvalidTokenError("a client's token names no client")
+        registered = config.clients.get(client_id)
+        units = (registered.units if registered is not None
+                 else frozenset(claim_names(claim(claims, config.units_claim))))
+        user, roles = client_id, frozenset({Role.INTEGRATION})
+    else:
+        values = claim_names(claim(claims, config.roles_claim))
+        mapped = [config.role_map.get(value) for value in values] if config.role_map else values
+        roles = frozenset(Role(name) for name in mapped if name in _ROLE_NAMES)
+        units = frozenset(claim_names(claim(claims, config.units_claim)))
+    if not isinstance(user, str) or not user.strip() or len(user) > MAX_USER_LENGTH:
+        # Every audit record names its user: a token without one is no token.
+        raise jwt.InvalidTokenError("the token names no user")
+    if not roles:
+        raise jwt.InvalidTokenError("the token carries no Tillsammans role")
+    return Principal(org=org, user=user, roles=roles, units=units, client=client)
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -149,14 +334,14 @@ def require(*roles: Role) -> Any:
     FastAPI's ``Depends`` marker stands in for the ``Principal`` it resolves to.
     """
 
-    # async (though it never awaits) so FastAPI runs it on the event loop, not in a worker thread.
+    # On the event loop: verification awaits only a rare fetch of keys, and a cached token costs a lookup.
     async def dependency(request: Request,
                          credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
         if credentials is None:
             raise _unauthorized("a bearer token is required", "no-token")
         verifier: TokenVerifier = request.app.state.token_verifier
         try:
-            principal = verifier.verify(credentials.credentials)
+            principal = await verifier.verify(credentials.credentials)
         except (jwt.InvalidTokenError, ValueError):
             raise _unauthorized("the bearer token is invalid or expired", "invalid-token") from None
         if principal.org != request.app.state.settings.org:

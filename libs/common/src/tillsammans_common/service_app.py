@@ -250,8 +250,7 @@ def build_app(infra: Infrastructure, *, title: str, description: str, routers: l
     app.state.admin = AdminContext(settings=settings, engine=infra.engine, broker=infra.broker)
     parking = Parking(infra.broker, org=settings.org, service=settings.service_name,
                       timeout_seconds=settings.parking_timeout_seconds, sweep_seconds=settings.parking_sweep_seconds)
-    app.state.token_verifier = TokenVerifier(dev_secret=settings.dev_token_secret.get_secret_value(),
-                                             orgs=sorted({settings.org, *settings.peers}))
+    app.state.token_verifier = TokenVerifier.for_settings(settings)
     install_problem_handlers(app)
 
     app.add_middleware(TraceIdHeader)

@@ -7,9 +7,10 @@ import hmac
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -19,6 +20,8 @@ from pydantic_settings import (
 
 ORG_ID = re.compile(r"^[a-z][a-z0-9]{1,30}$")
 DEVELOPMENT_PAIR_SEED = b"tillsammans-development-pair-secret"
+DEVELOPMENT_CHILD_KEY_SECRET = "tillsammans-development-child-key"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 DAY_SECONDS = 24 * 3600.0
 INBOX_MAX_AGE_SECONDS = 7 * DAY_SECONDS
 EVENTS_MAX_AGE_SECONDS = 30 * DAY_SECONDS
@@ -41,6 +44,71 @@ class StreamLimits:
     inbox_max_age_seconds: float = INBOX_MAX_AGE_SECONDS
     duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS
     replicas: int = 1
+
+
+class IntegrationClient(BaseModel):
+    """An integration (a journal system) known to an issuer by its OAuth client id: the units it works for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    units: frozenset[str] = frozenset()
+
+
+class IssuerConfig(BaseModel):
+    """One OpenID provider an organisation trusts to sign in its people and integrations, and how to read its tokens.
+
+    Claim names may be dotted paths into nested objects (``realm_access.roles``). A claim holding
+    roles or units may be a list or one string separated by spaces or commas.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(min_length=1, description="The exact ``iss`` of the provider's tokens.")
+    audience: str = Field(min_length=1, description="The ``aud`` a token must name: this federation member's API.")
+    jwks_uri: str | None = Field(None, description="Where its signing keys are; default: found by OIDC discovery.")
+    jwks: dict[str, Any] | None = Field(None, description="Pinned signing keys (a JWK set); then nothing is fetched.")
+    leeway_seconds: float = Field(60.0, ge=0, le=600, description="Clock skew allowed on exp, nbf and iat.")
+    user_claim: str = Field("sub", min_length=1, description="The claim naming the person, e.g. preferred_username.")
+    roles_claim: str = Field("roles", min_length=1, description="The claim holding the caller's roles.")
+    units_claim: str = Field("units", min_length=1, description="The claim holding the caller's units.")
+    role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="The provider's role values to Tillsammans roles; empty: the values are Tillsammans role names. "
+                    "Values mapped to nothing are ignored.")
+    client_id_claim: str = Field("client_id", min_length=1,
+                                 description="The claim naming the OAuth client (client_id, azp, appid).")
+    client_marker: dict[str, str] | None = Field(
+        None, description="Claim values that mark a client-credentials token (e.g. {\"idtyp\": \"app\"}); default "
+                          "(RFC 9068): a token whose user claim is absent or equals its client id.")
+    clients: dict[str, IntegrationClient] = Field(
+        default_factory=dict,
+        description="Integrations by client id, with their units; a client listed here gets these units "
+                    "instead of the token's units claim.")
+    development: bool = Field(False, description="A local development provider (refused outside dev mode).")
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("https", "http"):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("role_map")
+    @classmethod
+    def _tillsammans_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        from tillsammans_common.auth import Role  # auth reads this module: imported when first validated
+
+        unknown = sorted(set(value.values()) - {role.value for role in Role})
+        if unknown:
+            raise ValueError(f"role_map maps to {', '.join(unknown)}, which are not roles: "
+                             + ", ".join(role.value for role in Role))
+        return value
+
+    @property
+    def insecure_transport(self) -> bool:
+        """Whether its issuer or keys are reached over plain http beyond this machine."""
+        return any(url is not None and urlsplit(url).scheme == "http" and urlsplit(url).hostname not in LOOPBACK_HOSTS
+                   for url in (self.issuer, self.jwks_uri))
 
 
 class ServiceSettings(BaseSettings):
@@ -67,12 +135,15 @@ class ServiceSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     nats_user: str | None = None
     nats_password: SecretStr | None = None
-    dev_token_secret: SecretStr = Field(
-        SecretStr("tillsammans-development-only"),
-        description="Development only: the per-organisation token keys are derived from it.",
-    )
+    dev_mode: bool = Field(
+        False, description="Local development: allows the development secrets and development identity providers, "
+                           "which a service refuses to start with otherwise.")
+    oidc_issuers: dict[str, list[IssuerConfig]] = Field(
+        default_factory=dict,
+        description="The federation's trust list: by organisation, the OpenID providers whose tokens sign in its "
+                    "people and integrations. An issuer (and a JWKS URI) belongs to one organisation only.")
     child_key_secret: SecretStr = Field(
-        SecretStr("tillsammans-development-child-key"),
+        SecretStr(DEVELOPMENT_CHILD_KEY_SECRET),
         description="This organisation's own key for the pseudonymous child key its services share; never leaves it.",
     )
     pair_secrets: dict[str, SecretStr] = Field(
@@ -204,6 +275,46 @@ class ServiceSettings(BaseSettings):
                 f"processed_message_retention_seconds ({self.processed_message_retention_seconds:g}) must be "
                 f"longer than the longest a stream keeps a message ({longest:g} s, the larger of "
                 "inbox_max_age_seconds and events_max_age_seconds), or a redelivery after pruning would apply twice")
+        return self
+
+    @model_validator(mode="after")
+    def _one_issuer_one_organisation(self) -> Self:
+        # The token's organisation is the one whose list holds its issuer: an issuer or a key set
+        # shared by two organisations would let one of them sign in as the other.
+        owners: dict[str, str] = {}
+        for org, issuers in self.oidc_issuers.items():
+            if not ORG_ID.match(org):
+                raise ValueError(f"oidc_issuers: {org!r} is not an organisation id")
+            for config in issuers:
+                for kind, url in (("issuer", config.issuer), ("jwks_uri", config.jwks_uri)):
+                    if url is None:
+                        continue
+                    key = f"{kind} {url.rstrip('/')}"
+                    if key in owners:
+                        raise ValueError(f"oidc_issuers: {kind} {url} is listed for {owners[key]} and {org}; an "
+                                         "issuer and its keys may sign in one organisation only")
+                    owners[key] = org
+        return self
+
+    @model_validator(mode="after")
+    def _development_secrets_only_in_dev_mode(self) -> Self:
+        if self.dev_mode:
+            return self
+        found = []
+        if self.child_key_secret.get_secret_value() == DEVELOPMENT_CHILD_KEY_SECRET:
+            found.append("the development child_key_secret (set TILLSAMMANS_CHILD_KEY_SECRET)")
+        unpaired = sorted(peer for peer in set(self.peers) - {self.org} if peer not in self.pair_secrets)
+        if unpaired:
+            found.append("development pair secrets for " + ", ".join(unpaired) + " (set TILLSAMMANS_PAIR_SECRETS)")
+        for org, issuers in sorted(self.oidc_issuers.items()):
+            for config in issuers:
+                if config.development:
+                    found.append(f"the development identity provider {config.issuer} of {org}")
+                elif config.insecure_transport:
+                    found.append(f"the identity provider {config.issuer} of {org} over plain http")
+        if found:
+            raise ValueError("development settings outside development mode: " + "; ".join(found)
+                             + ". Configure real ones, or set TILLSAMMANS_DEV_MODE=true on a developer's machine.")
         return self
 
     @property

