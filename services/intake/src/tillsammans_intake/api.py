@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
 
 from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
@@ -25,6 +25,8 @@ from tillsammans_intake.models import (
 
 router = APIRouter(tags=["intake"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
+UnitId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$",
+                             description="The unit's id in the directory (lowercase).")]
 
 ConcernReader = Annotated[Access, on_record(Action.CASE_READ, service.concern_facts, param="concern_id")]
 ConcernStatusReader = Annotated[Access, on_record(Action.CONCERN_STATUS, service.concern_facts, param="concern_id")]
@@ -112,7 +114,7 @@ async def list_units(request: Request, _: DirectoryReader) -> list[UnitPublic]:
 
 
 @router.put("/units/{unit_id}", response_model=UnitPublic, summary="Create or replace a unit")
-async def put_unit(request: Request, unit_id: str, body: UnitPut, access: DirectoryEditor) -> UnitPublic:
+async def put_unit(request: Request, unit_id: UnitId, body: UnitPut, access: DirectoryEditor) -> UnitPublic:
     """Keep the directory current (seed 002: a stale contact list fails the children)."""
     return await run_query(request.app.state.infra.engine, lambda session: service.put_unit(
         session, principal=access.principal, unit_id=unit_id, data=body))

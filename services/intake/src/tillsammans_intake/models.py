@@ -46,6 +46,8 @@ class Unit(UnitBase, table=True):
 class UnitPut(UnitBase):
     """Create or replace a unit."""
 
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
 
 class UnitPublic(UnitBase):
     """A unit as returned by the API."""
