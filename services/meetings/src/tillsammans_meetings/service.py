@@ -476,7 +476,8 @@ def list_received_invitations(session: Session, *, principal: Principal) -> list
     """Invitations from other organisations, newest first, without identities; each case listed is audited."""
     rows = session.exec(select(ReceivedInvitation).order_by(col(ReceivedInvitation.received_at).desc())).all()
     for row in rows:
-        audit(session, principal, "received_invitation.list", case_id=row.case_id or None, purpose=PURPOSE)
+        audit(session, principal, "received_invitation.list", case_id=row.case_id or None, purpose=PURPOSE,
+              record_id=row.id, basis="role:" + principal.role.value, protected=row.protected_identity)
     if not rows:
         audit(session, principal, "received_invitation.list", purpose=PURPOSE)
     return [ReceivedInvitationSummary.model_validate(row, from_attributes=True) for row in rows]
@@ -487,7 +488,8 @@ def get_received_invitation(session: Session, *, principal: Principal, invitatio
     row = session.get(ReceivedInvitation, invitation_id)
     if row is None:
         raise NotFound("no such invitation")
-    audit(session, principal, "received_invitation.read", case_id=row.case_id or None, purpose=PURPOSE)
+    audit(session, principal, "received_invitation.read", case_id=row.case_id or None, purpose=PURPOSE,
+          record_id=row.id, basis="role:" + principal.role.value, protected=row.protected_identity)
     shown = row.status == ReceivedStatus.RECEIVED
     summary = ReceivedInvitationSummary.model_validate(row, from_attributes=True)
     return ReceivedInvitationPublic(
