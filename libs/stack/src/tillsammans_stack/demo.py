@@ -105,8 +105,9 @@ def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
 
 
 def _receiving_bba(org: str) -> dict[str, str]:
-    """The demo BBA who reads invitations in a receiving organisation (see intake's directory.json)."""
-    return {"role": "bba", "user": {"region": "bba.bvc", "social": "bba.ifo"}.get(org, "bba")}
+    """Who reads invitations in a receiving organisation: its coordinator (need to know, decided by the policy)."""
+    return {"role": "coordinator",
+            "user": {"region": "samordnare.bvc", "social": "samordnare.ifo"}.get(org, "samordnare")}
 
 
 def _received_invitation(fed: FederationClient, org: str, meeting_id: str) -> dict[str, Any] | None:

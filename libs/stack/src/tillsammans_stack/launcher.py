@@ -604,13 +604,15 @@ class Stack:
         }
 
     def summary(self) -> str:
-        """A table of every service's URL and API docs."""
+        """A table of every service's URL and API docs, then the OpenID providers and the broker."""
         rows = [("ORG", "SERVICE", "URL", "DOCS")]
         rows += [(org, service, self.url(org, service), self.url(org, service) + "/docs")
                  for org, service in self.config.keys()]
         widths = [max(len(row[column]) for row in rows) for column in range(3)]
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
                  for row in rows]
+        lines.append("OpenID providers (development): " + "  ".join(f"{org} {self.config.issuer(org)}"
+                                                                    for org in self.config.orgs))
         lines.append(f"NATS {self.nats_url}   state and logs in {self.config.root}")
         return "\n".join(lines)
 
