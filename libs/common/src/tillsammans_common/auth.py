@@ -43,6 +43,7 @@ UNKNOWN_KEY_REFETCH_SECONDS = 30.0
 FAILED_FETCH_RETRY_SECONDS = 2.0
 FETCH_TIMEOUT_SECONDS = 3.0
 MAX_USER_LENGTH = 128
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 
 class Role(StrEnum):
@@ -262,7 +263,13 @@ class TokenVerifier:
         if known is not None and known[1] > time.time():
             self._verified.move_to_end(token)
             return known[0]
-        principal, expires = await self._verify(token)
+        try:
+            principal, expires = await self._verify(token)
+        except jwt.PyJWTError as exc:
+            if isinstance(exc, jwt.InvalidTokenError):
+                raise
+            # A key of the wrong type for the token's algorithm, and the like: still a token refused, not a fault.
+            raise jwt.InvalidTokenError(type(exc).__name__) from exc
         self._verified[token] = (principal, expires)
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
@@ -282,7 +289,8 @@ class TokenVerifier:
         if kid is not None and not isinstance(kid, str):
             raise jwt.InvalidTokenError("kid must be a string")
         signing = await keys.key(kid)
-        if signing.algorithm is not None and signing.algorithm != algorithm:
+        if (signing.algorithm is not None and signing.algorithm != algorithm) \
+                or signing.key.key_type != _KEY_TYPES[algorithm[:2]]:
             raise jwt.InvalidAlgorithmError("the token's algorithm is not its key's")
         config = keys.config
         claims = jwt.decode(token, signing.key.key, algorithms=[algorithm], audience=config.audience,

@@ -172,3 +172,16 @@ async def test_a_person_signed_in_through_an_app_is_no_client() -> None:
 def test_one_issuer_is_one_organisations() -> None:
     with pytest.raises(ValueError, match="listed twice"):
         TokenVerifier({"school": [IssuerConfig(**SCHOOL.config())], "region": [IssuerConfig(**SCHOOL.config())]})
+
+
+async def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    rsa_key = {name: value for name, value in SCHOOL.jwks["keys"][0].items() if name != "alg"}
+    verifier = TokenVerifier({"school": [IssuerConfig(issuer=SCHOOL.issuer, audience=SCHOOL.audience,
+                                                      jwks={"keys": [rsa_key]})]})
+    token = jwt.encode({"iss": SCHOOL.issuer, "aud": SCHOOL.audience, "sub": "anna", "roles": ["bba"],
+                        "exp": time.time() + 60}, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
+                       headers={"kid": SCHOOL.kid})
+    assert await _refused(verifier, token) is jwt.InvalidAlgorithmError
+    assert (await verifier.verify(SCHOOL.user_token("anna", [Role.BBA]))).user == "anna"
