@@ -171,9 +171,13 @@ def _key_set(jwks: Mapping[str, Any]) -> dict[str | None, SigningKey]:
 class IssuerKeys:
     """The signing keys of one issuer: pinned, or fetched from its JWKS and fetched again when they may have changed."""
 
-    def __init__(self, config: IssuerConfig, *, fetch: Callable[[str], Any] = fetch_json,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: IssuerConfig, *, org: str = "", key_owners: dict[str, str] | None = None,
+                 fetch: Callable[[str], Any] = fetch_json, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.org = org
+        # Which organisation each key set signs for, shared by the issuers of one verifier: the settings
+        # check the configured ones, this the ones discovery finds.
+        self._key_owners = key_owners if key_owners is not None else {}
         self.jwks_uri = config.jwks_uri
         self._fetch = fetch
         self._clock = clock
@@ -212,13 +216,16 @@ class IssuerKeys:
                 discovered = await self._fetch(issuer.rstrip("/") + "/.well-known/openid-configuration")
                 if discovered.get("issuer") != issuer or not isinstance(discovered.get("jwks_uri"), str):
                     raise ValueError("the discovery document names another issuer or no jwks_uri")
-                self.jwks_uri = str(discovered["jwks_uri"])
+                uri = str(discovered["jwks_uri"])
+                if self._key_owners.setdefault(uri.rstrip("/"), self.org) != self.org:
+                    raise ValueError("its keys are another organisation's")
+                self.jwks_uri = uri
             keys = _key_set(await self._fetch(self.jwks_uri))
         except (httpx.HTTPError, ValueError) as exc:
             # The keys known so far stay in use: a provider that is briefly down signs nobody out.
             self._next_attempt = self._clock() + FAILED_FETCH_RETRY_SECONDS
             log.warning("could not fetch the signing keys of an identity provider",
-                        extra={"issuer": issuer, "error_type": type(exc).__name__})
+                        extra={"issuer": issuer, "error_type": type(exc).__name__, "reason": str(exc)[:200]})
             return
         now = self._clock()
         self._keys, self._fetched_at, self._next_attempt = keys, now, now + UNKNOWN_KEY_REFETCH_SECONDS
@@ -241,11 +248,14 @@ class TokenVerifier:
     def __init__(self, issuers: Mapping[str, Sequence[IssuerConfig]], *, cache_size: int = 1024,
                  fetch: Callable[[str], Any] = fetch_json, clock: Callable[[], float] = time.monotonic) -> None:
         self._issuers: dict[str, tuple[str, IssuerKeys]] = {}
+        key_owners = {config.jwks_uri.rstrip("/"): org for org, configs in issuers.items() for config in configs
+                      if config.jwks_uri is not None}
         for org, configs in issuers.items():
             for config in configs:
                 if config.issuer in self._issuers:
                     raise ValueError(f"issuer {config.issuer} is listed twice; it may sign in one organisation only")
-                self._issuers[config.issuer] = (org, IssuerKeys(config, fetch=fetch, clock=clock))
+                self._issuers[config.issuer] = (org, IssuerKeys(config, org=org, key_owners=key_owners, fetch=fetch,
+                                                                clock=clock))
         # A journal system sends the same token with every call until it expires: remember the
         # verified ones (until their expiry) instead of checking the signature each time.
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()

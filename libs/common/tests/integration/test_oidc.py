@@ -30,13 +30,15 @@ class Provider:
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
         self.requests: list[str] = []
+        self.jwks_uri: str | None = None  # what discovery names; default its own /keys
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the http.server interface)
                 provider.requests.append(self.path)
                 documents = {"/.well-known/openid-configuration": {"issuer": provider.issuer,
-                                                                   "jwks_uri": provider.issuer + "/keys"},
+                                                                   "jwks_uri": provider.jwks_uri
+                                                                   or provider.issuer + "/keys"},
                              "/keys": {"keys": provider.keys}}
                 body = json.dumps(documents.get(self.path, {})).encode()
                 self.send_response(200 if self.path in documents else 404)
@@ -67,6 +69,16 @@ class Provider:
 @pytest.fixture
 def provider() -> Iterator[Provider]:
     """A provider serving discovery and keys on a free port."""
+    yield from _served()
+
+
+@pytest.fixture
+def second_provider() -> Iterator[Provider]:
+    """Another provider, of another organisation."""
+    yield from _served()
+
+
+def _served() -> Iterator[Provider]:
     served = Provider()
     served.thread.start()
     yield served
@@ -183,3 +195,18 @@ def test_a_service_reads_its_organisations_claims_its_own_way(provider: Provider
     answer = client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200 and answer.json()["user"] == "anna.bba"
     assert _get(client, key.sign({"sub": "anna", "roles": ["bba"]})) == 401  # "bba" is not this provider's name
+
+
+async def test_discovery_cannot_lend_one_organisations_keys_to_another(provider: Provider,
+                                                                       second_provider: Provider) -> None:
+    school_key = provider.signer("k1")
+    provider.publish(school_key)
+    second_provider.jwks_uri = provider.issuer + "/keys"  # the region's discovery names the school's keys
+    verifier = TokenVerifier({
+        "school": [IssuerConfig(issuer=provider.issuer, audience="tillsammans-school")],
+        "region": [IssuerConfig(issuer=second_provider.issuer, audience="tillsammans-region")]})
+    await verifier.verify(school_key.user_token("anna", [Role.BBA]))
+    forged = TestIssuer("region", issuer=second_provider.issuer, kid="k1")
+    forged.private_key = school_key.private_key  # whoever holds the school's key
+    with pytest.raises(Exception, match="does not publish|names no key"):
+        await verifier.verify(forged.user_token("anna", [Role.ADMIN]))
