@@ -194,8 +194,9 @@ def test_a_message_a_consumer_applies_or_refuses_is_recorded_as_the_system(clien
                                          bba_user="bba.norrskolan"), source="/orgs/school/intake", subject="case-7")
     asyncio.run(_publish(nats_url, f"school.{ConcernRouted.type}", routed.to_bytes(), "routed-7"))
     applied = wait_for(lambda: _rows(engine, user=CONSUMER_USER, outcome="ok"), message="the applied message's record")
-    assert [(r.org, r.role, r.principal_kind, r.action, r.case_id, r.service) for r in applied] == [
-        ("school", "system", "system", ConcernRouted.type, "case-7", "service")]
+    assert [(r.org, r.role, r.principal_kind, r.action, r.case_id, r.unit_id, r.protected, r.service)
+            for r in applied] == [("school", "system", "system", ConcernRouted.type, "case-7", "norrskolan", False,
+                                   "service")]
 
     asyncio.run(_publish(nats_url, f"school.{ConcernRouted.type}", b'{"subject": "case-8", "not": "an event"}',
                          "broken-8"))

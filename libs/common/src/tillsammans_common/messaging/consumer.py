@@ -177,14 +177,18 @@ def consume(
         return session.connection().execute(
             _SELECT_PROCESSED, {"consumer": consumer_name, "event_id": event_id}).first() is not None
 
-    def audited(subject: str | None) -> dict[str, Any]:
+    def audited(subject: str | None, payload: Event | None = None) -> dict[str, Any]:
         # Who applied the message (this consumer) and which case or record it concerned, from the envelope's
         # subject: a case id in our own events; another organisation's record id only when it is a UUID.
         where: dict[str, Any] = {"case_id": subject[:64] if subject else None}
         if from_other_orgs:
             where = {"record_id": subject if subject and _OPAQUE_ID.match(subject) else None}
+        else:
+            unit = getattr(payload, "unit_id", None)  # our own unit ids; None for a protected child
+            where["unit_id"] = unit[:64] if isinstance(unit, str) else None
         return {"org": settings.org, "user": f"system:{consumer_name}"[:128], "role": "system",
-                "principal_kind": "system", "service": settings.service_name, **where}
+                "principal_kind": "system", "service": settings.service_name,
+                "protected": getattr(payload, "protected_identity", False) is True, **where}
 
     def apply(envelope: Envelope, payload: Event, nats_subject: str) -> None:
         with Session(engine, expire_on_commit=False) as session:
@@ -194,7 +198,7 @@ def consume(
                 _check_ingress(session, settings, envelope, payload, nats_subject)
             handler(session, envelope, payload)
             # In the handler's transaction: the effect and its record commit together or not at all.
-            audit.write(session.connection(), action=event.type, outcome="ok", **audited(envelope.subject))
+            audit.write(session.connection(), action=event.type, outcome="ok", **audited(envelope.subject, payload))
             try:
                 session.connection().execute(_INSERT_PROCESSED, {
                     "consumer": consumer_name, "event_id": envelope.id, "processed_at": utcnow()})
