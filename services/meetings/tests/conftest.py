@@ -1,4 +1,4 @@
-"""Shared helpers for meetings' tests: the child, a meeting body, and the consent service beside meetings."""
+"""Shared helpers for meetings' tests: the child, its case, a meeting body, and the consent service beside meetings."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tillsammans_common.auth import Principal, Role
 from tillsammans_common.events import INBOX_STREAM
 from tillsammans_common.events.consent import ConsentGranted
 from tillsammans_common.models import OutboxMessage
-from tillsammans_common.testing import bearer, engine_of
+from tillsammans_common.testing import bearer, engine_of, seed_case
 from tillsammans_consent import service as consent_service
 from tillsammans_consent.config import ConsentSettings
 from tillsammans_consent.main import create_app as create_consent_app
@@ -25,11 +25,15 @@ from tillsammans_meetings.config import MeetingsSettings
 CHILD = {"personnummer": "20130412-1237", "name": "Testbarn Testsson"}
 NORMALIZED = "201304121237"
 CATEGORIES = ["identity", "concern", "mapping_summary"]
+# The child's case as intake would announce it: norrskolan's, with bba.norrskolan as its BBA.
+UNIT = "norrskolan"
+CASE_BBA_USER = "bba.norrskolan"
 
 
 MeetingBody = Callable[..., dict[str, Any]]
 Grant = Callable[..., ConsentGranted]
 Withdraw = Callable[[TestClient, ConsentGranted], None]
+SeedCase = Callable[..., None]
 
 
 @pytest.fixture
@@ -47,6 +51,28 @@ def meeting_body() -> MeetingBody:
         return body
 
     return _body
+
+
+def seed_child_case(meetings: TestClient, *, case_id: str = "case-1", personnummer: str = CHILD["personnummer"],
+                    unit_id: str | None = UNIT, bba_user: str = CASE_BBA_USER, protected: bool = False) -> None:
+    """Record a case, as intake's ``CaseRecorded`` would, in the meetings app and in the consent service beside it.
+
+    Both need it: meetings to call and run a meeting in the case, consent to record a consent in it.
+    """
+    services = [meetings]
+    consent = getattr(meetings.app.state, "test_consent", None)
+    if consent is not None:
+        services.append(consent)
+    for service in services:
+        seed_case(engine_of(service), service.app.state.settings,  # type: ignore[attr-defined]
+                  case_id=case_id, personnummer=personnummer, unit_id=unit_id, bba_user=bba_user,
+                  protected=protected)
+
+
+@pytest.fixture
+def seed() -> SeedCase:
+    """``seed(meetings_client, case_id=...)`` records the child's case in meetings and the consent beside it."""
+    return seed_child_case
 
 
 @contextmanager
@@ -82,9 +108,10 @@ def _consent_of(meetings: TestClient) -> TestClient:
 
 @pytest.fixture
 def grant() -> Grant:
-    """Record a consent in the consent service beside a meetings app, as a BBA of its organisation would.
+    """Record a consent in the consent service beside a meetings app, as the case's BBA would.
 
-    With ``share=False`` its replication to the receivers is dropped, as if it never arrived there.
+    The case must be known there first (``seed``). With ``share=False`` its replication to the receivers
+    is dropped, as if it never arrived there.
     """
 
     def _grant(client: TestClient, *, receiving: list[str], categories: list[str] | None = None,
@@ -102,7 +129,7 @@ def grant() -> Grant:
         })
         with Session(engine_of(consent_client), expire_on_commit=False) as session:
             consent = consent_service.grant_consent(
-                session, settings=settings, principal=Principal(org=settings.org, user="bba.test", role=Role.BBA),
+                session, settings=settings, principal=Principal(org=settings.org, user=CASE_BBA_USER, role=Role.BBA),
                 data=data)
             session.flush()
             if not share:
@@ -118,7 +145,7 @@ def grant() -> Grant:
 
 @pytest.fixture
 def withdraw() -> Withdraw:
-    """Withdraw a consent through the consent service's API, as a BBA would."""
+    """Withdraw a consent through the consent service's API, as the case's BBA would."""
     return _withdraw
 
 
@@ -126,5 +153,5 @@ def _withdraw(client: TestClient, granted: ConsentGranted) -> None:
     consent_client = _consent_of(client)
     org = consent_client.app.state.settings.org  # type: ignore[attr-defined]
     response = consent_client.post(f"/consents/{granted.consent_id}/withdraw", json={"withdrawn_by": "guardian"},
-                                   headers=bearer(org, "bba", "bba.test"))
+                                   headers=bearer(org, "bba", CASE_BBA_USER))
     assert response.status_code == 200, response.text

@@ -32,7 +32,8 @@ from tillsammans_meetings.main import create_app
 from tillsammans_meetings.models import Invitation, Meeting, ReceivedConsultation, ReceivedInvitation
 
 SCHOOL_BBA = bearer("school", "bba", "bba.norrskolan")
-REGION_BBA = bearer("region", "bba", "bba.bvc")
+# Received invitations name a child with no case at region yet: its coordinators read them, not its BBA.
+REGION_COORDINATOR = bearer("region", "coordinator", "samordnare.bvc")
 Factory = Callable[..., Any]
 
 
@@ -47,15 +48,16 @@ def _orgs(federation: Federation, with_consent: Factory,
 
 
 def _received(region: TestClient, meeting_id: str) -> list[dict[str, Any]]:
-    response = region.get("/received-invitations", headers=REGION_BBA)
+    response = region.get("/received-invitations", headers=REGION_COORDINATOR)
     assert response.status_code == 200, response.text
     return [item for item in response.json() if item["meeting_id"] == meeting_id]
 
 
 def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_ones(
-        federation: Federation, with_consent: Factory, grant: Factory, withdraw: Factory,
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory, withdraw: Factory,
         meeting_body: Factory) -> None:
     with _orgs(federation, with_consent) as (school, region):
+        seed(school)  # the child's case, at school's meetings and consent (region learns of no case)
         consent = grant(school, receiving=["region"])
         called = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
         assert called.status_code == 201, called.text
@@ -66,7 +68,8 @@ def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_on
         summary = found[0]
         assert summary["from_org"] == "school" and summary["consent_id"] == consent.consent_id
         assert summary["status"] == "received" and "child" not in summary
-        detail = region.get(f"/received-invitations/{summary['id']}", headers=REGION_BBA).json()
+        assert region.get("/received-invitations", headers=bearer("region", "bba", "bba.bvc")).status_code == 403
+        detail = region.get(f"/received-invitations/{summary['id']}", headers=REGION_COORDINATOR).json()
         assert detail["child"] == {"personnummer": "201304121237", "name": "Testbarn Testsson",
                                    "protected_identity": False}
         assert detail["concern_summary"] == "Ökad frånvaro, oro i hemmet."
@@ -80,9 +83,9 @@ def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_on
         assert count_rows(school, ReceivedInvitation) == 0
 
         withdraw(school, consent)
-        withdrawn = wait_for(lambda: (d := region.get(f"/received-invitations/{summary['id']}",
-                                                      headers=REGION_BBA).json())["status"] == "withdrawn" and d,
-                             message="region to mark the invitation withdrawn")
+        url = f"/received-invitations/{summary['id']}"
+        withdrawn = wait_for(lambda: (d := region.get(url, headers=REGION_COORDINATOR).json())["status"] == "withdrawn"
+                             and d, message="region to mark the invitation withdrawn")
         assert withdrawn["child"] is None and withdrawn["concern_summary"] is None
         assert withdrawn["withdrawn_at"] is not None
         wait_for(lambda: school.get(f"/meetings/{meeting['id']}", headers=SCHOOL_BBA).json()
@@ -112,8 +115,9 @@ def test_invitation_reaches_region_once_and_withdrawal_marks_it_and_stops_new_on
 
 
 def test_without_consent_for_social_nothing_is_written_and_nothing_arrives(
-        federation: Federation, with_consent: Factory, grant: Factory, meeting_body: Factory) -> None:
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
     with _orgs(federation, with_consent) as (school, region):
+        seed(school)
         grant(school, receiving=["region"])
         outbox_before = count_rows(school, OutboxMessage)
         refused = school.post("/meetings", json=meeting_body("region", "social"), headers=SCHOOL_BBA)
@@ -154,11 +158,12 @@ def test_anonymous_consultation_reaches_region_without_identity(federation: Fede
 
 
 def test_region_refuses_an_invitation_its_own_replica_does_not_cover(
-        federation: Federation, with_consent: Factory, grant: Factory, meeting_body: Factory) -> None:
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
     # Defence in depth: school's replica has the consent, region's never got it.
     # Parking off: the uncovered invitation is dead-lettered at once rather than waiting for a consent.
     with _orgs(federation, with_consent, max_deliveries=2, redelivery_backoff_seconds=[0.05],
                parking_timeout_seconds=0) as (school, region):
+        seed(school)
         grant(school, receiving=["region"], share=False)
         called = school.post("/meetings", json=meeting_body("region"), headers=SCHOOL_BBA)
         assert called.status_code == 201
@@ -174,8 +179,9 @@ def test_region_refuses_an_invitation_its_own_replica_does_not_cover(
 
 
 def test_region_refuses_an_invitation_whose_child_is_not_the_consented_child(
-        federation: Federation, with_consent: Factory, grant: Factory) -> None:
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory) -> None:
     with _orgs(federation, with_consent) as (school, region):
+        seed(school)
         consent = grant(school, receiving=["region"])
         settings: MeetingsSettings = school.app.state.settings  # type: ignore[attr-defined]
         other_child = "20100101-0006"

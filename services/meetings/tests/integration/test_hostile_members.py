@@ -426,9 +426,10 @@ def test_a_message_for_a_receiver_that_is_down_waits_in_its_inbox_until_it_is_pr
 
 
 def test_a_forged_withdrawal_receipt_is_refused_and_the_consent_still_shows_pending(
-        federation: Federation, with_consent: Callable[..., Any], grant: Callable[..., Any],
+        federation: Federation, with_consent: Callable[..., Any], seed: Callable[..., Any], grant: Callable[..., Any],
         withdraw: Callable[..., Any]) -> None:
     with _meetings(federation, "school") as (school,), with_consent(school) as consent_service:
+        seed(school)
         consent = grant(school, receiving=["region"], share=False)
         withdraw(school, consent)
         receipt = WithdrawalApplied(consent_id=consent.consent_id, disclosing_org="school", receiving_org="social",
@@ -439,7 +440,8 @@ def test_a_forged_withdrawal_receipt_is_refused_and_the_consent_still_shows_pend
                           subject=consent.consent_id)
         for envelope in (not_a_receiver, posing):
             _refused(consent_service, envelope, "the forged receipt")
-        shown = consent_service.get(f"/consents/{consent.consent_id}", headers=bearer("school", "bba")).json()
+        shown = consent_service.get(f"/consents/{consent.consent_id}",
+                                    headers=bearer("school", "bba", "bba.norrskolan")).json()
         assert shown["receivers"] == [{"org": "region", "state": "pending", "purged_at": None,
                                        "purged_records": None}]
         _assert_kept_without_data(_dead_letters(consent_service))

@@ -25,7 +25,8 @@ from tillsammans_meetings.main import create_app
 from tillsammans_meetings.models import ReceivedInvitation
 
 SCHOOL_BBA = bearer("school", "bba", "bba.norrskolan")
-REGION_BBA = bearer("region", "bba", "bba.bvc")
+# Received invitations are read by the receiving organisation's coordinators (not its BBA).
+REGION_COORDINATOR = bearer("region", "coordinator", "samordnare.bvc")
 Factory = Callable[..., Any]
 MAX_DELIVERIES = 2
 INVITATIONS = 3
@@ -62,7 +63,7 @@ async def _pending(federation: Federation, consumer: str) -> tuple[int, int]:
 
 
 def test_invitations_accepted_while_region_cannot_write_are_applied_once_when_it_can(
-        federation: Federation, with_consent: Factory, grant: Factory, meeting_body: Factory) -> None:
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
     school_settings = MeetingsSettings(**federation.settings("school"))  # type: ignore[arg-type]
     # Small limits, so the old behaviour (give up after MAX_DELIVERIES + 1 deliveries) would show at once.
     region_settings = MeetingsSettings(**federation.settings("region"),  # type: ignore[arg-type]
@@ -70,6 +71,7 @@ def test_invitations_accepted_while_region_cannot_write_are_applied_once_when_it
                                        infrastructure_retry_initial_seconds=0.05, infrastructure_retry_max_seconds=0.2)
     with (TestClient(create_app(school_settings)) as school, with_consent(school),
           TestClient(create_app(region_settings), raise_server_exceptions=False) as region):
+        seed(school)
         grant(school, receiving=["region"])
         wait_for(lambda: count_rows(region, ConsentGrant) == 1, message="the consent replicated to region")
         assert region.get("/health/ready").status_code == 200
@@ -80,7 +82,7 @@ def test_invitations_accepted_while_region_cannot_write_are_applied_once_when_it
             ready = region.get("/health/ready")
             assert ready.status_code == 503 and ready.json()["database"] == "not writable"
             assert ready.json()["broker"] == "ok" and ready.headers["Retry-After"]
-            listed = region.get("/received-invitations", headers=REGION_BBA)  # a read is audited: it writes
+            listed = region.get("/received-invitations", headers=REGION_COORDINATOR)  # a read is audited: it writes
             assert listed.status_code == 503, listed.text
             assert listed.headers["content-type"] == "application/problem+json"
             assert "INSERT" not in listed.text and listed.headers["Retry-After"]
@@ -102,7 +104,7 @@ def test_invitations_accepted_while_region_cannot_write_are_applied_once_when_it
             wait_for(lambda: count_rows(region, ReceivedInvitation) == INVITATIONS, timeout=30,
                      message="every invitation applied once the database is writable")
             assert region.get("/health/ready").status_code == 200
-            assert region.get("/received-invitations", headers=REGION_BBA).status_code == 200
+            assert region.get("/received-invitations", headers=REGION_COORDINATOR).status_code == 200
 
         wait_for(lambda: asyncio.run(_pending(federation, "meetings-invitations-received")) == (0, 0),
                  message="region's consumer to have acknowledged everything")

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from tillsammans_common.cases import CaseRecord
 from tillsammans_common.events import Envelope
 from tillsammans_common.models import AuditRecord, OutboxMessage
 from tillsammans_common.testing import bearer, count_rows, engine_of, wait_for
@@ -40,7 +41,8 @@ def client(tmp_path: Path, nats_url: str, with_consent: Factory) -> Any:
         yield c
 
 
-def _called(client: TestClient, grant: Factory, meeting_body: Factory, *orgs: str) -> dict[str, Any]:
+def _called(client: TestClient, seed: Factory, grant: Factory, meeting_body: Factory, *orgs: str) -> dict[str, Any]:
+    seed(client)  # case-1, the child's case at norrskolan, bba.norrskolan its BBA
     grant(client, receiving=list(orgs), share=False)
     response = client.post("/meetings", json=meeting_body(*orgs), headers=BBA)
     assert response.status_code == 201, response.text
@@ -48,7 +50,8 @@ def _called(client: TestClient, grant: Factory, meeting_body: Factory, *orgs: st
 
 
 def test_meeting_under_consent_then_coordinator_plan_and_follow_up(
-        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+        client: TestClient, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
+    seed(client)
     consent = grant(client, receiving=["region"], share=False)
     response = client.post("/meetings", json=meeting_body("region"), headers=BBA)
     assert response.status_code == 201, response.text
@@ -106,15 +109,18 @@ def test_meeting_under_consent_then_coordinator_plan_and_follow_up(
     assert datetime.fromisoformat(booked.json()["follow_up_at"]) == follow_up_at
     assert len(_events(client, "meetings.follow_up.booked.v1")) == 1
 
-    read = client.get(f"/meetings/{meeting_id}", headers=bearer("school", "professional", "mentor.anna"))
+    # The case's BBA reads the plan; a colleague of the school with no relation to the case does not.
+    assert client.get(f"/meetings/{meeting_id}",
+                      headers=bearer("school", "professional", "mentor.anna")).status_code == 403
+    read = client.get(f"/meetings/{meeting_id}", headers=BBA)
     assert read.status_code == 200
     assert [p["action"] for p in read.json()["plan_items"]] == ["Närvaroplan"]
     assert read.json()["follow_up_at"] == booked.json()["follow_up_at"]
 
 
 def test_coordinator_rules_child_asked_first_and_special_reason(
-        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
-    meeting_id = _called(client, grant, meeting_body, "region")["id"]
+        client: TestClient, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
+    meeting_id = _called(client, seed, grant, meeting_body, "region")["id"]
     url = f"/meetings/{meeting_id}/coordinator"
     wish = {"org": "region", "person": "kurator.lo"}
 
@@ -158,7 +164,8 @@ def test_coordinator_rules_child_asked_first_and_special_reason(
 
 
 def test_invited_organisations_and_fields_are_validated_and_nothing_is_written(
-        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+        client: TestClient, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
+    seed(client)
     grant(client, receiving=["region"], share=False)
     cases = [
         (meeting_body("school"), "invited_orgs"),
@@ -184,7 +191,8 @@ def test_invited_organisations_and_fields_are_validated_and_nothing_is_written(
 
 
 def test_without_consent_the_whole_call_is_refused_and_nothing_is_written(
-        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+        client: TestClient, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
+    seed(client)
     grant(client, receiving=["region"], share=False)
     refused = client.post("/meetings", json=meeting_body("region", "social"), headers=BBA)
     assert refused.status_code == 403
@@ -210,7 +218,8 @@ def _inbox_rows(client: TestClient) -> list[OutboxMessage]:
 
 
 def test_protected_identity_waits_for_another_users_review_before_anything_is_queued(
-        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+        client: TestClient, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
+    seed(client)
     grant(client, receiving=["region"], share=False)
     child = {**meeting_body()["child"], "protected_identity": True}
     self_declared = client.post("/meetings", headers=BBA, json=meeting_body(
@@ -291,8 +300,8 @@ def test_anonymous_consultation_carries_no_identity(client: TestClient) -> None:
 
 
 def test_the_anonymous_screen_reads_identity_in_any_written_form_and_the_childs_name(
-        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
-    _called(client, grant, meeting_body, "region")  # case-1 is Testbarn Testsson's
+        client: TestClient, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
+    _called(client, seed, grant, meeting_body, "region")  # case-1 is Testbarn Testsson's
     body = {"invited_orgs": ["region"], "age_band": "10-12", "wheel_areas": ["trygghet"], "case_id": "case-1"}
     leaks = ["Gäller 2013 04 12 - 1237.", "Nummer ２０１３０４１２１２３７.", "Nr ٢٠١٣٠٤١٢-١٢٣٧",
              "13.04.12.12.37 gäller det", "Ring 070-123 45 67", "Mejla mamma.testsson(at)exempel.se",
@@ -313,7 +322,8 @@ def test_the_anonymous_screen_reads_identity_in_any_written_form_and_the_childs_
 
 
 def test_idempotency_key_returns_first_result_and_writes_once(
-        client: TestClient, grant: Factory, meeting_body: Factory) -> None:
+        client: TestClient, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
+    seed(client)
     grant(client, receiving=["region"], share=False)
     headers = {**BBA, "Idempotency-Key": "meet-1"}
     body = meeting_body("region")
@@ -336,8 +346,9 @@ def test_idempotency_key_returns_first_result_and_writes_once(
     assert count_rows(client, PlanItem) == 1
 
 
-def test_authentication_and_authorisation(client: TestClient, grant: Factory, meeting_body: Factory) -> None:
-    meeting_id = _called(client, grant, meeting_body, "region")["id"]
+def test_authentication_and_authorisation(client: TestClient, seed: Factory, grant: Factory,
+                                          meeting_body: Factory) -> None:
+    meeting_id = _called(client, seed, grant, meeting_body, "region")["id"]
     body = meeting_body("region")
     assert client.post("/meetings", json=body).status_code == 401
     garbage = client.post("/meetings", json=body, headers={"Authorization": "Bearer nonsense"})
@@ -351,26 +362,40 @@ def test_authentication_and_authorisation(client: TestClient, grant: Factory, me
     coordinator = {"child_wish": None, "child_not_asked_reason": "r", "appointed": {"org": "school", "user": "u"}}
     assert client.put(f"/meetings/{meeting_id}/coordinator", json=coordinator,
                       headers=bearer("school", "integration")).status_code == 403
+    # The coordinator role alone runs no meeting: only the samordningsperson appointed to this one does.
     assert client.put(f"/meetings/{meeting_id}/coordinator", json=coordinator,
-                      headers=bearer("school", "coordinator")).status_code == 200
+                      headers=bearer("school", "coordinator")).status_code == 403
+    assert client.put(f"/meetings/{meeting_id}/coordinator", json=coordinator, headers=BBA).status_code == 200
+    assert client.put(f"/meetings/{meeting_id}/coordinator", json=coordinator,
+                      headers=bearer("school", "coordinator", "u")).status_code == 200
     assert client.get("/received-invitations", headers=bearer("school", "professional")).status_code == 403
+    # Received invitations name a child with no case here yet: for coordinators and integrations, not the BBA.
+    assert client.get("/received-invitations", headers=BBA).status_code == 403
+    assert client.get("/received-invitations", headers=bearer("school", "coordinator")).status_code == 200
     assert client.get("/consultations/received", headers=bearer("school", "professional")).status_code == 200
     assert client.get("/meetings/nope", headers=BBA).status_code == 404
 
 
-def test_reads_and_writes_are_audited(client: TestClient, grant: Factory, meeting_body: Factory) -> None:
-    meeting_id = _called(client, grant, meeting_body, "region")["id"]
+def test_reads_and_writes_are_audited(client: TestClient, seed: Factory, grant: Factory,
+                                     meeting_body: Factory) -> None:
+    meeting_id = _called(client, seed, grant, meeting_body, "region")["id"]
+    appointed = {"child_not_asked_reason": "För ung att fråga.",
+                 "appointed": {"org": "school", "user": "samordnare.lo"}}
+    assert client.put(f"/meetings/{meeting_id}/coordinator", json=appointed, headers=BBA).status_code == 200
     assert client.get(f"/meetings/{meeting_id}", headers=bearer("school", "coordinator", "samordnare.lo")).is_success
     assert client.post(f"/meetings/{meeting_id}/plan-items", headers=BBA,
                        json={"action": "A", "responsible_org": "region"}).status_code == 201
     assert client.post("/consultations", headers=BBA, json={
         "invited_orgs": ["social"], "age_band": "6-9", "wheel_areas": ["halsa"], "question": "Hur?"}).is_success
     with Session(engine_of(client)) as session:
-        records = session.exec(select(AuditRecord.action, AuditRecord.user, AuditRecord.case_id)).all()
-    assert ("meeting.call", "bba.norrskolan", "case-1") in records
-    assert ("meeting.read", "samordnare.lo", "case-1") in records
-    assert ("meeting.plan_item.add", "bba.norrskolan", "case-1") in records
-    assert ("consultation.request", "bba.norrskolan", None) in records
+        records = session.exec(select(AuditRecord.action, AuditRecord.user, AuditRecord.case_id,
+                                      AuditRecord.basis)).all()
+    # Each access names the relation that allowed it.
+    assert ("meeting.call", "bba.norrskolan", "case-1", "bba-of-unit") in records
+    assert ("meeting.coordinator.appoint", "bba.norrskolan", "case-1", "bba-of-unit") in records
+    assert ("meeting.read", "samordnare.lo", "case-1", "coordinator") in records
+    assert ("meeting.plan_item.add", "bba.norrskolan", "case-1", "bba-of-unit") in records
+    assert ("consultation.request", "bba.norrskolan", None) in [record[:3] for record in records]
 
 
 def test_a_marking_made_where_the_child_enters_reaches_meetings_and_cannot_be_dropped(
@@ -378,7 +403,7 @@ def test_a_marking_made_where_the_child_enters_reaches_meetings_and_cannot_be_dr
     from tillsammans_intake.config import IntakeSettings
     from tillsammans_intake.main import create_app as create_intake_app
 
-    grant(client, receiving=["region"], share=False)
+    consent_client: TestClient = client.app.state.test_consent  # type: ignore[attr-defined]
     with TestClient(create_intake_app(IntakeSettings(org="school", nats_url=nats_url,
                                                      data_dir=tmp_path / "data"))) as intake:
         child = {**meeting_body()["child"], "protected_identity": True}
@@ -389,13 +414,24 @@ def test_a_marking_made_where_the_child_enters_reaches_meetings_and_cannot_be_dr
         unmarked = intake.post("/concerns", headers=bearer("school", "professional", "mentor.anna"), json={
             "unit_id": "norrskolan", "child": meeting_body()["child"], "wheel_areas": ["halsa"], "description": "Oro."})
         assert unmarked.json()["protected_identity"] is True
+        # Intake opened one case for the child and announces it: meetings and consent learn it, no seeding.
+        case_id = raised.json()["case_id"]
+        assert unmarked.json()["case_id"] == case_id
 
         def record_at_meetings() -> bool:
             with Session(engine_of(client)) as session:
                 return bool(session.exec(select(ChildRecord.protected_identity)).first())
 
+        def case_at(service: TestClient) -> CaseRecord | None:
+            with Session(engine_of(service)) as session:
+                return session.get(CaseRecord, case_id)
+
         wait_for(record_at_meetings, message="intake's marking at meetings")
-    called = client.post("/meetings", json=meeting_body("region"), headers=BBA)
+        case = wait_for(lambda: case_at(client), message="the child's case at meetings")
+        wait_for(lambda: case_at(consent_client), message="the child's case at consent")
+        assert case.protected_identity is True and case.unit_id is None and case.bba_user == "bba.norrskolan"
+    grant(client, receiving=["region"], share=False, case_id=case_id)
+    called = client.post("/meetings", json=meeting_body("region", case_id=case_id), headers=BBA)
     assert called.status_code == 201, called.text
     assert called.json()["child"]["protected_identity"] is True
     assert [i["status"] for i in called.json()["invitations"]] == ["awaiting_review"]

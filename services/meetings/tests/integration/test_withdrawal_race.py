@@ -98,8 +98,9 @@ def _unsettled_rows(school: TestClient) -> int:
 
 
 def test_nothing_leaves_under_a_consent_once_its_withdrawal_has_answered(
-        federation: Federation, with_consent: Factory, grant: Factory, meeting_body: Factory) -> None:
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory, meeting_body: Factory) -> None:
     with _school_and_region(federation, with_consent) as (school, consent_service, _region):
+        seed(school)  # the child's case at school's meetings and consent; bba.norrskolan calls and withdraws
         asyncio.run(_observe(federation))
         answered: dict[str, datetime] = {}
         outcomes: list[int] = []
