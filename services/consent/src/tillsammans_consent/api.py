@@ -16,8 +16,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
-from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.messaging.consent_replica import Decision
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.settings import ORG_ID
 from tillsammans_common.web import run_command, run_query
 from tillsammans_consent import service

@@ -12,8 +12,8 @@ from sqlmodel import Session, col, select
 
 from tillsammans_common import policy
 from tillsammans_common.audit import audit
-from tillsammans_common.cases import case_in_body, get_case
 from tillsammans_common.auth import Principal
+from tillsammans_common.cases import case_in_body, get_case
 from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn

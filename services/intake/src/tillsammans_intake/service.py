@@ -90,15 +90,15 @@ def _childs_case(session: Session, data: ConcernCreate, *, unit_id: str, bba_use
     """The child's case and whether it is new or changed: one case per child, whoever raises the concern."""
     existing = session.connection().execute(_CHILDS_CASE, {"personnummer": data.child.personnummer}).first()
     if existing is None:
-        case = CaseRecord(case_id=str(uuid.uuid4()), unit_id=unit_id, bba_user=bba_user, child_key=key,
-                          protected_identity=data.child.protected_identity)
-        session.add(case)
-        session.add(CaseChild(case_id=case.case_id, child_personnummer=data.child.personnummer,
+        opened = CaseRecord(case_id=str(uuid.uuid4()), unit_id=unit_id, bba_user=bba_user, child_key=key,
+                            protected_identity=data.child.protected_identity)
+        session.add(opened)
+        session.add(CaseChild(case_id=opened.case_id, child_personnummer=data.child.personnummer,
                               child_name=data.child.name))
         session.flush()  # the unique personnummer makes a concurrent second case fail here, not later
-        return case, True
+        return opened, True
     case = session.get(CaseRecord, existing.case_id, with_for_update=True)
-    assert case is not None
+    assert case is not None  # written with its case_child row, never without
     # Protected identity belongs to the child's record, not to one request: once marked, always marked.
     # The case keeps its unit and BBA: naming another unit in a concern never moves a child's case.
     if data.child.protected_identity and not case.protected_identity:

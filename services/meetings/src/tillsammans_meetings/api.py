@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.messaging.egress import request_permits
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.web import run_command, run_query
 from tillsammans_meetings import service
 from tillsammans_meetings.models import (
