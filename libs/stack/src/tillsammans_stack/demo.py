@@ -116,6 +116,18 @@ def _received_invitation(fed: FederationClient, org: str, meeting_id: str) -> di
     return next((item for item in listed if item["meeting_id"] == meeting_id), None)
 
 
+def _once_the_case_is_known(send: Callable[[], httpx.Response]) -> Callable[[], httpx.Response | None]:
+    """A probe for ``until``: the response, or None while the service has not yet learned the case from intake."""
+
+    def probe() -> httpx.Response | None:
+        response = send()
+        unknown_case = response.status_code == 422 and any(
+            error.get("field") == "case_id" for error in response.json().get("errors", []))
+        return None if unknown_case else response
+
+    return probe
+
+
 def _has_status(fed: FederationClient, org: str, path: str, caller: dict[str, str], status: str) -> bool:
     """Whether the resource at ``path`` in ``org``'s meetings has reached ``status``."""
     return bool(fed.call(org, "meetings", "GET", path, **caller).json().get("status") == status)
@@ -144,8 +156,10 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
     fed.call("school", "intake", "GET", "/inbox", **bba, step="routed to the BBA's inbox")
 
     fed.out("2. Kartlägga: the BBA maps the child on the Sörmland wheel")
-    mapping = _ok(fed.call("school", "mapping", "POST", "/mappings", **bba, idempotency_key=f"{run}-m",
-                           body={"case_id": case_id, "wheel_id": "sormland"}, step="mapping opened"))
+    # Intake opened the child's case; the other services learn it from intake's event in a moment.
+    mapping = _ok(fed.until("mapping to learn the case", _once_the_case_is_known(partial(
+        fed.call, "school", "mapping", "POST", "/mappings", **bba, idempotency_key=f"{run}-m",
+        body={"case_id": case_id, "wheel_id": "sormland"}, step="mapping opened"))))
     for area, level in (("trygghet", "serious_concern"), ("hemmet", "some_concern"),
                         ("relationer", "some_concern"), ("larande", "no_concern")):
         _ok(fed.call("school", "mapping", "PUT", f"/mappings/{mapping['id']}/areas/{area}", **bba,
@@ -167,7 +181,8 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
                     "concern_summary": "Ökad frånvaro, oro i hemmet. Kartläggning klar, Trappan steg 2."}
 
     fed.out("3. Without consent the invitation is refused; an anonymous consultation goes instead")
-    refused = fed.call("school", "meetings", "POST", "/meetings", **bba, body=meeting_body, step="meeting refused")
+    refused = fed.until("meetings to learn the case", _once_the_case_is_known(partial(
+        fed.call, "school", "meetings", "POST", "/meetings", **bba, body=meeting_body, step="meeting refused")))
     result.refused = _ok(refused, 403)
     fed.out(f"   reason: {result.refused['detail']}")
     result.consultation = _ok(fed.call("school", "meetings", "POST", "/consultations", **bba,
@@ -181,14 +196,17 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
 
     fed.out("4. Samtycke: both guardians consent, and the child's view is recorded")
     now = datetime.now(UTC)
-    result.consent = _ok(fed.call("school", "consent", "POST", "/consents", **bba, idempotency_key=f"{run}-s", body={
+    consent_body = {
         "case_id": case_id, "child": {"personnummer": CHILD["personnummer"]}, "custody": "joint",
         "grantors": [{"role": "guardian", "name": "Vårdnadshavare 1", "given_at": now.isoformat()},
                      {"role": "guardian", "name": "Vårdnadshavare 2", "given_at": now.isoformat()}],
         "child_view": {"heard": True, "agrees": True, "note": "Eleven vill att mötet blir av."},
         "receiving_orgs": invited, "categories": ["identity", "concern", "mapping_summary"],
         "purpose": "coordination_meeting", "valid_from": (now - timedelta(minutes=1)).isoformat(),
-        "valid_until": (now + timedelta(days=180)).isoformat()}, step="consent recorded"))
+        "valid_until": (now + timedelta(days=180)).isoformat()}
+    result.consent = _ok(fed.until("consent to learn the case", _once_the_case_is_known(partial(
+        fed.call, "school", "consent", "POST", "/consents", **bba, idempotency_key=f"{run}-s", body=consent_body,
+        step="consent recorded"))))
 
     fed.out("5. Samarbeta: the samverkansmöte is called; each organisation stores its invitation")
     # The meetings service learns of the consent by event; until it has, the call is refused (403)
