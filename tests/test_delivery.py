@@ -30,12 +30,20 @@ def test_invitation_is_delivered_exactly_once_after_the_receiver_restarts(stack:
                                                                             fed: FederationClient) -> None:
     child = _another_child()
     now = datetime.now(UTC)
-    consent = fed.call("school", "consent", "POST", "/consents", **BBA, body={
-        "case_id": "case-delivery", "child": {"personnummer": child["personnummer"]}, "custody": "sole",
+    concern = fed.call("school", "intake", "POST", "/concerns", role="professional", user="mentor.anna", body={
+        "unit_id": "norrskolan", "child": child, "wheel_areas": ["halsa"], "description": "Ofta sjuk."})
+    assert concern.status_code == 201, concern.text
+    case_id = concern.json()["case_id"]
+    consent_body = {
+        "case_id": case_id, "child": {"personnummer": child["personnummer"]}, "custody": "sole",
         "grantors": [{"role": "guardian", "name": "V", "given_at": now.isoformat()}],
         "child_view": {"heard": True, "agrees": True, "note": None}, "receiving_orgs": ["region"],
         "categories": ["identity", "concern", "mapping_summary"], "purpose": "coordination_meeting",
-        "valid_from": (now - timedelta(minutes=1)).isoformat(), "valid_until": (now + timedelta(days=30)).isoformat()})
+        "valid_from": (now - timedelta(minutes=1)).isoformat(), "valid_until": (now + timedelta(days=30)).isoformat()}
+    # The consent service learns the child's case from intake's event; until then the case is unknown (422).
+    consent = wait_for(lambda: (r := fed.call("school", "consent", "POST", "/consents", **BBA, body=consent_body,
+                                              idempotency_key=f"delivery-consent-{case_id}")).status_code != 422
+                       and r, message="consent to learn the case")
     assert consent.status_code == 201, consent.text
     # Region must know the consent before its meetings service goes down, as it would in life.
     wait_for(lambda: fed.call("region", "consent", "POST", "/decisions", role="bba", user="bba.bvc", body={
@@ -45,10 +53,11 @@ def test_invitation_is_delivered_exactly_once_after_the_receiver_restarts(stack:
 
     stack.stop_service("region", "meetings")
     try:
-        body = {"case_id": "case-delivery", "scheduled_at": (now + timedelta(days=3)).isoformat(), "child": child,
+        body = {"case_id": case_id, "scheduled_at": (now + timedelta(days=3)).isoformat(), "child": child,
                 "invited_orgs": ["region"], "flagged_areas": ["halsa"], "concern_summary": "s"}
         meeting = wait_for(lambda: (r := fed.call("school", "meetings", "POST", "/meetings", **BBA, body=body,
-                                                  idempotency_key="delivery-1")).status_code == 201 and r.json(),
+                                                  idempotency_key=f"delivery-{case_id}")).status_code == 201
+                           and r.json(),
                            message="the meeting to be called")
         # The message now sits in region's durable INBOX stream; nobody in region has read it.
         assert _received(stack, meeting["id"]) == []
@@ -59,7 +68,7 @@ def test_invitation_is_delivered_exactly_once_after_the_receiver_restarts(stack:
     # Restart once more: a redelivery after restart must not create a second row.
     stack.stop_service("region", "meetings")
     stack.start_service("region", "meetings")
-    listed = [item for item in fed.call("region", "meetings", "GET", "/received-invitations", role="bba",
-                                        user="bba.bvc").json() if item["meeting_id"] == meeting["id"]]
+    listed = [item for item in fed.call("region", "meetings", "GET", "/received-invitations", role="coordinator",
+                                        user="samordnare.bvc").json() if item["meeting_id"] == meeting["id"]]
     assert len(listed) == 1
     assert len(_received(stack, meeting["id"])) == 1

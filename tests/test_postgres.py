@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
+from tillsammans_common.cases import CaseRecord
 from tillsammans_common.models import AuditRecord, OutboxMessage
-from tillsammans_common.testing import bearer, wait_for
+from tillsammans_common.testing import bearer, seed_case, wait_for
 
 pytestmark = pytest.mark.postgres
 SERVER = os.environ.get("TILLSAMMANS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -46,6 +47,12 @@ def _count(client: TestClient, model: type) -> int:
         return int(session.exec(select(func.count()).select_from(model)).one())
 
 
+def _seed_case(client: TestClient, settings: object) -> None:
+    """The child's case as intake's event records it in the service (intake does not run here)."""
+    seed_case(client.app.state.infra.engine, settings, case_id="case-pg",  # type: ignore[attr-defined]
+              personnummer=CHILD["personnummer"])
+
+
 def test_intake_on_postgres(database_url: str, nats_url: str) -> None:
     from tillsammans_intake.config import IntakeSettings
     from tillsammans_intake.main import create_app
@@ -59,7 +66,11 @@ def test_intake_on_postgres(database_url: str, nats_url: str) -> None:
         assert client.post("/concerns", json=body, headers=headers).json() == first.json()
         bba = bearer("school", "bba", "bba.norrskolan")
         wait_for(lambda: client.get("/inbox", headers=bba).json(), message="inbox on postgres")
-        assert _count(client, OutboxMessage) == 2
+        # The child's case opened with the first concern (one event), then the concern raised and routed.
+        assert _count(client, OutboxMessage) == 3
+        again = client.post("/concerns", json=body, headers=bearer("school", "professional", "kurator"))
+        assert again.json()["case_id"] == first.json()["case_id"]
+        assert _count(client, CaseRecord) == 1
         assert client.app.state.infra.engine.dialect.name == "postgresql"  # type: ignore[attr-defined]
 
 
@@ -67,7 +78,9 @@ def test_mapping_on_postgres(database_url: str, nats_url: str) -> None:
     from tillsammans_mapping.config import MappingSettings
     from tillsammans_mapping.main import create_app
 
-    with TestClient(create_app(MappingSettings(org="school", nats_url=nats_url, database_url=database_url))) as client:
+    settings = MappingSettings(org="school", nats_url=nats_url, database_url=database_url)
+    with TestClient(create_app(settings)) as client:
+        _seed_case(client, settings)
         bba = bearer("school", "bba", "bba.norrskolan")
         created = client.post("/mappings", json={"case_id": "case-pg", "wheel_id": "sormland"}, headers=bba)
         assert created.status_code == 201, created.text
@@ -84,6 +97,7 @@ def test_consent_on_postgres(database_url: str, nats_url: str) -> None:
     now = datetime.now(UTC)
     settings = ConsentSettings(org="school", nats_url=nats_url, database_url=database_url)
     with TestClient(create_app(settings)) as client:
+        _seed_case(client, settings)
         bba = bearer("school", "bba", "bba.norrskolan")
         created = client.post("/consents", headers=bba, json={
             "case_id": "case-pg", "child": {"personnummer": CHILD["personnummer"]}, "custody": "sole",
@@ -111,6 +125,8 @@ def test_meetings_on_postgres(database_url: str, consent_database_url: str, nats
     consent_settings = ConsentSettings(org="school", nats_url=nats_url, database_url=consent_database_url,
                                        disclosure_lease_seconds=1.0)
     with TestClient(create_app(settings)) as client, TestClient(create_consent_app(consent_settings)) as consent:
+        _seed_case(client, settings)
+        _seed_case(consent, consent_settings)
         bba = bearer("school", "bba", "bba.norrskolan")
         body = {"case_id": "case-pg", "scheduled_at": now.isoformat(), "child": CHILD,
                 "invited_orgs": ["region"], "flagged_areas": ["trygghet"], "concern_summary": "s"}
