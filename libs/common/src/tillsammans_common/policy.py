@@ -214,6 +214,20 @@ def audit_access(session: Session, access: Access, action: str, *, purpose: str 
           basis=access.basis, protected=access.protected)
 
 
+LISTED = "visible-cases"
+"""The basis of a list's records: the query itself admitted only cases ``visible_cases`` allows."""
+
+
+def audit_listed(session: Session, principal: Principal, action: str, cases: list[CaseRecord], *,
+                 purpose: str | None = None) -> None:
+    """Record a list access: one record per case shown (the log review asks per child), one if none was."""
+    for case in {case.case_id: case for case in cases}.values():
+        audit(session, principal, action, case_id=case.case_id, purpose=purpose, unit_id=case.unit_id,
+              basis=LISTED, protected=case.protected_identity)
+    if not cases:
+        audit(session, principal, action, purpose=purpose, basis=LISTED)
+
+
 def case_facts(session: Session, case: CaseRecord) -> CaseFacts:
     """The policy's view of a case, with the delegations that hold now."""
     from tillsammans_common.cases import active_delegates

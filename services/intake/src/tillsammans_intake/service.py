@@ -167,7 +167,7 @@ def inbox(session: Session, *, access: policy.Access) -> list[InboxItemPublic]:
         .where(InboxItem.bba_user == principal.user, policy.visible_cases(principal))
         .order_by(col(InboxItem.received_at).desc())
     ).all()
-    policy.audit_access(session, access, "inbox.read", purpose=PURPOSE)
+    policy.audit_listed(session, principal, "inbox.read", [case for _, _, case in rows], purpose=PURPOSE)
     return [InboxItemPublic(concern_id=item.concern_id, case_id=item.case_id,
                             unit_id=None if case.protected_identity else concern.unit_id,
                             wheel_areas=concern.wheel_areas, received_at=item.received_at)
@@ -180,7 +180,7 @@ def list_cases(session: Session, *, principal: Principal) -> list[CaseSummary]:
         select(CaseRecord, CaseChild).join(CaseChild, col(CaseChild.case_id) == col(CaseRecord.case_id))
         .where(policy.visible_cases(principal)).order_by(col(CaseRecord.opened_at).desc())
     ).all()
-    audit(session, principal, "case.list", purpose=PURPOSE, basis="policy:visible-cases")
+    policy.audit_listed(session, principal, "case.list", [case for case, _ in rows], purpose=PURPOSE)
     return [CaseSummary(case_id=case.case_id, unit_id=None if case.protected_identity else case.unit_id,
                         child_name=PROTECTED_NAME if case.protected_identity else child.child_name,
                         protected_identity=case.protected_identity, bba_user=case.bba_user,
