@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from tillsammans_common.db import utcnow
 from tillsammans_common.personnummer import Personnummer
-from tillsammans_common.timestamps import UtcInput
+from tillsammans_common.timestamps import UtcDatetime, UtcInput
 from tillsammans_common.wheel import AreaCode
 
 
@@ -53,7 +53,7 @@ class UnitPublic(UnitBase):
     """A unit as returned by the API."""
 
     id: str
-    updated_at: datetime
+    updated_at: UtcDatetime
 
 
 class ConcernStatus(StrEnum):
@@ -139,7 +139,7 @@ class ConcernPublic(BaseModel):
     raised_by_user: str
     bba_user: str
     status: ConcernStatus
-    created_at: datetime
+    created_at: UtcDatetime
     orosanmalan: str = OROSANMALAN_NOTE
 
 
@@ -149,7 +149,7 @@ class ConcernStatusPublic(BaseModel):
     id: str
     case_id: str
     status: ConcernStatus
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class InboxItemPublic(BaseModel):
@@ -159,7 +159,7 @@ class InboxItemPublic(BaseModel):
     case_id: str
     unit_id: str | None = PydanticField(description="Omitted (null) for a child with protected identity.")
     wheel_areas: list[str]
-    received_at: datetime
+    received_at: UtcDatetime
 
 
 PROTECTED_NAME = "(skyddad identitet)"
@@ -174,7 +174,7 @@ class CaseSummary(BaseModel):
     unit_id: str | None
     protected_identity: bool
     bba_user: str
-    opened_at: datetime
+    opened_at: UtcDatetime
 
 
 class DelegationCreate(BaseModel):
@@ -194,10 +194,10 @@ class DelegationPublic(BaseModel):
     case_id: str
     delegate_user: str
     granted_by: str
-    valid_from: datetime
-    valid_until: datetime
-    revoked_at: datetime | None
-    recorded_at: datetime
+    valid_from: UtcDatetime
+    valid_until: UtcDatetime
+    revoked_at: UtcDatetime | None
+    recorded_at: UtcDatetime
 
 
 class CasePublic(BaseModel):
@@ -209,6 +209,6 @@ class CasePublic(BaseModel):
     unit_id: str | None = PydanticField(description="Omitted (null) for a child with protected identity.")
     bba_user: str
     protected_identity: bool
-    opened_at: datetime
+    opened_at: UtcDatetime
     concerns: list[ConcernStatusPublic]
     delegations: list[DelegationPublic]
