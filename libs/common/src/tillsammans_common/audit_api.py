@@ -24,6 +24,8 @@ from tillsammans_common.models import AuditRecord
 from tillsammans_common.timestamps import UtcDatetime, UtcInput
 
 PAGE_LIMIT = 1000
+MAX_RECORD_ID = 2**31 - 1
+"""The largest id the trail can hold: its id column is a 32-bit INTEGER on PostgreSQL."""
 EXPORT_BATCH = 1000
 NDJSON = "application/x-ndjson"
 REVIEW_BASIS = "auditor"
@@ -49,7 +51,8 @@ class AuditQuery(BaseModel):
 class AuditPageQuery(AuditQuery):
     """The filters, and which page: keyset pagination on the record id."""
 
-    after_id: int = Field(0, ge=0, description="Only records with a higher id: the previous page's next.")
+    after_id: int = Field(0, ge=0, le=MAX_RECORD_ID,
+                          description="Only records with a higher id: the previous page's next.")
     limit: int = Field(100, ge=1, le=PAGE_LIMIT, description="At most this many records.")
 
 
