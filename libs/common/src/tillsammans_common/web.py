@@ -38,8 +38,9 @@ PROBLEM_SCHEMA = {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}}}}},
 }
+# 400 is a body that is not even text (not UTF-8), 413 one over the size limit (BodyLimit): any route may answer them.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: PROBLEM_SCHEMA for code in (401, 403, 404, 409, 422, 503)
+    code: PROBLEM_SCHEMA for code in (400, 401, 403, 404, 409, 413, 422, 503)
 }
 DEFAULT_RETRY_AFTER_SECONDS = 5
 # Where an infrastructure failure can come from; classify_failure decides each one.
