@@ -13,7 +13,7 @@ from sqlmodel import Session, col, func, select
 
 from tillsammans_common.models import DeadLetter, OutboxMessage
 from tillsammans_common.personnummer import luhn_check_digit, pair_key
-from tillsammans_common.testing import Federation, bearer, wait_for
+from tillsammans_common.testing import Federation, bearer, seed_case, wait_for
 from tillsammans_consent.config import ConsentSettings
 
 Serve = Callable[[ConsentSettings], AbstractContextManager[TestClient]]
@@ -50,10 +50,17 @@ def _engine(client: TestClient) -> Engine:
     return client.app.state.infra.engine  # type: ignore[attr-defined,no-any-return]
 
 
+def _seed(client: TestClient, case_id: str, *, unit_id: str, bba_user: str) -> None:
+    """The child's case in one organisation, as that organisation's intake announces it to its consent service."""
+    seed_case(_engine(client), client.app.state.settings,  # type: ignore[attr-defined]
+              case_id=case_id, personnummer=PERSONNUMMER, unit_id=unit_id, bba_user=bba_user)
+
+
 def test_a_consent_reaches_the_organisations_it_names_and_its_withdrawal_follows(
         federation: Federation, serve: Serve) -> None:
     with serve(_settings(federation, "school")) as school, serve(_settings(federation, "region")) as region, \
             serve(_settings(federation, "social")) as social:
+        _seed(school, "case-school-1", unit_id="norrskolan", bba_user="bba.norrskolan")
         granted = school.post("/consents", json=consent_naming("region", case_id="case-school-1"),
                               headers=bearer("school", "bba", "bba.norrskolan"))
         assert granted.status_code == 201, granted.text
@@ -66,7 +73,7 @@ def test_a_consent_reaches_the_organisations_it_names_and_its_withdrawal_follows
 
         decision = wait_for(lambda: region_decision()["allowed"] and region_decision(), message="replica in region")
         assert decision["consent_id"] == consent_id
-        replicas = region.get("/replicas", headers=bearer("region", "auditor")).json()
+        replicas = region.get("/replicas", headers=bearer("region", "bba")).json()
         assert [(r["consent_id"], r["disclosing_org"], r["status"]) for r in replicas] == [
             (consent_id, "school", "active")]
         assert PERSONNUMMER[:8] not in str(replicas)
@@ -84,7 +91,7 @@ def test_a_consent_reaches_the_organisations_it_names_and_its_withdrawal_follows
             to_social = session.exec(select(func.count()).select_from(OutboxMessage)
                                      .where(col(OutboxMessage.nats_subject).startswith("inbox.social."))).one()
         assert to_social == 0
-        assert social.get("/replicas", headers=bearer("social", "auditor")).json() == []
+        assert social.get("/replicas", headers=bearer("social", "bba")).json() == []
 
         withdrawn = school.post(f"/consents/{consent_id}/withdraw", json={"withdrawn_by": "guardian"},
                                 headers=bearer("school", "bba", "bba.norrskolan"))
@@ -103,10 +110,13 @@ def test_a_consent_reaches_the_organisations_it_names_and_its_withdrawal_follows
 def test_each_organisation_records_its_own_consent_and_lists_only_others_as_replicas(
         federation: Federation, serve: Serve) -> None:
     with serve(_settings(federation, "school")) as school, serve(_settings(federation, "region")) as region:
+        # The same child has a case in each organisation, each with its own BBA.
+        _seed(school, "case-s", unit_id="norrskolan", bba_user="bba.norrskolan")
+        _seed(region, "case-r", unit_id="bvc-centrum", bba_user="bba.bvc")
         from_school = school.post("/consents", json=consent_naming("region", case_id="case-s"),
-                                  headers=bearer("school", "bba")).json()["id"]
+                                  headers=bearer("school", "bba", "bba.norrskolan")).json()["id"]
         from_region = region.post("/consents", json=consent_naming("school", "social", case_id="case-r"),
-                                  headers=bearer("region", "coordinator")).json()["id"]
+                                  headers=bearer("region", "bba", "bba.bvc")).json()["id"]
         at_school = wait_for(lambda: school.post("/decisions", json=ask("region", "school"),
                                                  headers=bearer("school", "bba")).json()["allowed"],
                              message="region's consent replicated to school")

@@ -15,7 +15,7 @@ from sqlmodel import Session, func, select
 from tillsammans_common.events import Envelope
 from tillsammans_common.models import AuditRecord, ConsentGrant, IdempotencyRecord, OutboxMessage, ProcessedMessage
 from tillsammans_common.personnummer import child_key, luhn_check_digit, pair_key
-from tillsammans_common.testing import bearer, wait_for
+from tillsammans_common.testing import bearer, seed_case, wait_for
 from tillsammans_consent.config import ConsentSettings
 from tillsammans_consent.models import Consent, ConsentHistory
 
@@ -44,6 +44,12 @@ def _settings(tmp_path: Path, nats_url: str) -> ConsentSettings:
     return ConsentSettings(org="school", nats_url=nats_url, data_dir=tmp_path / "data")
 
 
+def _seed(client: TestClient) -> None:
+    """The case CONSENT names, as intake's CaseRecorded tells consent: the child's case at Norrskolan."""
+    seed_case(_engine(client), client.app.state.settings,  # type: ignore[attr-defined]
+              case_id=CONSENT["case_id"], personnummer=PERSONNUMMER, unit_id="norrskolan", bba_user="bba.norrskolan")
+
+
 def _engine(client: TestClient) -> Engine:
     return client.app.state.infra.engine  # type: ignore[attr-defined,no-any-return]
 
@@ -51,6 +57,7 @@ def _engine(client: TestClient) -> Engine:
 def test_grant_decide_withdraw_decide(
         tmp_path: Path, nats_url: str, serve: Serve) -> None:
     with serve(_settings(tmp_path, nats_url)) as client:
+        _seed(client)
         created = client.post("/consents", json=CONSENT, headers=BBA)
         assert created.status_code == 201, created.text
         consent = created.json()
@@ -97,6 +104,7 @@ def test_grant_decide_withdraw_decide(
 def test_broken_rules_are_problems_naming_the_field_and_write_nothing(
         tmp_path: Path, nats_url: str, serve: Serve) -> None:
     with serve(_settings(tmp_path, nats_url)) as client:
+        _seed(client)
         cases = [
             ({"grantors": GUARDIANS[:1]}, "grantors"),
             ({"receiving_orgs": ["school"]}, "receiving_orgs"),
@@ -122,6 +130,7 @@ def test_broken_rules_are_problems_naming_the_field_and_write_nothing(
 def test_authentication_and_authorisation(
         tmp_path: Path, nats_url: str, serve: Serve) -> None:
     with serve(_settings(tmp_path, nats_url)) as client:
+        _seed(client)
         assert client.post("/consents", json=CONSENT).status_code == 401
         garbage = client.post("/consents", json=CONSENT, headers={"Authorization": "Bearer nonsense"})
         assert garbage.status_code == 401
@@ -129,23 +138,34 @@ def test_authentication_and_authorisation(
         assert client.post("/consents", json=CONSENT, headers=bearer("region", "bba")).status_code == 403
         for role in ("professional", "auditor", "admin"):
             assert client.post("/consents", json=CONSENT, headers=bearer("school", role)).status_code == 403
-        consent_id = client.post("/consents", json=CONSENT, headers=bearer("school", "integration")).json()["id"]
-        for role in ("professional", "admin"):
+        # An integration acts only for the units it is scoped to; this one is scoped to none, so not to the case's.
+        assert client.post("/consents", json=CONSENT, headers=bearer("school", "integration")).status_code == 403
+        with Session(_engine(client)) as session:
+            assert session.exec(select(func.count()).select_from(Consent)).one() == 0
+        consent_id = client.post("/consents", json=CONSENT, headers=BBA).json()["id"]
+        # Reading a consent needs a relation to the child's case; an auditor reads decisions and the trail instead.
+        for role in ("professional", "admin", "auditor", "coordinator", "integration"):
             assert client.get(f"/consents/{consent_id}", headers=bearer("school", role)).status_code == 403
+        for role in ("professional", "admin", "auditor"):
             assert client.get("/replicas", headers=bearer("school", role)).status_code == 403
-        assert client.get(f"/consents/{consent_id}", headers=bearer("school", "auditor")).status_code == 200
-        assert client.get("/replicas", headers=bearer("school", "auditor")).status_code == 200
+        assert client.get("/replicas", headers=bearer("school", "bba")).status_code == 200
+        assert client.get("/disclosure-decisions", headers=bearer("school", "auditor")).status_code == 200
+        assert client.get("/audit", headers=bearer("school", "auditor")).status_code == 200
         assert client.post(f"/consents/{consent_id}/withdraw", json={"withdrawn_by": "guardian"},
                            headers=bearer("school", "professional")).status_code == 403
         assert client.post("/decisions", json=ASK).status_code == 401
         assert client.post("/decisions", json=ASK, headers=bearer("region", "bba")).status_code == 403
-        for role in ("professional", "admin", "auditor", "coordinator"):
+        # Any role that discloses may ask (the answer carries no identity); auditors and admins disclose nothing.
+        for role in ("professional", "coordinator", "integration"):
             assert client.post("/decisions", json=ASK, headers=bearer("school", role)).json()["allowed"] is True
+        for role in ("admin", "auditor"):
+            assert client.post("/decisions", json=ASK, headers=bearer("school", role)).status_code == 403
 
 
 def test_idempotency_key_returns_first_result_and_writes_once(
         tmp_path: Path, nats_url: str, serve: Serve) -> None:
     with serve(_settings(tmp_path, nats_url)) as client:
+        _seed(client)
         headers = {**BBA, "Idempotency-Key": "consent-1"}
         first = client.post("/consents", json=CONSENT, headers=headers)
         second = client.post("/consents", json=CONSENT, headers=headers)
@@ -172,9 +192,12 @@ def test_idempotency_key_returns_first_result_and_writes_once(
 def test_reads_and_writes_are_audited_with_the_consents_purpose(
         tmp_path: Path, nats_url: str, serve: Serve) -> None:
     with serve(_settings(tmp_path, nats_url)) as client:
+        _seed(client)
         consent_id = client.post("/consents", json=CONSENT, headers=BBA).json()["id"]
         client.post("/consents", json={**CONSENT, "purpose": "sip"}, headers=BBA)
-        client.get(f"/consents/{consent_id}", headers=bearer("school", "auditor", "auditor.eva"))
+        assert client.get(f"/consents/{consent_id}", headers=BBA).status_code == 200
+        auditor = bearer("school", "auditor", "auditor.eva")
+        assert client.get(f"/consents/{consent_id}", headers=auditor).status_code == 403
         cases = client.get(f"/cases/{CONSENT['case_id']}/consents", headers=BBA).json()
         assert [c["purpose"] for c in cases] == ["sip", "coordination_meeting"]
         client.post("/decisions", json=ASK, headers=bearer("school", "professional", "mentor.anna"))
@@ -183,9 +206,14 @@ def test_reads_and_writes_are_audited_with_the_consents_purpose(
         with Session(_engine(client)) as session:
             rows = session.exec(select(AuditRecord.action, AuditRecord.user, AuditRecord.purpose,
                                        AuditRecord.outcome, AuditRecord.case_id)).all()
+            refusals = session.exec(select(AuditRecord.user, AuditRecord.action, AuditRecord.case_id,
+                                           AuditRecord.reason).where(AuditRecord.outcome == "denied")).all()
         case = CONSENT["case_id"]
         assert ("consent.grant", "bba.norrskolan", "coordination_meeting", "ok", case) in rows
-        assert ("consent.read", "auditor.eva", "coordination_meeting", "ok", case) in rows
+        assert ("consent.read", "bba.norrskolan", "coordination_meeting", "ok", case) in rows
+        # The auditor's attempt is recorded as refused, and is no read.
+        assert refusals == [("auditor.eva", "case.read", case, "no-relation")]
+        assert not [row for row in rows if row[1] == "auditor.eva" and row[3] == "ok"]
         assert ("consent.list", "bba.norrskolan", "sip", "ok", case) in rows
         assert ("consent.list", "bba.norrskolan", "coordination_meeting", "ok", case) in rows
         assert ("consent.decide", "mentor.anna", "coordination_meeting", "allowed", case) in rows
@@ -196,6 +224,7 @@ def test_reads_and_writes_are_audited_with_the_consents_purpose(
 def test_nothing_that_leaves_the_organisation_identifies_the_child(
         tmp_path: Path, nats_url: str, serve: Serve) -> None:
     with serve(_settings(tmp_path, nats_url)) as client:
+        _seed(client)
         headers = {**BBA, "Idempotency-Key": "no-identity"}
         consent_id = client.post("/consents", json=CONSENT, headers=headers).json()["id"]
         client.post(f"/consents/{consent_id}/withdraw", json={"withdrawn_by": "guardian"}, headers=BBA)

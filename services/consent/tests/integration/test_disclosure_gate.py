@@ -19,7 +19,7 @@ from sqlmodel import Session
 from tillsammans_common.messaging.gate import DisclosureAsk, DisclosureVerdict, Phase, Settlement, ask, settle
 from tillsammans_common.models import ConsentGrant
 from tillsammans_common.personnummer import child_key
-from tillsammans_common.testing import bearer, wait_for
+from tillsammans_common.testing import bearer, seed_case, wait_for
 from tillsammans_consent.config import ConsentSettings
 from tillsammans_consent.models import Consent, ConsentStatus, DisclosureDecision
 
@@ -36,6 +36,12 @@ CONSENT: dict[str, Any] = {
     "categories": ["identity", "concern", "mapping_summary"], "purpose": "coordination_meeting",
     "valid_from": (NOW - timedelta(minutes=5)).isoformat(), "valid_until": (NOW + timedelta(days=30)).isoformat(),
 }
+
+
+def _seed(client: TestClient) -> None:
+    """The case CONSENT names: the child's case at Norrskolan, as intake's CaseRecorded tells consent."""
+    seed_case(client.app.state.infra.engine, client.app.state.settings,  # type: ignore[attr-defined]
+              case_id=CONSENT["case_id"], personnummer=PERSONNUMMER, unit_id="norrskolan", bba_user="bba.norrskolan")
 
 
 def _ask(consent_id: str | None, *, child_ref: str, receiving_org: str = "region") -> DisclosureAsk:
@@ -85,6 +91,7 @@ def test_a_withdrawal_answers_only_once_no_permitted_message_can_still_leave(
         tmp_path: Path, nats_url: str, serve: Serve) -> None:
     settings = ConsentSettings(org="school", nats_url=nats_url, data_dir=tmp_path / "data")
     with serve(settings) as client:
+        _seed(client)
         consent = client.post("/consents", json=CONSENT, headers=BBA).json()
         key = child_key("201304121237", settings.child_key_secret.get_secret_value())
 
@@ -147,6 +154,7 @@ def test_a_lost_report_makes_the_withdrawal_wait_out_the_lease_and_no_longer(
     settings = ConsentSettings(org="school", nats_url=nats_url, data_dir=tmp_path / "data",
                                disclosure_lease_seconds=0.5)
     with serve(settings) as client:
+        _seed(client)
         consent = client.post("/consents", json=CONSENT, headers=BBA).json()
         key = child_key("201304121237", settings.child_key_secret.get_secret_value())
         permit = _gate(nats_url, Phase.SEND, [_ask(consent["id"], child_ref=key)])[0]
@@ -160,6 +168,7 @@ def test_a_lost_report_makes_the_withdrawal_wait_out_the_lease_and_no_longer(
 def test_only_the_disclosers_own_matching_record_opens_the_gate(tmp_path: Path, nats_url: str, serve: Serve) -> None:
     settings = ConsentSettings(org="school", nats_url=nats_url, data_dir=tmp_path / "data")
     with serve(settings) as client:
+        _seed(client)
         consent = client.post("/consents", json=CONSENT, headers=BBA).json()
         key = child_key("201304121237", settings.child_key_secret.get_secret_value())
         other_child = child_key("201001010006", settings.child_key_secret.get_secret_value())

@@ -12,11 +12,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from tillsammans_common.auth import Principal, Role
+from tillsammans_common import policy
+from tillsammans_common.auth import AccessRefused, Principal, Role
 from tillsammans_common.db import make_engine, migrate
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.models import AuditRecord, ConsentGrant, OutboxMessage
 from tillsammans_common.personnummer import child_key, luhn_check_digit
+from tillsammans_common.testing import seed_case
 from tillsammans_consent import service
 from tillsammans_consent.config import ConsentSettings
 from tillsammans_consent.main import VERSIONS
@@ -40,10 +42,18 @@ KEY = child_key(PERSONNUMMER, SETTINGS.child_key_secret.get_secret_value())
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database that knows case-1, the child's case whose BBA is bba.anna."""
     engine = make_engine(f"sqlite:///{tmp_path / 'consent.db'}")
     migrate(engine, VERSIONS)
+    seed_case(engine, SETTINGS, case_id="case-1", personnummer=PERSONNUMMER, unit_id="norrskolan",
+              bba_user=BBA.user)
     yield engine
     engine.dispose()
+
+
+def access_to(session: Session, consent_id: str, principal: Principal = BBA) -> policy.Access:
+    """The access a withdrawal route would hold: its record resolved, the caller's relation checked."""
+    return policy.check(principal, policy.Action.CASE_WORK, service.consent_facts(session, consent_id))
 
 
 def consent_create(**changes: Any) -> ConsentCreate:
@@ -103,17 +113,16 @@ def test_withdrawal_is_recorded_once_and_refuses_further_disclosure(engine: Engi
         consent_id = service.grant_consent(session, settings=SETTINGS, principal=BBA, data=consent_create()).id
         session.commit()
         assert service.decide_disclosure(session, settings=SETTINGS, principal=BBA, data=ask()).allowed
-        withdrawn = service.withdraw_consent(session, settings=SETTINGS, principal=BBA, consent_id=consent_id,
+        withdrawn = service.withdraw_consent(session, settings=SETTINGS, access=access_to(session, consent_id),
                                              data=ConsentWithdraw(withdrawn_by="guardian"))
         session.commit()
         assert withdrawn.status is ConsentStatus.WITHDRAWN and withdrawn.withdrawn_by == "guardian"
         with pytest.raises(Conflict):
-            service.withdraw_consent(session, settings=SETTINGS, principal=BBA, consent_id=consent_id,
+            service.withdraw_consent(session, settings=SETTINGS, access=access_to(session, consent_id),
                                      data=ConsentWithdraw(withdrawn_by="guardian"))
         session.rollback()
         with pytest.raises(NotFound):
-            service.withdraw_consent(session, settings=SETTINGS, principal=BBA, consent_id="nope",
-                                     data=ConsentWithdraw(withdrawn_by="guardian"))
+            access_to(session, "nope")
         session.rollback()
         decision = service.decide_disclosure(session, settings=SETTINGS, principal=BBA, data=ask())
         assert (decision.allowed, decision.reason, decision.consent_id) == (False, "consent was withdrawn", None)
@@ -170,3 +179,36 @@ def test_decisions_by_personnummer_or_child_key_explain_refusals(engine: Engine)
         session.commit()
         outcomes = session.exec(select(AuditRecord.outcome).where(AuditRecord.action == "consent.decide")).all()
         assert outcomes.count("allowed") == 2 and outcomes.count("refused") == 4
+
+
+def test_a_consent_is_recorded_only_in_a_known_case_for_its_child_by_someone_working_on_it(engine: Engine) -> None:
+    other_child = f"{BORN:%Y%m%d}{'246'}{luhn_check_digit(BORN.strftime('%y%m%d') + '246')}"
+    with Session(engine) as session:
+        with pytest.raises(InvalidField) as unknown:
+            service.grant_consent(session, settings=SETTINGS, principal=BBA, data=consent_create(case_id="case-x"))
+        assert unknown.value.extra["errors"][0]["field"] == "case_id"
+        session.rollback()
+        with pytest.raises(InvalidField) as wrong_child:
+            service.grant_consent(session, settings=SETTINGS, principal=BBA,
+                                  data=consent_create(child={"personnummer": other_child}))
+        assert wrong_child.value.extra["errors"][0]["field"] == "child.personnummer"
+        session.rollback()
+        stranger = Principal(org="school", user="bba.other", role=Role.BBA)
+        with pytest.raises(AccessRefused) as refused:
+            service.grant_consent(session, settings=SETTINGS, principal=stranger, data=consent_create())
+        assert (refused.value.status_code, refused.value.reason) == (403, "no-relation")
+        session.rollback()
+    with Session(engine) as session:
+        assert session.exec(select(Consent)).all() == []
+        assert session.exec(select(OutboxMessage)).all() == []
+
+
+def test_only_someone_working_on_the_case_may_withdraw(engine: Engine) -> None:
+    with Session(engine) as session:
+        consent_id = service.grant_consent(session, settings=SETTINGS, principal=BBA, data=consent_create()).id
+        session.commit()
+        for stranger in (Principal(org="school", user="bba.other", role=Role.BBA),
+                         Principal(org="school", user="granskare.eva", role=Role.AUDITOR)):
+            with pytest.raises(AccessRefused):
+                access_to(session, consent_id, stranger)
+        assert access_to(session, consent_id).basis == "bba-of-unit"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +16,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
+from tillsammans_common.cases import apply_delegation
+from tillsammans_common.db import utcnow
 from tillsammans_common.events import EVENTS_STREAM
+from tillsammans_common.events.intake import DelegationRecorded
 from tillsammans_common.models import AuditRecord, OutboxMessage
-from tillsammans_common.testing import bearer, wait_for
+from tillsammans_common.testing import bearer, seed_case, wait_for
 from tillsammans_mapping.config import MappingSettings
 from tillsammans_mapping.main import create_app
 from tillsammans_mapping.models import AreaAssessment, Mapping
 
 BBA = bearer("school", "bba", "bba.norrskolan")
 CASE = "4b7f3c1e-8a52-4d0e-9c1a-2f6e5d4c3b2a"
+CHILD = "20130412-1237"
+"""The child of CASE: intake opened the case for this child at Norrskolan, whose BBA is bba.norrskolan."""
 NOTE = "Eleven berättar om bråk hemma och vill inte gå hem efter skolan."
 ANSWERS = {
     "has_all_information": False, "information_note": "Hälsa och hemsituation behöver belysas.",
@@ -34,9 +41,12 @@ COMPLETED_SUBJECT = "school.mapping.mapping.completed.v1"
 
 
 @contextmanager
-def _client(tmp_path: Path, nats_url: str, **settings: Any) -> Iterator[TestClient]:
+def _client(tmp_path: Path, nats_url: str, *, unit_id: str = "norrskolan", bba_user: str = "bba.norrskolan",
+            **settings: Any) -> Iterator[TestClient]:
+    """A running mapping service that has learned CASE (as intake's CaseRecorded would tell it)."""
     options: dict[str, Any] = {"org": "school", "nats_url": nats_url, "data_dir": tmp_path / "data", **settings}
     with TestClient(create_app(MappingSettings(**options))) as client:
+        _seed(client, CASE, CHILD, unit_id=unit_id, bba_user=bba_user)
         yield client
         # Every event written must reach NATS; and stopping while the relay is mid-publish can lose the
         # relay's cancellation on Python 3.11 (a libs/common issue), which would hang the shutdown.
@@ -46,6 +56,22 @@ def _client(tmp_path: Path, nats_url: str, **settings: Any) -> Iterator[TestClie
 def _engine(client: TestClient) -> Engine:
     engine: Engine = client.app.state.infra.engine  # type: ignore[attr-defined]
     return engine
+
+
+def _seed(client: TestClient, case_id: str, personnummer: str, *, unit_id: str = "norrskolan",
+          bba_user: str = "bba.norrskolan") -> None:
+    seed_case(_engine(client), client.app.state.settings,  # type: ignore[attr-defined]
+              case_id=case_id, personnummer=personnummer, unit_id=unit_id, bba_user=bba_user)
+
+
+def _delegate(client: TestClient, user: str, case_id: str = CASE) -> None:
+    """The case's BBA gives ``user`` access to the case for a day (as intake's DelegationRecorded would say)."""
+    now = utcnow()
+    with Session(_engine(client)) as session:
+        apply_delegation(session, DelegationRecorded(
+            delegation_id=str(uuid.uuid4()), case_id=case_id, delegate_user=user, granted_by="bba.norrskolan",
+            valid_from=now - timedelta(minutes=1), valid_until=now + timedelta(days=1)))
+        session.commit()
 
 
 def _count(client: TestClient, model: type) -> int:
@@ -102,8 +128,12 @@ def test_seed_001_journey_flags_areas_and_suggests_region_and_social(tmp_path: P
         for area, level in (("trygghet", "serious_concern"), ("hemmet", "some_concern"),
                             ("relationer", "some_concern"), ("larande", "no_concern")):
             _assess(client, mapping_id, area, level)
-        # A delegate: a professional of the same organisation answers the five questions.
+        # A delegate: a professional of the same organisation the BBA delegated the case to answers
+        # the five questions (without the delegation she may not).
         delegate = bearer("school", "professional", "kurator.karin")
+        refused = client.put(f"/mappings/{mapping_id}/questions", json=ANSWERS, headers=delegate)
+        assert refused.status_code == 403, refused.text
+        _delegate(client, "kurator.karin")
         answered = client.put(f"/mappings/{mapping_id}/questions", json=ANSWERS, headers=delegate)
         assert answered.status_code == 200, answered.text
         assert answered.json()["questions"] == ANSWERS
@@ -140,7 +170,8 @@ def test_seed_001_journey_flags_areas_and_suggests_region_and_social(tmp_path: P
 
 def test_suggestions_are_limited_to_peers_and_exclude_this_organisation(tmp_path: Path, nats_url: str) -> None:
     region_bba = bearer("region", "bba", "bba.bvc")
-    with _client(tmp_path, nats_url, org="region", peers=["region", "school"]) as client:
+    with _client(tmp_path, nats_url, org="region", peers=["region", "school"], unit_id="bvc-centrum",
+                 bba_user="bba.bvc") as client:
         mapping_id = _open(client, headers=region_bba, wheel_id="girfec")["id"]
         for area in ("safe", "healthy", "achieving"):
             response = client.put(f"/mappings/{mapping_id}/areas/{area}", json={"level": "some_concern"},
@@ -209,6 +240,7 @@ def test_reassessing_an_area_replaces_the_assessment(tmp_path: Path, nats_url: s
         mapping_id = _open(client)["id"]
         _assess(client, mapping_id, "hemmet", "unknown", note=None)
         delegate = bearer("school", "professional", "kurator.karin")
+        _delegate(client, "kurator.karin")
         again = client.put(f"/mappings/{mapping_id}/areas/hemmet", json={"level": "serious_concern", "note": NOTE},
                            headers=delegate)
         assert again.status_code == 200
@@ -308,11 +340,17 @@ def test_case_history_is_newest_first_and_only_that_case(tmp_path: Path, nats_ur
     with _client(tmp_path, nats_url) as client:
         first = _open(client)["id"]
         second = _open(client, wheel_id="girfec")["id"]
+        _seed(client, "another-case", "20100101-0006")
         _open(client, case_id="another-case")
         history = client.get(f"/cases/{CASE}/mappings", headers=BBA)
         assert history.status_code == 200
         assert [(m["id"], m["wheel_id"]) for m in history.json()] == [(second, "girfec"), (first, "sormland")]
-        assert client.get("/cases/unknown-case/mappings", headers=BBA).json() == []
+        # A case with no mapping yet has an empty history; a case this service never learned of does not exist.
+        _seed(client, "quiet-case", "20150101-0001")
+        assert client.get("/cases/quiet-case/mappings", headers=BBA).json() == []
+        unknown = client.get("/cases/unknown-case/mappings", headers=BBA)
+        assert unknown.status_code == 404
+        assert unknown.headers["content-type"] == "application/problem+json"
 
 
 def test_authentication_and_authorisation(tmp_path: Path, nats_url: str) -> None:
@@ -325,17 +363,26 @@ def test_authentication_and_authorisation(tmp_path: Path, nats_url: str) -> None
         assert client.post("/mappings", json=body, headers=bearer("region", "bba")).status_code == 403
         assert client.post("/mappings", json=body, headers=bearer("school", "auditor")).status_code == 403
         assert client.post("/mappings", json=body, headers=bearer("school", "coordinator")).status_code == 403
+        # An integration acts only for the units it is scoped to; this one is scoped to none, so not to the case's.
+        integration = bearer("school", "integration", "journal-system")
+        assert client.post("/mappings", json=body, headers=integration).status_code == 403
         assert _count(client, Mapping) == 0
 
-        mapping_id = _open(client, headers=bearer("school", "integration", "journal-system"))["id"]
+        mapping_id = _open(client)["id"]
         assert client.get(f"/mappings/{mapping_id}", headers=bearer("school", "auditor")).status_code == 403
         assert client.get(f"/cases/{CASE}/mappings", headers=bearer("school", "auditor")).status_code == 403
         assert client.get(f"/mappings/{mapping_id}", headers=bearer("region", "bba")).status_code == 403
-        assert client.get(f"/mappings/{mapping_id}", headers=bearer("school", "coordinator")).status_code == 200
+        assert client.get(f"/mappings/{mapping_id}", headers=integration).status_code == 403
+        # A coordinator holds no relation to the child by role: neither reads nor writes the mapping...
+        coordinator = bearer("school", "coordinator", "samordnare.sam")
+        assert client.get(f"/mappings/{mapping_id}", headers=coordinator).status_code == 403
         denied = client.put(f"/mappings/{mapping_id}/areas/hemmet", json={"level": "some_concern"},
-                            headers=bearer("school", "coordinator"))
+                            headers=coordinator)
         assert denied.status_code == 403
         assert _count(client, AreaAssessment) == 0
+        # ...until the case's BBA delegates the case to them.
+        _delegate(client, "samordnare.sam")
+        assert client.get(f"/mappings/{mapping_id}", headers=coordinator).status_code == 200
 
 
 def test_reads_and_writes_of_case_data_are_audited(tmp_path: Path, nats_url: str) -> None:
@@ -343,15 +390,18 @@ def test_reads_and_writes_of_case_data_are_audited(tmp_path: Path, nats_url: str
         mapping_id = _ready_to_complete(client)
         client.post(f"/mappings/{mapping_id}/complete", json={"trappan_step": 2}, headers=BBA)
         coordinator = bearer("school", "coordinator", "samordnare.sam")
+        _delegate(client, "samordnare.sam")
         assert client.get(f"/mappings/{mapping_id}", headers=coordinator).status_code == 200
         assert client.get(f"/cases/{CASE}/mappings", headers=coordinator).status_code == 200
         with Session(_engine(client)) as session:
-            rows = session.exec(select(AuditRecord.action, AuditRecord.user, AuditRecord.case_id)).all()
+            rows = session.exec(select(AuditRecord.action, AuditRecord.user, AuditRecord.case_id,
+                                       AuditRecord.basis, AuditRecord.unit_id)).all()
+        # Each record names the relation that allowed the access, and the child's unit.
         assert sorted(rows) == sorted([
-            ("mapping.open", "bba.norrskolan", CASE),
-            ("mapping.assess_area", "bba.norrskolan", CASE),
-            ("mapping.answer_questions", "bba.norrskolan", CASE),
-            ("mapping.complete", "bba.norrskolan", CASE),
-            ("mapping.read", "samordnare.sam", CASE),
-            ("mapping.history", "samordnare.sam", CASE),
+            ("mapping.open", "bba.norrskolan", CASE, "bba-of-unit", "norrskolan"),
+            ("mapping.assess_area", "bba.norrskolan", CASE, "bba-of-unit", "norrskolan"),
+            ("mapping.answer_questions", "bba.norrskolan", CASE, "bba-of-unit", "norrskolan"),
+            ("mapping.complete", "bba.norrskolan", CASE, "bba-of-unit", "norrskolan"),
+            ("mapping.read", "samordnare.sam", CASE, "delegate", "norrskolan"),
+            ("mapping.history", "samordnare.sam", CASE, "delegate", "norrskolan"),
         ])
