@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from pydantic import BaseModel
@@ -50,6 +50,8 @@ def admin_context(request: Request) -> AdminContext:
 
 Context = Annotated[AdminContext, Depends(admin_context)]
 Admin = Annotated[Principal, require(Role.ADMIN)]
+# Bounded so a negative or oversized id is a 422 here, not an error of the broker (a 503).
+LetterId = Annotated[int, Path(ge=1, le=deadletters.MAX_SEQUENCE, description="The letter's sequence in its stream.")]
 
 
 class DeadLetterPublic(BaseModel):
@@ -120,7 +122,8 @@ async def _letter(context: AdminContext, letter_id: int) -> Letter | None:
 
 @router.get("/dead-letters", summary="This service's dead letters, oldest first (without data)")
 async def list_dead_letters(context: Context, principal: Admin,
-                            after: Annotated[int, Query(ge=0, description="only ids above this")] = 0,
+                            after: Annotated[int, Query(ge=0, le=deadletters.MAX_SEQUENCE - 1,
+                                                        description="only ids above this")] = 0,
                             limit: Annotated[int, Query(ge=1, le=deadletters.LIST_LIMIT)] = 100) -> DeadLetterList:
     """List the dead letters of this service."""
     await _audited(context, principal, "dead_letters.list")
@@ -140,7 +143,7 @@ async def list_parked(context: Context, principal: Admin) -> DeadLetterList:
 
 
 @router.get("/dead-letters/{letter_id}", summary="One dead letter (without data)")
-async def get_dead_letter(letter_id: int, context: Context, principal: Admin) -> DeadLetterPublic:
+async def get_dead_letter(letter_id: LetterId, context: Context, principal: Admin) -> DeadLetterPublic:
     """Inspect one dead letter."""
     letter = await _letter(context, letter_id)
     await _audited(context, principal, "dead_letter.show", case_id=letter.case_id if letter else None,
@@ -152,7 +155,7 @@ async def get_dead_letter(letter_id: int, context: Context, principal: Admin) ->
 
 @router.post("/dead-letters/{letter_id}/replay", summary="Publish the message again and remove its dead letter",
              responses={409: {"description": "The message's data was not kept: the sender must send it again"}})
-async def replay_dead_letter(letter_id: int, context: Context, principal: Admin) -> Replayed:
+async def replay_dead_letter(letter_id: LetterId, context: Context, principal: Admin) -> Replayed:
     """Publish a dead letter's message to its subject again, then remove the letter."""
     letter = await _letter(context, letter_id)
     refusal = replay_refusal(letter, org=context.settings.org) if letter else None
@@ -171,7 +174,7 @@ async def replay_dead_letter(letter_id: int, context: Context, principal: Admin)
 
 @router.delete("/dead-letters/{letter_id}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Discard a dead letter for good")
-async def discard_dead_letter(letter_id: int, context: Context, principal: Admin) -> Response:
+async def discard_dead_letter(letter_id: LetterId, context: Context, principal: Admin) -> Response:
     """Remove a dead letter without sending its message again."""
     letter = await _letter(context, letter_id)
     await _audited(context, principal, "dead_letter.discard", case_id=letter.case_id if letter else None,

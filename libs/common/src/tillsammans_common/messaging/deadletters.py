@@ -30,6 +30,8 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 _H = "Tillsammans-"
 # The most letters one listing returns: an operator pages by asking for those after the last id.
 LIST_LIMIT = 500
+MAX_SEQUENCE = 2**63 - 1
+"""The highest letter id asked for: a stream sequence is 64 bits, and the broker refuses what does not fit."""
 
 
 def dead_letter_stream_configs(org: str, *, dead_letter_max_age_seconds: float, dead_letter_max_bytes: int,
