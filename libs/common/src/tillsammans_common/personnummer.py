@@ -16,7 +16,7 @@ import unicodedata
 from datetime import date
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Field
 
 _FORM = re.compile(r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{3})(?P<check>\d)$", re.ASCII)
 # Every dash and minus sign a keyboard or a word processor produces, read as the hyphen.
@@ -127,5 +127,10 @@ def _reject_non_string(value: object) -> object:
     return value
 
 
-Personnummer = Annotated[str, BeforeValidator(_reject_non_string), AfterValidator(_validate)]
+# The OpenAPI schema states the canonical shape so a generated client checks it before sending; the schema
+# only, since the server also reads other scripts' digits and dashes (and the check digit is no pattern).
+SHAPE = r"^([0-9]{2})?[0-9]{6}[-+]?[0-9]{4}$"
+
+Personnummer = Annotated[str, BeforeValidator(_reject_non_string), AfterValidator(_validate),
+                         Field(json_schema_extra={"pattern": SHAPE, "examples": ["20130412-1237"]})]
 """A pydantic field type: accepts the usual forms and stores ``YYYYMMDDNNNC``."""
