@@ -14,3 +14,17 @@ async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
         await task
     except asyncio.CancelledError:
         pass
+
+
+async def wait_for_wake(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set or ``timeout`` seconds pass, whichever is first; a cancel always goes through.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that arrives as the event is
+    set, so a stopping service's relay would sleep on forever. ``asyncio.timeout`` tells its own
+    expiry from a cancel.
+    """
+    try:
+        async with asyncio.timeout(max(timeout, 0.0)):
+            await event.wait()
+    except TimeoutError:
+        pass

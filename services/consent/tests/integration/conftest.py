@@ -28,8 +28,8 @@ def _unpublished_events(client: TestClient) -> int:
 def serve() -> Serve:
     """Start a consent app; on leaving, wait until the relay has published this organisation's events.
 
-    Why: on Python 3.11 the relay's ``asyncio.wait_for`` swallows its cancellation when a commit wakes it
-    at the moment of shutdown, and the app never stops (see the report on libs/common's relay).
+    Why: a test then sees every event it asserts about as sent. (This once also dodged a Python 3.11
+    hang at shutdown, since fixed in the relay itself: ``background.wait_for_wake``.)
     """
 
     @contextmanager

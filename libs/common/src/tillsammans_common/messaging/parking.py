@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from faststream.nats import NatsBroker
 
+from tillsammans_common.background import wait_for_wake
 from tillsammans_common.messaging import deadletters
 from tillsammans_common.messaging.deadletters import PARKED_STREAM, Letter
 
@@ -82,8 +83,7 @@ class Parking:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), timeout=self._sweep_seconds)
+            await wait_for_wake(self._woken, self._sweep_seconds)
             self._woken.clear()
             try:
                 await self.sweep()

@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import Engine, Select, bindparam, func, select, text, union_all, update
 from sqlmodel import Session, col
 
-from tillsammans_common.background import cancel_and_wait
+from tillsammans_common.background import cancel_and_wait, wait_for_wake
 from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.messaging import gate
 from tillsammans_common.messaging.gate import Settlement
@@ -174,10 +174,7 @@ class OutboxRelay:
             now = self._clock()
             timeout = min([self.sweep_seconds, *(backoff.until - now for backoff in self._backoff.values()
                                                  if backoff.until > now)])
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            except TimeoutError:
-                pass
+            await wait_for_wake(self._wake, timeout)
 
     async def relay_once(self) -> tuple[int, bool]:
         """Publish one batch of unsent rows; returns (sent, whether a destination may have more waiting).
