@@ -194,14 +194,22 @@ def cross_org(stack: Stack, *, rate: float, count: int) -> dict[str, Any]:
     """Latency from POST /meetings in the school to the invitation stored by the region."""
     bba = {"Authorization": f"Bearer {stack.token('school', 'bba', 'bba.norrskolan')}"}
     now = datetime.now(UTC)
-    consent = httpx.post(stack.url("school", "consent") + "/consents", headers=bba, json={
-        "case_id": "bench", "child": {"personnummer": CHILD["personnummer"]}, "custody": "sole",
+    # The child's case is intake's (one per child); consent and meetings learn it from intake's event.
+    raised = httpx.post(stack.url("school", "intake") + "/concerns", json=CONCERN,
+                        headers={"Authorization": f"Bearer {stack.token('school', 'professional', 'bench')}"})
+    raised.raise_for_status()
+    case_id = raised.json()["case_id"]
+    consent_body = {
+        "case_id": case_id, "child": {"personnummer": CHILD["personnummer"]}, "custody": "sole",
         "grantors": [{"role": "guardian", "name": "V", "given_at": now.isoformat()}],
         "child_view": {"heard": True, "agrees": True, "note": None}, "receiving_orgs": ["region"],
         "categories": ["identity", "concern", "mapping_summary"], "purpose": "coordination_meeting",
-        "valid_from": (now - timedelta(minutes=1)).isoformat(), "valid_until": (now + timedelta(days=30)).isoformat()})
+        "valid_from": (now - timedelta(minutes=1)).isoformat(), "valid_until": (now + timedelta(days=30)).isoformat()}
+    consent = wait_for(lambda: (r := httpx.post(stack.url("school", "consent") + "/consents", headers=bba,
+                                                json=consent_body)).status_code != 422 and r,
+                       message="consent to know the case")
     consent.raise_for_status()
-    body = {"case_id": "bench", "scheduled_at": (now + timedelta(days=7)).isoformat(), "child": CHILD,
+    body = {"case_id": case_id, "scheduled_at": (now + timedelta(days=7)).isoformat(), "child": CHILD,
             "invited_orgs": ["region"], "flagged_areas": ["halsa"], "concern_summary": "benchmark"}
     wait_for(lambda: httpx.post(stack.url("school", "meetings") + "/meetings", headers=bba, json=body
                                 ).status_code == 201, message="meetings to know the consent")
