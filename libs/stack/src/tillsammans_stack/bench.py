@@ -205,9 +205,11 @@ def cross_org(stack: Stack, *, rate: float, count: int) -> dict[str, Any]:
         "child_view": {"heard": True, "agrees": True, "note": None}, "receiving_orgs": ["region"],
         "categories": ["identity", "concern", "mapping_summary"], "purpose": "coordination_meeting",
         "valid_from": (now - timedelta(minutes=1)).isoformat(), "valid_until": (now + timedelta(days=30)).isoformat()}
-    consent = wait_for(lambda: (r := httpx.post(stack.url("school", "consent") + "/consents", headers=bba,
-                                                json=consent_body)).status_code != 422 and r,
-                       message="consent to know the case")
+    def record_consent() -> httpx.Response | None:
+        response = httpx.post(stack.url("school", "consent") + "/consents", headers=bba, json=consent_body)
+        return None if response.status_code == 422 else response
+
+    consent: httpx.Response = wait_for(record_consent, message="consent to know the case")
     consent.raise_for_status()
     body = {"case_id": case_id, "scheduled_at": (now + timedelta(days=7)).isoformat(), "child": CHILD,
             "invited_orgs": ["region"], "flagged_areas": ["halsa"], "concern_summary": "benchmark"}
