@@ -11,17 +11,18 @@ a token names a key not seen yet and after a while, so a provider rotates its ke
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
 import time
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 
-import httpx
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -135,14 +136,34 @@ def claim_names(value: Any) -> list[str]:
     raise jwt.InvalidTokenError("a roles or units claim must be a list of strings or one string")
 
 
-async def fetch_json(url: str) -> dict[str, Any]:
-    """GET a JSON object (a discovery document or a JWK set) with a short timeout."""
+MAX_DOCUMENT_BYTES = 1_048_576
+"""A discovery document or key set larger than this is refused (a provider answers a few kB)."""
+
+
+def _get_json(url: str) -> Any:
+    parts = urlsplit(url)
+    direct = parts.hostname in LOOPBACK_HOSTS
+    # Only the web, and only encrypted beyond this machine: a discovery document that names a file: or
+    # plain-http key set must not make a service read local files or trust keys anyone could swap.
+    if parts.scheme != "https" and not (parts.scheme == "http" and direct):
+        raise ValueError(f"refusing to fetch keys over {parts.scheme or 'no scheme'}: https is required")
     # A proxy from the environment may be needed to reach a provider, never to reach this machine.
-    direct = urlsplit(url).hostname in LOOPBACK_HOSTS
-    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, trust_env=not direct) as client:
-        response = await client.get(url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        data = response.json()
+    opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if direct else []))
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 (scheme checked)
+    with opener.open(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
+        body = response.read(MAX_DOCUMENT_BYTES + 1)
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes")
+    return json.loads(body)
+
+
+async def fetch_json(url: str) -> dict[str, Any]:
+    """GET a JSON object (a discovery document or a JWK set) with a short timeout, off the event loop.
+
+    The standard library's client, in a worker thread: keys are fetched a few times an hour, and an
+    HTTP client library would cost every service its memory for that.
+    """
+    data = await asyncio.to_thread(_get_json, url)
     if not isinstance(data, dict):
         raise ValueError(f"{url} did not answer a JSON object")
     return data
@@ -221,7 +242,7 @@ class IssuerKeys:
                     raise ValueError("its keys are another organisation's")
                 self.jwks_uri = uri
             keys = _key_set(await self._fetch(self.jwks_uri))
-        except (httpx.HTTPError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # unreachable, an HTTP error status, a timeout, not JSON
             # The keys known so far stay in use: a provider that is briefly down signs nobody out.
             self._next_attempt = self._clock() + FAILED_FETCH_RETRY_SECONDS
             log.warning("could not fetch the signing keys of an identity provider",

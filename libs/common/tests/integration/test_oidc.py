@@ -210,3 +210,15 @@ async def test_discovery_cannot_lend_one_organisations_keys_to_another(provider:
     forged.private_key = school_key.private_key  # whoever holds the school's key
     with pytest.raises(Exception, match="does not publish|names no key"):
         await verifier.verify(forged.user_token("anna", [Role.ADMIN]))
+
+
+@pytest.mark.parametrize("named", ["file:///etc/passwd", "http://keys.example.test/jwks", "ftp://127.0.0.1/keys"])
+async def test_discovery_naming_a_key_set_off_the_encrypted_web_signs_nobody_in(provider: Provider,
+                                                                                named: str) -> None:
+    key = provider.signer("k1")
+    provider.publish(key)
+    provider.jwks_uri = named
+    verifier = TokenVerifier({"school": [IssuerConfig(issuer=provider.issuer, audience="tillsammans-school")]})
+    with pytest.raises(Exception, match="does not publish"):
+        await verifier.verify(key.user_token("anna", [Role.BBA]))
+    assert provider.fetches() == 0
