@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, status
+from fastapi import Depends, Path, Request, status
 from sqlalchemy import false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
@@ -277,6 +277,14 @@ def allowed(action: Action) -> Any:
 Resolver = Callable[[Session, str], Facts]
 
 
+RECORD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+"""What a record's id (a server-made UUID, or a case id) looks like in a path."""
+RECORD_ID_MAX_LENGTH = 64
+RecordId = Annotated[str, Path(min_length=1, max_length=RECORD_ID_MAX_LENGTH, pattern=RECORD_ID_PATTERN,
+                               description="The record's id.")]
+"""A path parameter naming a record that a route reads itself (not through ``on_record``)."""
+
+
 def on_record(action: Action, resolve: Resolver, *, param: str) -> Any:
     """A dependency for an action on the record named by path parameter ``param``.
 
@@ -284,8 +292,12 @@ def on_record(action: Action, resolve: Resolver, *, param: str) -> Any:
     rule allows (403, audited, otherwise).
     """
 
-    async def dependency(request: Request, principal: Principal = require()) -> Access:
-        record_id = request.path_params[param]
+    # Declared (not read from request.path_params) so the OpenAPI names the parameter and states what an id
+    # looks like, and a malformed one is a 422 before any lookup.
+    async def dependency(request: Request, principal: Principal = require(),
+                         record_id: str = Path(alias=param, min_length=1, max_length=RECORD_ID_MAX_LENGTH,
+                                               pattern=RECORD_ID_PATTERN, description=f"The {param[:-3]}'s id.")
+                         ) -> Access:
         facts = await run_query(request.app.state.infra.engine, lambda session: resolve(session, record_id))
         return check(principal, action, facts)
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from tillsammans_common.messaging.consent_replica import Decision
-from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, on_record
 from tillsammans_common.settings import ORG_ID
 from tillsammans_common.web import run_command, run_query
 from tillsammans_consent import service
@@ -57,7 +57,7 @@ async def grant_consent(request: Request, body: ConsentCreate, principal: Curren
 
 
 @router.post("/consents/{consent_id}/withdraw", response_model=ConsentPublic, summary="Withdraw a consent")
-async def withdraw_consent(request: Request, consent_id: str, body: ConsentWithdraw, access: ConsentWithdrawer,
+async def withdraw_consent(request: Request, consent_id: RecordId, body: ConsentWithdraw, access: ConsentWithdrawer,
                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Withdraw a consent at any time; 409 if it already is withdrawn.
 

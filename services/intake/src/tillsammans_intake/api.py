@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
 
-from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, on_record
 from tillsammans_common.web import run_command, run_query
 from tillsammans_intake import service
 from tillsammans_intake.models import (
@@ -94,7 +94,7 @@ async def delegate(request: Request, body: DelegationCreate, access: CaseDelegat
 
 @router.post("/cases/{case_id}/delegations/{delegation_id}/revoke", response_model=DelegationPublic,
              summary="Take a delegation back (the case's BBA)")
-async def revoke_delegation(request: Request, delegation_id: str, access: CaseDelegator) -> DelegationPublic:
+async def revoke_delegation(request: Request, delegation_id: RecordId, access: CaseDelegator) -> DelegationPublic:
     """Revoke from now on; 409 if already revoked."""
     settings = request.app.state.settings
     return await run_query(request.app.state.infra.engine, lambda session: service.revoke_delegation(

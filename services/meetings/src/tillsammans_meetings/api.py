@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from tillsammans_common.messaging.egress import request_permits
-from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, on_record
 from tillsammans_common.web import run_command, run_query
 from tillsammans_meetings import service
 from tillsammans_meetings.models import (
@@ -66,7 +66,7 @@ async def call_meeting(request: Request, body: MeetingCreate, principal: Current
 
 @router.post("/meetings/{meeting_id}/disclosure-review", response_model=MeetingPublic,
              summary="Review the invitations about a child with protected identity (four eyes)")
-async def review_disclosure(request: Request, meeting_id: str, body: ReviewCreate, access: Reviewer,
+async def review_disclosure(request: Request, meeting_id: RecordId, body: ReviewCreate, access: Reviewer,
                             idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Approve (queue) or reject the waiting invitations; never by the user who called the meeting (403).
 
@@ -161,7 +161,7 @@ async def received_invitations(request: Request, access: InvitationReader) -> li
 
 @router.get("/received-invitations/{invitation_id}", response_model=ReceivedInvitationPublic,
             summary="One invitation from another organisation")
-async def received_invitation(request: Request, invitation_id: str,
+async def received_invitation(request: Request, invitation_id: RecordId,
                               access: InvitationReader) -> ReceivedInvitationPublic:
     """Read one received invitation (audited); withdrawn ones no longer show the child."""
     return await run_query(request.app.state.infra.engine, lambda session: service.get_received_invitation(
