@@ -13,7 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-AreaCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{1,31}$")]
+AREA_CODE_PATTERN = r"^[a-z][a-z_]{1,31}$"
+AreaCode = Annotated[str, StringConstraints(pattern=AREA_CODE_PATTERN)]
 
 
 class WheelArea(BaseModel):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
 
 from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
 from tillsammans_common.web import run_command, run_query
-from tillsammans_common.wheel import Wheel
+from tillsammans_common.wheel import AREA_CODE_PATTERN, Wheel
 from tillsammans_mapping import service
 from tillsammans_mapping.models import (
     AreaAssessmentPublic,
@@ -28,6 +28,9 @@ MappingReader = Annotated[Access, on_record(Action.CASE_READ, service.mapping_fa
 MappingWriter = Annotated[Access, on_record(Action.CASE_WORK, service.mapping_facts, param="mapping_id")]
 CaseReader = Annotated[Access, on_record(Action.CASE_READ, service.case_facts, param="case_id")]
 WheelReader = Annotated[Access, allowed(Action.WHEEL_READ)]
+WheelId = Annotated[str, Path(min_length=1, max_length=64, description="The wheel's id (see GET /wheels).")]
+WheelVersion = Annotated[int, Path(ge=1, description="The wheel's version.")]
+AreaCodePath = Annotated[str, Path(pattern=AREA_CODE_PATTERN, description="An area of the mapping's wheel.")]
 
 
 @router.get("/wheels", response_model=list[WheelSummary], summary="The installed well-being wheels")
@@ -37,13 +40,13 @@ async def list_wheels(_: WheelReader) -> list[WheelSummary]:
 
 
 @router.get("/wheels/{wheel_id}", response_model=Wheel, summary="The latest version of a wheel")
-async def get_wheel(wheel_id: str, _: WheelReader) -> Wheel:
+async def get_wheel(wheel_id: WheelId, _: WheelReader) -> Wheel:
     """The newest version of a wheel with its areas and the organisations each area points to."""
     return service.get_wheel(wheel_id=wheel_id)
 
 
 @router.get("/wheels/{wheel_id}/versions/{version}", response_model=Wheel, summary="One version of a wheel")
-async def get_wheel_version(wheel_id: str, version: int, _: WheelReader) -> Wheel:
+async def get_wheel_version(wheel_id: WheelId, version: WheelVersion, _: WheelReader) -> Wheel:
     """A given version of a wheel, as old mappings were made on it."""
     return service.get_wheel(wheel_id=wheel_id, version=version)
 
@@ -70,7 +73,7 @@ async def get_mapping(request: Request, access: MappingReader) -> MappingPublic:
 
 @router.put("/mappings/{mapping_id}/areas/{area_code}", response_model=AreaAssessmentPublic,
             summary="Assess one area of the wheel")
-async def assess_area(request: Request, area_code: str, body: AreaAssessmentPut,
+async def assess_area(request: Request, area_code: AreaCodePath, body: AreaAssessmentPut,
                       access: MappingWriter) -> AreaAssessmentPublic:
     """Set an area's level and note; 422 if the wheel has no such area, 409 once completed."""
     return await run_query(request.app.state.infra.engine, lambda session: service.assess_area(
