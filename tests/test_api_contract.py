@@ -21,6 +21,7 @@ event loop thread; the seeding requests go through the same transport, so each a
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -146,9 +147,22 @@ def _outbox_drained(app: Any) -> bool:
     return all(published for subject, published in rows if subject.startswith(f"{ORG}."))
 
 
+def _undeclared_path_parameters(spec: dict[str, Any]) -> list[str]:
+    # OpenAPI requires each {name} of a path to be declared; schemathesis would make up values for one that is not.
+    missing = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            missing += [f"{method.upper()} {path}: {name}" for name in re.findall(r"{(\w+)}", path)
+                        if name not in declared]
+    return missing
+
+
 def _fuzz(name: str, app: Any, seeded: dict[str, Any], started: float, *others: Any) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    assert not _undeclared_path_parameters(schema.raw_schema), _undeclared_path_parameters(schema.raw_schema)
     findings = Findings()
-    _exercise(schemathesis.openapi.from_asgi("/openapi.json", app), seeded, findings)
+    _exercise(schema, seeded, findings)
     for each in (app, *others):
         wait_for(lambda each=each: _outbox_drained(each), message="outbox drained to NATS")
     _check(findings, started, name)
