@@ -236,6 +236,13 @@ def case_facts(session: Session, case: CaseRecord) -> CaseFacts:
                      protected_identity=case.protected_identity, delegates=active_delegates(session, case.case_id))
 
 
+def facts_of_case(session: Session, case_id: str) -> Facts:
+    """The policy's view of the case named in a path (404 if this service does not know it)."""
+    from tillsammans_common.cases import get_case
+
+    return Facts(case=case_facts(session, get_case(session, case_id)), record_id=case_id)
+
+
 def visible_cases(principal: Principal, action: Action = Action.CASE_READ) -> ColumnElement[bool]:
     """The rule for ``action`` as a condition on ``case_record``, to narrow a list in its query.
 

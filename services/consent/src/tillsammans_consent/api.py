@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 
 from tillsammans_common.messaging.consent_replica import Decision
-from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, on_record
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, facts_of_case, on_record
 from tillsammans_common.settings import ORG_ID
 from tillsammans_common.web import run_command, run_query
 from tillsammans_consent import service
@@ -36,7 +36,7 @@ router = APIRouter(tags=["consent"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
 ConsentReader = Annotated[Access, on_record(Action.CASE_READ, service.consent_facts, param="consent_id")]
 ConsentWithdrawer = Annotated[Access, on_record(Action.CASE_WORK, service.consent_facts, param="consent_id")]
-CaseReader = Annotated[Access, on_record(Action.CASE_READ, service.case_facts, param="case_id")]
+CaseReader = Annotated[Access, on_record(Action.CASE_READ, facts_of_case, param="case_id")]
 DecisionAsker = Annotated[Access, allowed(Action.DISCLOSURE_ASK)]
 ReplicaReader = Annotated[Access, allowed(Action.REPLICAS_READ)]
 Auditor = Annotated[Access, allowed(Action.AUDIT_READ)]

@@ -156,11 +156,6 @@ def consent_facts(session: Session, consent_id: str) -> policy.Facts:
     return policy.Facts(case=policy.case_facts(session, get_case(session, consent.case_id)), record_id=consent.id)
 
 
-def case_facts(session: Session, case_id: str) -> policy.Facts:
-    """The policy's view of a case."""
-    return policy.Facts(case=policy.case_facts(session, get_case(session, case_id)), record_id=case_id)
-
-
 def withdraw_consent(session: Session, *, settings: ConsentSettings, access: policy.Access,
                      data: ConsentWithdraw) -> Consent:
     """Withdraw a consent and tell every organisation it named, in one transaction; 409 if already withdrawn."""

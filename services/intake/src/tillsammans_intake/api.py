@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
 
-from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, on_record
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, facts_of_case, on_record
 from tillsammans_common.web import run_command, run_query
 from tillsammans_intake import service
 from tillsammans_intake.models import (
@@ -30,8 +30,8 @@ UnitId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-
 
 ConcernReader = Annotated[Access, on_record(Action.CASE_READ, service.concern_facts, param="concern_id")]
 ConcernStatusReader = Annotated[Access, on_record(Action.CONCERN_STATUS, service.concern_facts, param="concern_id")]
-CaseReader = Annotated[Access, on_record(Action.CASE_READ, service.case_facts, param="case_id")]
-CaseDelegator = Annotated[Access, on_record(Action.CASE_DELEGATE, service.case_facts, param="case_id")]
+CaseReader = Annotated[Access, on_record(Action.CASE_READ, facts_of_case, param="case_id")]
+CaseDelegator = Annotated[Access, on_record(Action.CASE_DELEGATE, facts_of_case, param="case_id")]
 ConcernRaiser = Annotated[Access, allowed(Action.CONCERN_RAISE)]
 InboxOwner = Annotated[Access, allowed(Action.INBOX_READ)]
 DirectoryReader = Annotated[Access, allowed(Action.DIRECTORY_READ)]

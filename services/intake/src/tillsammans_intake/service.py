@@ -124,11 +124,6 @@ def concern_facts(session: Session, concern_id: str) -> policy.Facts:
                         record_id=concern.id, raiser=concern.raised_by_user)
 
 
-def case_facts(session: Session, case_id: str) -> policy.Facts:
-    """The policy's view of a case."""
-    return policy.Facts(case=policy.case_facts(session, get_case(session, case_id)), record_id=case_id)
-
-
 def get_concern(session: Session, *, access: policy.Access) -> ConcernPublic:
     """Read a concern with the child; the read is audited."""
     concern = session.get(Concern, access.facts.record_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
 
-from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, on_record
+from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, facts_of_case, on_record
 from tillsammans_common.web import run_command, run_query
 from tillsammans_common.wheel import AREA_CODE_PATTERN, Wheel
 from tillsammans_mapping import service
@@ -26,7 +26,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", descripti
 # The child's BBA maps, or a colleague the BBA delegated the case to; integrations act for their unit.
 MappingReader = Annotated[Access, on_record(Action.CASE_READ, service.mapping_facts, param="mapping_id")]
 MappingWriter = Annotated[Access, on_record(Action.CASE_WORK, service.mapping_facts, param="mapping_id")]
-CaseReader = Annotated[Access, on_record(Action.CASE_READ, service.case_facts, param="case_id")]
+CaseReader = Annotated[Access, on_record(Action.CASE_READ, facts_of_case, param="case_id")]
 WheelReader = Annotated[Access, allowed(Action.WHEEL_READ)]
 WheelId = Annotated[str, Path(min_length=1, max_length=64, description="The wheel's id (see GET /wheels).")]
 WheelVersion = Annotated[int, Path(ge=1, description="The wheel's version.")]

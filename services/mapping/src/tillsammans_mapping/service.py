@@ -53,11 +53,6 @@ def mapping_facts(session: Session, mapping_id: str) -> policy.Facts:
     return policy.Facts(case=policy.case_facts(session, get_case(session, mapping.case_id)), record_id=mapping.id)
 
 
-def case_facts(session: Session, case_id: str) -> policy.Facts:
-    """The policy's view of a case."""
-    return policy.Facts(case=policy.case_facts(session, get_case(session, case_id)), record_id=case_id)
-
-
 def open_mapping(session: Session, *, settings: MappingSettings, principal: Principal,
                  data: MappingCreate) -> MappingPublic:
     """Open a mapping of a case on a wheel and announce it, in one transaction (the case's BBA or delegate)."""
