@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, facts_of_case, on_record
@@ -18,10 +18,12 @@ from tillsammans_intake.models import (
     ConcernStatusPublic,
     DelegationCreate,
     DelegationPublic,
+    DirectoryImportResult,
     InboxItemPublic,
     UnitPublic,
     UnitPut,
 )
+from tillsammans_intake.ss12000 import SS12000Export
 
 router = APIRouter(tags=["intake"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
@@ -108,13 +110,35 @@ async def inbox(request: Request, access: InboxOwner) -> list[InboxItemPublic]:
 
 
 @router.get("/units", response_model=list[UnitPublic], summary="The unit and BBA directory")
-async def list_units(request: Request, _: DirectoryReader) -> list[UnitPublic]:
-    """Every unit with its BBA; any role of this organisation may look up whom to tell."""
-    return await run_query(request.app.state.infra.engine, service.list_units)
+async def list_units(request: Request, _: DirectoryReader, stale: Annotated[bool | None, Query(
+        description="true: only units not confirmed within the staleness period (or never); false: only the others."
+)] = None) -> list[UnitPublic]:
+    """Every unit with its BBA, deputies and when it was last confirmed; any role of this organisation may look."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.list_units(
+        session, settings=settings, stale=stale))
 
 
 @router.put("/units/{unit_id}", response_model=UnitPublic, summary="Create or replace a unit")
 async def put_unit(request: Request, unit_id: UnitId, body: UnitPut, access: DirectoryEditor) -> UnitPublic:
     """Keep the directory current (seed 002: a stale contact list fails the children)."""
+    settings = request.app.state.settings
     return await run_query(request.app.state.infra.engine, lambda session: service.put_unit(
-        session, principal=access.principal, unit_id=unit_id, data=body))
+        session, settings=settings, principal=access.principal, unit_id=unit_id, data=body))
+
+
+@router.post("/units/{unit_id}/confirm", response_model=UnitPublic, summary="Confirm a unit and its BBA are current")
+async def confirm_unit(request: Request, unit_id: UnitId, access: DirectoryEditor) -> UnitPublic:
+    """Record that the unit was checked now: it leaves the stale list for the staleness period; 404 if unknown."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.confirm_unit(
+        session, settings=settings, principal=access.principal, unit_id=unit_id))
+
+
+@router.post("/directory/import", response_model=DirectoryImportResult,
+             summary="Load or refresh the directory from an SS 12000 export (all or nothing)")
+async def import_directory(request: Request, body: SS12000Export, access: DirectoryEditor) -> DirectoryImportResult:
+    """Create or refresh the export's school units with their BBA and deputies, confirming them; 422 changes nothing."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.import_directory(
+        session, settings=settings, principal=access.principal, export=body))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, String
 from sqlmodel import Field, SQLModel
 
 from tillsammans_common.db import utcnow
@@ -24,36 +25,108 @@ class UnitKind(StrEnum):
     SCHOOL = "school"
     UPPER_SECONDARY = "upper_secondary"
     KAA = "kaa"
+    INTAKE_DESK = "intake_desk"
+    """The organisation's intake desk: where a concern goes when no rule finds the child's unit."""
     OTHER = "other"
+
+
+class ChildStage(StrEnum):
+    """Where a child is in the school system, as the raiser knows it (seed 001, "Who is the BBA")."""
+
+    PRESCHOOL_AGE = "preschool_age"
+    """Not yet in förskoleklass (0-5): BVC and preschool."""
+    FORSKOLEKLASS = "forskoleklass"
+    COMPULSORY_SCHOOL = "compulsory_school"
+    """Grundskola (or anpassad grundskola) years 1-9."""
+    UPPER_SECONDARY = "upper_secondary"
+    OUTSIDE_UPPER_SECONDARY = "outside_upper_secondary"
+    """16-19 and not in (or dropped out of) upper secondary: KAA."""
+
+
+MUNICIPALITY_CODE = r"^[0-9]{4}$"
+"""A municipality's four-digit SCB code (kommunkod); its first two digits are the county's (länskod)."""
+MAX_AGE = 25
 
 
 class UnitBase(SQLModel):
     """A preschool, school or other unit with its Barnets bästa-ansvarig."""
 
-    name: str = Field(max_length=200)
+    name: str = Field(min_length=1, max_length=200)
     kind: UnitKind
-    bba_user: str = Field(max_length=128, description="User id of the unit's BBA.")
-    bba_name: str = Field(max_length=200)
+    bba_user: str = Field(min_length=1, max_length=128, description="User id of the unit's BBA.")
+    bba_name: str = Field(min_length=1, max_length=200)
+    municipality_code: str | None = Field(
+        None, max_length=4,
+        description="SCB code of the municipality whose children the unit serves (e.g. 0484); "
+                    "a unit without one is never chosen by the routing rules.")
 
 
 class Unit(UnitBase, table=True):
     """A unit in this organisation's directory."""
 
     id: str = Field(primary_key=True, max_length=64)
+    min_age: int = Field(description="Youngest age served.")
+    max_age: int = Field(description="Oldest age served.")
+    deputies: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    source: str = Field(default="api", max_length=16, description="api, file or ss12000: who keeps the unit.")
+    confirmed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class UnitPut(UnitBase):
-    """Create or replace a unit."""
+    """Create or replace a unit (the ages default to what its kind serves)."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    municipality_code: str | None = PydanticField(
+        None, pattern=MUNICIPALITY_CODE, description="SCB code of the municipality whose children the unit serves.")
+    min_age: int | None = PydanticField(None, ge=0, le=MAX_AGE, description="Youngest age served; default by kind.")
+    max_age: int | None = PydanticField(None, ge=0, le=MAX_AGE, description="Oldest age served; default by kind.")
+    deputies: list[Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^\S+$")]] = PydanticField(
+        default_factory=list, max_length=20, description="User ids of the BBA's deputies (ställföreträdare).")
+
+    @field_validator("max_age")
+    @classmethod
+    def _not_below_min_age(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_age")
+        if value is not None and low is not None and value < low:
+            raise ValueError("must not be below min_age")
+        return value
+
+
+class DirectoryImportResult(BaseModel):
+    """What an SS 12000 import did to the directory."""
+
+    created: list[str]
+    updated: list[str]
+    confirmed_at: UtcDatetime
+    not_in_export: list[str] = PydanticField(
+        description="Units from earlier imports that this export no longer names: kept, and stale in time.")
 
 
 class UnitPublic(UnitBase):
-    """A unit as returned by the API."""
+    """A unit as returned by the API, with when it was last confirmed."""
 
     id: str
+    min_age: int
+    max_age: int
+    deputies: list[str]
+    source: str
+    confirmed_at: UtcDatetime | None = PydanticField(description="Last confirmed (import or admin); null: never.")
+    stale: bool = PydanticField(False, description="Not confirmed within the organisation's staleness period.")
     updated_at: UtcDatetime
+
+
+class RoutedBy(StrEnum):
+    """Which rule found the unit and BBA a concern went to (decision 20)."""
+
+    NAMED_UNIT = "named_unit"
+    CHILDS_CASE = "childs_case"
+    STAGE = "stage"
+    AGE = "age"
+    FALLBACK_NO_MUNICIPALITY = "fallback_no_municipality"
+    FALLBACK_NO_RULE = "fallback_no_rule"
+    FALLBACK_NO_UNIT = "fallback_no_unit"
+    FALLBACK_AMBIGUOUS = "fallback_ambiguous"
 
 
 class ConcernStatus(StrEnum):
@@ -77,7 +150,10 @@ class Concern(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     case_id: str = Field(index=True, max_length=64)
-    unit_id: str = Field(foreign_key="unit.id", max_length=64, description="The unit the raiser named.")
+    unit_id: str = Field(foreign_key="unit.id", max_length=64,
+                         description="The unit the raiser named, or the one routing found.")
+    routed_by: RoutedBy = Field(default=RoutedBy.NAMED_UNIT, sa_type=String(32))
+    wheel_id: str = Field(default="sormland", max_length=64, description="The wheel all wheel_areas belong to.")
     child_personnummer: str = Field(index=True, max_length=12)
     child_name: str = Field(max_length=200)
     protected_identity: bool = False
@@ -115,9 +191,18 @@ class ConcernCreate(BaseModel):
     """Raise a concern."""
 
     model_config = ConfigDict(extra="forbid")
-    unit_id: str = PydanticField(min_length=1, max_length=64, description="The child's unit in the directory.")
+    unit_id: str | None = PydanticField(
+        None, min_length=1, max_length=64,
+        description="The child's unit in the directory, when the raiser knows it; otherwise intake routes by "
+                    "child_stage (or the child's age) and home_municipality.")
+    child_stage: ChildStage | None = PydanticField(None, description="Where the child is in school, if known.")
+    home_municipality: str | None = PydanticField(
+        None, pattern=MUNICIPALITY_CODE, description="SCB code of the child's home municipality, e.g. 0484.")
     child: ChildIn
-    wheel_areas: list[AreaCode] = PydanticField(min_length=1, description="Wheel areas the concern is about.")
+    wheel_id: str | None = PydanticField(
+        None, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="The wheel the areas are of; default the organisation's default wheel.")
+    wheel_areas: list[AreaCode] = PydanticField(min_length=1, description="Areas of that one wheel.")
     description: str = PydanticField(min_length=1, max_length=4000, description="What was noticed.")
 
 
@@ -131,9 +216,11 @@ class ConcernPublic(BaseModel):
     id: str
     case_id: str
     unit_id: str | None = PydanticField(description="Omitted (null) for a child with protected identity.")
+    routed_by: RoutedBy
     child_personnummer: str
     child_name: str
     protected_identity: bool
+    wheel_id: str
     wheel_areas: list[str]
     description: str
     raised_by_user: str

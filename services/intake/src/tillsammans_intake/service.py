@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, or_
 from sqlmodel import Session, col, select
 
 from tillsammans_common import policy
@@ -19,9 +20,10 @@ from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.intake import CaseRecorded, ConcernRaised, ConcernRouted, DelegationRecorded
 from tillsammans_common.messaging.outbox import record_event
-from tillsammans_common.personnummer import child_key
+from tillsammans_common.personnummer import age_on, child_key
 from tillsammans_common.timestamps import as_utc
-from tillsammans_common.wheel import all_area_codes
+from tillsammans_common.wheel import latest
+from tillsammans_intake import routing, ss12000
 from tillsammans_intake.config import IntakeSettings
 from tillsammans_intake.models import (
     PROTECTED_NAME,
@@ -34,9 +36,12 @@ from tillsammans_intake.models import (
     ConcernStatusPublic,
     DelegationCreate,
     DelegationPublic,
+    DirectoryImportResult,
     InboxItem,
     InboxItemPublic,
+    RoutedBy,
     Unit,
+    UnitKind,
     UnitPublic,
     UnitPut,
 )
@@ -52,17 +57,13 @@ MAX_DELEGATION = timedelta(days=366)
 def raise_concern(session: Session, *, settings: IntakeSettings, principal: Principal,
                   data: ConcernCreate) -> ConcernPublic:
     """Store a concern in the child's case (opened if the child has none) and route it to the case's BBA."""
-    unknown = sorted(set(data.wheel_areas) - all_area_codes())
-    if unknown:
-        raise InvalidField("wheel_areas", f"unknown wheel area(s): {', '.join(unknown)}")
-    unit = session.connection().execute(_UNIT_BBA, {"unit_id": data.unit_id}).first()
-    if unit is None:
-        raise InvalidField("unit_id", "no such unit in this organisation's directory")
-    policy.check_unit_scope(principal, unit.id)
+    wheel_id = _check_wheel_areas(data, settings)
+    unit_id, bba_user, routed_by = _find_unit(session, settings, data)
+    policy.check_unit_scope(principal, unit_id)
     key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
-    case, changed = _childs_case(session, data, unit_id=unit.id, bba_user=unit.bba_user, key=key)
+    case, changed = _childs_case(session, data, unit_id=unit_id, bba_user=bba_user, key=key)
     concern = Concern(
-        id=str(uuid.uuid4()), case_id=case.case_id, unit_id=unit.id,
+        id=str(uuid.uuid4()), case_id=case.case_id, unit_id=unit_id, routed_by=routed_by, wheel_id=wheel_id,
         child_personnummer=data.child.personnummer, child_name=data.child.name,
         protected_identity=case.protected_identity, wheel_areas=list(dict.fromkeys(data.wheel_areas)),
         description=data.description, raised_by_user=principal.user, raised_by_role=principal.role.value,
@@ -83,6 +84,53 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
     audit(session, principal, "concern.raise", case_id=case.case_id, purpose=PURPOSE, record_id=concern.id,
           unit_id=case.unit_id, basis="role:" + principal.role.value, protected=case.protected_identity)
     return _concern_public(concern, case)
+
+
+def _check_wheel_areas(data: ConcernCreate, settings: IntakeSettings) -> str:
+    """The concern's one wheel; 422 if it is unknown or an area is not one of its areas (never a mix of two)."""
+    wheel_id = data.wheel_id or settings.default_wheel
+    wheel = latest(wheel_id)
+    if wheel is None:
+        raise InvalidField("wheel_id", "no such wheel")
+    unknown = sorted(set(data.wheel_areas) - wheel.area_codes())
+    if unknown:
+        raise InvalidField("wheel_areas", f"not area(s) of wheel {wheel_id}: {', '.join(unknown)}")
+    return wheel_id
+
+
+def _find_unit(session: Session, settings: IntakeSettings, data: ConcernCreate) -> tuple[str, str, RoutedBy]:
+    """The unit and BBA a concern goes to: the named unit, the child's case's, the routing rules', or the desk's."""
+    if data.unit_id is not None:
+        unit = session.connection().execute(_UNIT_BBA, {"unit_id": data.unit_id}).first()
+        if unit is None:
+            raise InvalidField("unit_id", "no such unit in this organisation's directory")
+        return unit.id, unit.bba_user, RoutedBy.NAMED_UNIT
+    existing = session.connection().execute(_CHILDS_CASE, {"personnummer": data.child.personnummer}).first()
+    case = get_case(session, existing.case_id) if existing is not None else None
+    if case is not None and case.unit_id is not None:
+        return case.unit_id, case.bba_user, RoutedBy.CHILDS_CASE
+    # Only units that could hold the BBA of some child of the municipality are read.
+    candidates = session.exec(select(Unit).where(
+        Unit.municipality_code == data.home_municipality,
+        col(Unit.kind).in_([kind for rule in routing.RULES for kind in rule.kinds]))).all()
+    decision = routing.route(candidates, stage=data.child_stage, municipality=data.home_municipality,
+                             age=age_on(data.child.personnummer, utcnow().date()))
+    unit_id = decision.unit_id or _intake_desk(session, settings)
+    found = session.get(Unit, unit_id)
+    if found is None:
+        raise InvalidField("unit_id", "the configured intake desk is not in the directory: name the child's unit")
+    return found.id, found.bba_user, decision.routed_by
+
+
+def _intake_desk(session: Session, settings: IntakeSettings) -> str:
+    """The organisation's named fallback: the configured unit, else the directory's intake desk."""
+    if settings.intake_desk_unit:
+        return settings.intake_desk_unit
+    desk = session.exec(select(Unit.id).where(Unit.kind == UnitKind.INTAKE_DESK).order_by(col(Unit.id))).first()
+    if desk is None:
+        raise InvalidField("unit_id", "no rule found the child's unit and this organisation's directory has "
+                                      "no intake desk: name the child's unit")
+    return desk
 
 
 def _childs_case(session: Session, data: ConcernCreate, *, unit_id: str, bba_user: str,
@@ -245,37 +293,114 @@ def _announce_delegation(session: Session, settings: IntakeSettings, delegation:
     ), source=settings.source, org=settings.org, subject=delegation.case_id)
 
 
-def list_units(session: Session) -> list[UnitPublic]:
-    """Every unit of the directory with its BBA, by id."""
-    return [UnitPublic.model_validate(unit, from_attributes=True)
-            for unit in session.exec(select(Unit).order_by(col(Unit.id))).all()]
+def list_units(session: Session, *, settings: IntakeSettings, stale: bool | None = None) -> list[UnitPublic]:
+    """Every unit of the directory with its BBA, by id; ``stale`` keeps only the stale (or only the current) ones."""
+    statement = select(Unit).order_by(col(Unit.id))
+    if stale is not None:
+        current = col(Unit.confirmed_at) >= _stale_before(settings)
+        statement = statement.where(or_(col(Unit.confirmed_at).is_(None), ~current) if stale else current)
+    return [_unit_public(unit, settings) for unit in session.exec(statement).all()]
 
 
-def put_unit(session: Session, *, principal: Principal, unit_id: str, data: UnitPut) -> UnitPublic:
-    """Create or replace a unit and its BBA."""
-    unit = session.get(Unit, unit_id) or Unit(id=unit_id, **data.model_dump())
-    for field, value in data.model_dump().items():
+def _stale_before(settings: IntakeSettings) -> datetime:
+    return utcnow() - timedelta(days=settings.stale_after_days)
+
+
+def _unit_public(unit: Unit, settings: IntakeSettings) -> UnitPublic:
+    confirmed = as_utc(unit.confirmed_at) if unit.confirmed_at is not None else None
+    public = UnitPublic.model_validate(unit, from_attributes=True)
+    return public.model_copy(update={"stale": confirmed is None or confirmed < _stale_before(settings)})
+
+
+def put_unit(session: Session, *, settings: IntakeSettings, principal: Principal, unit_id: str,
+             data: UnitPut) -> UnitPublic:
+    """Create or replace a unit and its BBA (an edit is not a confirmation: that is its own act)."""
+    fields = _with_default_ages(data.model_dump())
+    unit = session.get(Unit, unit_id) or Unit(id=unit_id, **fields)
+    for field, value in fields.items():
         setattr(unit, field, value)
+    unit.source, unit.updated_at = "api", utcnow()
     session.add(unit)
     audit(session, principal, "unit.put", record_id=unit_id, basis="role:admin")
     session.flush()  # fills the defaults the public shape shows
-    return UnitPublic.model_validate(unit, from_attributes=True)
+    return _unit_public(unit, settings)
+
+
+def _with_default_ages(fields: dict[str, Any]) -> dict[str, Any]:
+    ages = routing.KIND_AGES[UnitKind(fields["kind"])]
+    low = ages[0] if fields.get("min_age") is None else fields["min_age"]
+    high = ages[-1] if fields.get("max_age") is None else fields["max_age"]
+    if low > high:
+        raise InvalidField("max_age" if fields.get("max_age") is not None else "min_age",
+                           f"the ages served must form a range ({low} is above {high})")
+    return {**fields, "min_age": low, "max_age": high}
+
+
+def confirm_unit(session: Session, *, settings: IntakeSettings, principal: Principal, unit_id: str) -> UnitPublic:
+    """Record that an admin checked the unit and its BBA are current."""
+    unit = session.get(Unit, unit_id, with_for_update=True)
+    if unit is None:
+        raise NotFound("no such unit in this organisation's directory")
+    unit.confirmed_at = utcnow()
+    session.add(unit)
+    audit(session, principal, "unit.confirm", record_id=unit_id, basis="role:admin")
+    return _unit_public(unit, settings)
+
+
+def import_directory(session: Session, *, settings: IntakeSettings, principal: Principal | None,
+                     export: ss12000.SS12000Export) -> DirectoryImportResult:
+    """Create or refresh the school units of an SS 12000 export and confirm them; all or nothing."""
+    now = utcnow()
+    # Every rule is checked before the first write, so a refused export changes nothing.
+    units = ss12000.units_from(export, bba_roles=settings.ss12000_bba_roles,
+                               deputy_roles=settings.ss12000_deputy_roles, today=now.date())
+    created, updated = [], []
+    for fields in units:
+        unit = session.get(Unit, fields["id"], with_for_update=True)
+        if unit is None:
+            session.add(Unit(**fields, source="ss12000", confirmed_at=now, updated_at=now))
+            created.append(fields["id"])
+            continue
+        # SS 12000 knows school types, not school years: ages an admin narrowed (F-6, 7-9) are kept
+        # unless the unit changed kind.
+        keep_ages = unit.kind == fields["kind"]
+        for field, value in fields.items():
+            if not (keep_ages and field in ("min_age", "max_age")):
+                setattr(unit, field, value)
+        unit.source, unit.confirmed_at, unit.updated_at = "ss12000", now, now
+        session.add(unit)
+        updated.append(fields["id"])
+    named = {fields["id"] for fields in units}
+    not_in_export = [unit_id for unit_id in session.exec(
+        select(Unit.id).where(Unit.source == "ss12000").order_by(col(Unit.id))).all() if unit_id not in named]
+    if principal is not None:
+        audit(session, principal, "directory.import", basis="role:admin")
+    session.flush()
+    return DirectoryImportResult(created=created, updated=updated, confirmed_at=now, not_in_export=not_in_export)
 
 
 def seed_directory(session: Session, *, settings: IntakeSettings) -> int:
-    """Load the unit directory on first start; returns how many units were added."""
+    """Load the directory at start-up: an SS 12000 export every time, a list of units on first start only."""
+    source = _directory_source(settings.directory_file, settings.org)
+    if isinstance(source, ss12000.SS12000Export):
+        result = import_directory(session, settings=settings, principal=None, export=source)
+        session.commit()
+        return len(result.created)
     if session.exec(select(Unit).limit(1)).first() is not None:
         return 0
-    units = _directory_source(settings.directory_file, settings.org)
-    for raw in units:
-        session.add(Unit.model_validate(raw))
+    now = utcnow()
+    for raw in source:
+        fields = _with_default_ages(UnitPut.model_validate({k: v for k, v in raw.items() if k != "id"}).model_dump())
+        session.add(Unit(id=raw["id"], **fields, source="file", confirmed_at=now))
     session.commit()
-    return len(units)
+    return len(source)
 
 
-def _directory_source(path: Path | None, org: str) -> list[dict[str, str]]:
-    if path is not None:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return list(data) if isinstance(data, list) else list(data.get(org, []))
-    demo = json.loads(resources.files("tillsammans_intake").joinpath("directory.json").read_text(encoding="utf-8"))
-    return list(demo.get(org, []))
+def _directory_source(path: Path | None, org: str) -> list[dict[str, Any]] | ss12000.SS12000Export:
+    if path is None:
+        demo = resources.files("tillsammans_intake").joinpath("directory.json").read_text(encoding="utf-8")
+        return list(json.loads(demo).get(org, []))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "organisations" in data:
+        return ss12000.SS12000Export.model_validate(data)
+    return list(data) if isinstance(data, list) else list(data.get(org, []))
