@@ -13,8 +13,9 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from tillsammans_common.messaging.consent_replica import Decision
 from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, facts_of_case, on_record
@@ -22,6 +23,7 @@ from tillsammans_common.settings import ORG_ID
 from tillsammans_common.web import run_command, run_query
 from tillsammans_consent import service
 from tillsammans_consent.models import (
+    ConsentAmend,
     ConsentCreate,
     ConsentDetail,
     ConsentPublic,
@@ -35,7 +37,7 @@ from tillsammans_consent.models import (
 router = APIRouter(tags=["consent"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
 ConsentReader = Annotated[Access, on_record(Action.CASE_READ, service.consent_facts, param="consent_id")]
-ConsentWithdrawer = Annotated[Access, on_record(Action.CASE_WORK, service.consent_facts, param="consent_id")]
+ConsentWorker = Annotated[Access, on_record(Action.CASE_WORK, service.consent_facts, param="consent_id")]
 CaseReader = Annotated[Access, on_record(Action.CASE_READ, facts_of_case, param="case_id")]
 DecisionAsker = Annotated[Access, allowed(Action.DISCLOSURE_ASK)]
 ReplicaReader = Annotated[Access, allowed(Action.REPLICAS_READ)]
@@ -57,7 +59,7 @@ async def grant_consent(request: Request, body: ConsentCreate, principal: Curren
 
 
 @router.post("/consents/{consent_id}/withdraw", response_model=ConsentPublic, summary="Withdraw a consent")
-async def withdraw_consent(request: Request, consent_id: RecordId, body: ConsentWithdraw, access: ConsentWithdrawer,
+async def withdraw_consent(request: Request, consent_id: RecordId, body: ConsentWithdraw, access: ConsentWorker,
                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Withdraw a consent at any time; 409 if it already is withdrawn.
 
@@ -66,10 +68,38 @@ async def withdraw_consent(request: Request, consent_id: RecordId, body: Consent
     """
     settings = request.app.state.settings
     engine = request.app.state.infra.engine
+    withdrawn: list[str] = []
+
+    def withdraw(session: Session) -> ConsentPublic:
+        consent = service.withdraw_consent(session, settings=settings, access=access, data=body)
+        withdrawn.append(consent.id)
+        return ConsentPublic.of(consent)
+
     response = await run_command(
         engine, principal=access.principal, idempotency_key=idempotency_key, request=request,
-        body=body, status_code=200, action=lambda session: ConsentPublic.of(
-            service.withdraw_consent(session, settings=settings, access=access, data=body)),
+        body=body, status_code=200, action=withdraw,
+    )
+    # The revision withdrawn may be a newer one than the path names (withdrawal stops every revision).
+    for withdrawn_id in withdrawn or [consent_id]:
+        await _until_no_open_leases(engine, withdrawn_id, limit=settings.disclosure_lease_seconds)
+    return response
+
+
+@router.post("/consents/{consent_id}/amend", status_code=201, response_model=ConsentPublic,
+             summary="Amend a consent: a new revision replaces it")
+async def amend_consent(request: Request, consent_id: RecordId, body: ConsentAmend, access: ConsentWorker,
+                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Record amended terms (narrower or wider) as a new revision naming the old, which is withdrawn.
+
+    422 names any rule broken (the rules of a new consent), 409 when the consent is no longer in
+    force. Answers, like a withdrawal, once nothing under the old revision can leave any more.
+    """
+    settings = request.app.state.settings
+    engine = request.app.state.infra.engine
+    response = await run_command(
+        engine, principal=access.principal, idempotency_key=idempotency_key, request=request,
+        body=body, action=lambda session: ConsentPublic.of(
+            service.amend_consent(session, settings=settings, access=access, data=body)),
     )
     await _until_no_open_leases(engine, consent_id, limit=settings.disclosure_lease_seconds)
     return response
@@ -91,6 +121,15 @@ async def get_consent(request: Request, access: ConsentReader) -> ConsentDetail:
     """Read one consent with the child's identity, grantors and history (audited)."""
     return await run_query(request.app.state.infra.engine, lambda session: service.get_consent(
         session, access=access))
+
+
+@router.get("/consents/{consent_id}/text", summary="The consent's text, to print and sign",
+            response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})
+async def consent_text(request: Request, access: ConsentReader) -> PlainTextResponse:
+    """What the grantors agreed to in plain Swedish: the parties, the information, purpose and period (audited)."""
+    text = await run_query(request.app.state.infra.engine, lambda session: service.consent_text_of(
+        session, access=access))
+    return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
 
 @router.get("/cases/{case_id}/consents", response_model=list[ConsentPublic], summary="The consents of a case")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper
@@ -47,10 +47,22 @@ class ConsentCategory(StrEnum):
 
 
 class ConsentPurpose(StrEnum):
-    """What the disclosure is for: a samverkansmöte or a SIP (samordnad individuell plan)."""
+    """What the disclosure is for: a samverkansmöte, a SIP (samordnad individuell plan) or a follow-up (uppföljning)."""
 
     COORDINATION_MEETING = "coordination_meeting"
     SIP = "sip"
+    FOLLOW_UP = "follow_up"
+
+
+class LegalBasis(StrEnum):
+    """The GDPR Art. 6(1) basis of the processing; separate from the secrecy consent, which lifts secrecy only."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal_obligation"
+    VITAL_INTERESTS = "vital_interests"
+    PUBLIC_TASK = "public_task"
+    LEGITIMATE_INTERESTS = "legitimate_interests"
 
 
 class ConsentStatus(StrEnum):
@@ -72,6 +84,7 @@ class HistoryAction(StrEnum):
 
     GRANTED = "granted"
     WITHDRAWN = "withdrawn"
+    AMENDED = "amended"
 
 
 class Grantor(BaseModel):
@@ -90,6 +103,14 @@ class ChildView(BaseModel):
     heard: bool = PydanticField(description="Whether the child was asked.")
     agrees: bool | None = PydanticField(None, description="The child's answer, when heard.")
     note: str | None = PydanticField(None, max_length=2000, description="Why the child was not heard, or context.")
+
+
+class LegalBasisIn(BaseModel):
+    """The GDPR legal basis of the processing (Art. 6), with a note, e.g. the law that gives the task."""
+
+    model_config = ConfigDict(extra="forbid")
+    basis: LegalBasis
+    note: str | None = PydanticField(None, max_length=500, description="E.g. 'SoL 2 kap. 7 §' or 'skollagen'.")
 
 
 class Consent(SQLModel, table=True):
@@ -114,6 +135,14 @@ class Consent(SQLModel, table=True):
     withdrawn_by: str | None = Field(default=None, max_length=200)
     recorded_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    legal_basis: str = Field(default=LegalBasis.PUBLIC_TASK.value,
+                             sa_column=Column(String(32), nullable=False, server_default=LegalBasis.PUBLIC_TASK.value))
+    legal_basis_note: str | None = Field(default=None, max_length=500)
+    revision: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"),
+                          description="1 for a consent as first given, n+1 for the amendment of revision n.")
+    amends: str | None = Field(default=None, max_length=64, index=True,
+                               description="The consent (revision) this one replaced.")
+    amended_by: str | None = Field(default=None, max_length=64, description="The consent that replaced this one.")
 
 
 class ConsentHistory(SQLModel, table=True):
@@ -201,6 +230,25 @@ class ConsentCreate(BaseModel):
     purpose: ConsentPurpose
     valid_from: UtcInput
     valid_until: UtcInput
+    legal_basis: LegalBasisIn | None = PydanticField(
+        None, description="The GDPR basis of the processing; default: the organisation's configured basis.")
+
+
+class ConsentAmend(BaseModel):
+    """Amend a consent: its new terms, narrower or wider, and who agreed to them; the child, case and purpose stay.
+
+    The amendment is a new revision that replaces the old one (which is withdrawn in the same transaction).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    custody: Custody | None = PydanticField(None, description="Default: as before.")
+    grantors: list[Grantor] = PydanticField(min_length=1, description="Who agreed to the amended terms.")
+    child_view: ChildView | None = None
+    receiving_orgs: list[OrgId] = PydanticField(min_length=1)
+    categories: list[ConsentCategory] = PydanticField(min_length=1)
+    valid_from: UtcInput
+    valid_until: UtcInput
+    legal_basis: LegalBasisIn | None = PydanticField(None, description="Default: as before.")
 
 
 class ConsentWithdraw(BaseModel):
@@ -238,6 +286,11 @@ class ConsentPublic(BaseModel):
     withdrawn_by: str | None
     recorded_by: str
     created_at: UtcDatetime
+    legal_basis: LegalBasis = PydanticField(description="The GDPR Art. 6 basis of the processing (not the consent).")
+    legal_basis_note: str | None
+    revision: int = PydanticField(description="1 as first given; each amendment is a new consent one higher.")
+    amends: str | None = PydanticField(description="The consent this one replaced.")
+    amended_by: str | None = PydanticField(description="The consent that replaced this one (it is then withdrawn).")
 
     @classmethod
     def of(cls, consent: Consent) -> ConsentPublic:
@@ -255,10 +308,12 @@ class ConsentDetail(ConsentPublic):
     child_view: ChildView | None
     history: list[HistoryEntry]
     receivers: list[ReceiverState]
+    text: str = PydanticField(description="What the grantors agreed to, in Swedish, to print and sign "
+                                          "(also GET /consents/{consent_id}/text).")
 
     @classmethod
     def of_with_history(cls, consent: Consent, history: list[ConsentHistory],
-                        receipts: list[WithdrawalReceipt]) -> ConsentDetail:
+                        receipts: list[WithdrawalReceipt], text: str) -> ConsentDetail:
         """The detail view of a stored consent, its history and the receivers' withdrawal receipts."""
         public = ConsentPublic.of(consent).model_dump()
         by_org = {receipt.receiving_org: receipt for receipt in receipts}
@@ -276,7 +331,7 @@ class ConsentDetail(ConsentPublic):
             **public, "child_personnummer": consent.child_personnummer, "grantors": consent.grantors,
             "child_view": consent.child_view,
             "history": [HistoryEntry.model_validate(entry, from_attributes=True) for entry in history],
-            "receivers": receivers,
+            "receivers": receivers, "text": text,
         })
 
 

@@ -42,6 +42,7 @@ from tillsammans_common.personnummer import InvalidIdentityNumber, age_on, child
 from tillsammans_consent.config import ConsentSettings
 from tillsammans_consent.models import (
     Consent,
+    ConsentAmend,
     ConsentCreate,
     ConsentDetail,
     ConsentHistory,
@@ -54,8 +55,11 @@ from tillsammans_consent.models import (
     DisclosureDecision,
     GrantorRole,
     HistoryAction,
+    LegalBasis,
+    LegalBasisIn,
     WithdrawalReceipt,
 )
+from tillsammans_consent.text import consent_text
 
 # A case id becomes the subject of events that leave the organisation, so it must not hide a personnummer.
 _DIGIT_RUN = re.compile(r"(?<!\d)(?:\d{8}|\d{6})[-+]?\d{4}(?!\d)")
@@ -87,19 +91,24 @@ def check_grant(data: ConsentCreate, *, settings: ConsentSettings, now: datetime
     if data.valid_until <= now:
         raise InvalidField("valid_until", "lies in the past: the consent would never be valid")
     guardians = {" ".join(g.name.casefold().split()) for g in data.grantors if g.role is GrantorRole.GUARDIAN}
+    # The number only tells the age here; nothing about it goes into the error.
+    age = age_on(data.child.personnummer, data.valid_from.astimezone(SWEDISH_TIME).date())
+    if age >= settings.mature_age:
+        # A mature child controls their own secrecy: their consent suffices, and their no is a no.
+        if data.child_view is not None and data.child_view.agrees is False:
+            raise InvalidField("child_view.agrees", f"from age {settings.mature_age} the child decides: "
+                                                    "the child's no is a no")
+        if not any(g.role is GrantorRole.CHILD for g in data.grantors):
+            raise InvalidField("grantors", f"from age {settings.mature_age} the child's own consent is required "
+                                           "(a grantor with role child)")
+        return
     if data.custody is Custody.JOINT and len(guardians) < 2:
         raise InvalidField("grantors", "joint custody needs the consent of both guardians (two distinct guardians)")
     if not guardians:
         raise InvalidField("grantors", "a guardian's consent is required")
-    # The number only tells the age here; nothing about it goes into the error.
-    age = age_on(data.child.personnummer, data.valid_from.astimezone(SWEDISH_TIME).date())
-    if age >= settings.mature_age:
-        if not any(g.role is GrantorRole.CHILD for g in data.grantors):
-            raise InvalidField("grantors", f"from age {settings.mature_age} the child's own consent is required "
-                                           "(a grantor with role child)")
-    elif data.child_view is None:
+    if data.child_view is None:
         raise InvalidField("child_view", "the child's view must be recorded: heard, or not heard with a note why")
-    elif not data.child_view.heard and not (data.child_view.note or "").strip():
+    if not data.child_view.heard and not (data.child_view.note or "").strip():
         raise InvalidField("child_view.note", "say why the child was not heard")
 
 
@@ -115,26 +124,37 @@ def grant_consent(session: Session, *, settings: ConsentSettings, principal: Pri
     """Record a consent, update the local replica and replicate it to the named organisations, in one transaction."""
     now = utcnow()
     check_grant(data, settings=settings, now=now)
-    # SQLite drops offsets, so store UTC; the event carries the same instants to every organisation.
-    valid_from, valid_until = data.valid_from.astimezone(UTC), data.valid_until.astimezone(UTC)
-    receiving_orgs = list(dict.fromkeys(data.receiving_orgs))
-    categories = [category.value for category in dict.fromkeys(data.categories)]
     case = case_in_body(session, data.case_id)
     access = policy.check(principal, policy.Action.CASE_WORK, policy.Facts(case=policy.case_facts(session, case)))
     key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
     if key != case.child_key:
         # A consent names its child twice (case and identity); both must be the same child.
         raise InvalidField("child.personnummer", "is not the child of this case")
+    consent = _record(session, settings=settings, user=principal.user, data=data, key=key, now=now)
+    policy.audit_access(session, access, "consent.grant", purpose=data.purpose.value, record_id=consent.id)
+    return consent
+
+
+def _record(session: Session, *, settings: ConsentSettings, user: str, data: ConsentCreate, key: str, now: datetime,
+            amends: Consent | None = None) -> Consent:
+    # SQLite drops offsets, so store UTC; the event carries the same instants to every organisation.
+    valid_from, valid_until = data.valid_from.astimezone(UTC), data.valid_until.astimezone(UTC)
+    receiving_orgs = list(dict.fromkeys(data.receiving_orgs))
+    categories = [category.value for category in dict.fromkeys(data.categories)]
+    basis = data.legal_basis
     consent = Consent(
         id=str(uuid.uuid4()), case_id=data.case_id, child_personnummer=data.child.personnummer,
         child_key=key,
         custody=data.custody, grantors=[grantor.model_dump(mode="json") for grantor in data.grantors],
         child_view=data.child_view.model_dump(mode="json") if data.child_view is not None else None,
         disclosing_org=settings.org, receiving_orgs=receiving_orgs, categories=categories, purpose=data.purpose,
-        valid_from=valid_from, valid_until=valid_until, recorded_by=principal.user, created_at=now,
+        valid_from=valid_from, valid_until=valid_until, recorded_by=user, created_at=now,
+        legal_basis=(basis.basis if basis else settings.legal_basis).value,
+        legal_basis_note=basis.note if basis else settings.legal_basis_note,
+        revision=amends.revision + 1 if amends else 1, amends=amends.id if amends else None,
     )
     session.add(consent)
-    session.add(ConsentHistory(consent_id=consent.id, action=HistoryAction.GRANTED, recorded_by=principal.user,
+    session.add(ConsentHistory(consent_id=consent.id, action=HistoryAction.GRANTED, recorded_by=user,
                                by=",".join(grantor.role.value for grantor in data.grantors), at=now))
     event = ConsentGranted(
         consent_id=consent.id, case_id=consent.case_id, child_key=consent.child_key, disclosing_org=settings.org,
@@ -144,7 +164,6 @@ def grant_consent(session: Session, *, settings: ConsentSettings, principal: Pri
     apply_granted(session, event)
     record_event(session, event, source=settings.source, org=settings.org, subject=consent.case_id)
     share_consent(session, event, settings=settings, child=consent.child_personnummer)
-    policy.audit_access(session, access, "consent.grant", purpose=data.purpose.value, record_id=consent.id)
     return consent
 
 
@@ -158,35 +177,97 @@ def consent_facts(session: Session, consent_id: str) -> policy.Facts:
 
 def withdraw_consent(session: Session, *, settings: ConsentSettings, access: policy.Access,
                      data: ConsentWithdraw) -> Consent:
-    """Withdraw a consent and tell every organisation it named, in one transaction; 409 if already withdrawn."""
-    principal = access.principal
-    consent_id = access.facts.record_id or ""
+    """Withdraw a consent and tell every organisation it named, in one transaction; 409 if already withdrawn.
+
+    Withdrawal stops every revision: named by a revision that an amendment replaced, it withdraws
+    the revision in force (the older ones already are).
+    """
+    consent = _current(session, access.facts.record_id or "")
+    if consent.status is not ConsentStatus.ACTIVE:
+        raise Conflict("the consent is already withdrawn")
+    _withdraw(session, settings=settings, consent=consent, by=data.withdrawn_by, user=access.principal.user,
+              action=HistoryAction.WITHDRAWN, now=utcnow())
+    policy.audit_access(session, access, "consent.withdraw", purpose=consent.purpose.value, record_id=consent.id)
+    return consent
+
+
+def _current(session: Session, consent_id: str) -> Consent:
+    # The newest revision of the consent: follow the amendments (a chain that ends, since each adds one).
     consent = session.get(Consent, consent_id)
     if consent is None:
         raise NotFound("no such consent")
-    now = utcnow()
-    # A conditional update, so two concurrent withdrawals cannot both succeed and write two history rows.
+    while consent.amended_by is not None:
+        newer = session.get(Consent, consent.amended_by)
+        if newer is None:
+            break
+        consent = newer
+    return consent
+
+
+def _withdraw(session: Session, *, settings: ConsentSettings, consent: Consent, by: str, user: str,
+              action: HistoryAction, now: datetime) -> None:
+    # A conditional update, so two concurrent withdrawals (or amendments) cannot both succeed.
     result = session.execute(
-        update(Consent).where(col(Consent.id) == consent_id, col(Consent.status) == ConsentStatus.ACTIVE)
-        .values(status=ConsentStatus.WITHDRAWN, withdrawn_at=now, withdrawn_by=data.withdrawn_by)
+        update(Consent).where(col(Consent.id) == consent.id, col(Consent.status) == ConsentStatus.ACTIVE)
+        .values(status=ConsentStatus.WITHDRAWN, withdrawn_at=now, withdrawn_by=by)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("the consent is already withdrawn")
     # The version moves in its own statement so the conditional update above stays the one that decides.
-    session.execute(update(Consent).where(col(Consent.id) == consent_id)
+    session.execute(update(Consent).where(col(Consent.id) == consent.id)
                     .values(version=Consent.version + 1).execution_options(synchronize_session=False))
     session.refresh(consent)
-    session.add(ConsentHistory(consent_id=consent.id, action=HistoryAction.WITHDRAWN, by=data.withdrawn_by,
-                               recorded_by=principal.user, at=now))
+    session.add(ConsentHistory(consent_id=consent.id, action=action, by=by, recorded_by=user, at=now))
     event = ConsentWithdrawn(consent_id=consent.id, case_id=consent.case_id, child_key=consent.child_key,
                              disclosing_org=consent.disclosing_org, receiving_orgs=list(consent.receiving_orgs),
                              withdrawn_at=now)
     apply_withdrawn(session, event)
     record_event(session, event, source=settings.source, org=settings.org, subject=consent.case_id)
     share_consent(session, event, settings=settings, child=consent.child_personnummer)
-    policy.audit_access(session, access, "consent.withdraw", purpose=consent.purpose.value)
-    return consent
+
+
+def amend_consent(session: Session, *, settings: ConsentSettings, access: policy.Access,
+                  data: ConsentAmend) -> Consent:
+    """Replace the consent in force by a new revision with the amended terms, in one transaction.
+
+    The old revision is withdrawn (receivers purge what they got under it) and the new one granted
+    and replicated, naming the old in ``amends``; the same rules as a new consent apply (422 naming
+    the field, nothing written). 409 when the revision named is no longer in force.
+    """
+    old = session.get(Consent, access.facts.record_id or "")
+    if old is None:
+        raise NotFound("no such consent")
+    if old.status is not ConsentStatus.ACTIVE:
+        newer = f" (replaced by {old.amended_by})" if old.amended_by else ""
+        raise Conflict(f"only the consent in force can be amended{newer}")
+    basis = data.legal_basis or LegalBasisIn(basis=LegalBasis(old.legal_basis), note=old.legal_basis_note)
+    create = ConsentCreate.model_validate({
+        "case_id": old.case_id, "child": {"personnummer": old.child_personnummer},
+        "custody": data.custody or old.custody, "grantors": data.grantors, "child_view": data.child_view,
+        "receiving_orgs": data.receiving_orgs, "categories": data.categories, "purpose": old.purpose,
+        "valid_from": data.valid_from, "valid_until": data.valid_until, "legal_basis": basis,
+    })
+    now = utcnow()
+    check_grant(create, settings=settings, now=now)
+    by = ",".join(grantor.role.value for grantor in data.grantors)
+    _withdraw(session, settings=settings, consent=old, by=f"amended by {by}", user=access.principal.user,
+              action=HistoryAction.AMENDED, now=now)
+    new = _record(session, settings=settings, user=access.principal.user, data=create, key=old.child_key, now=now,
+                  amends=old)
+    old.amended_by = new.id
+    session.add(old)
+    policy.audit_access(session, access, "consent.amend", purpose=old.purpose.value, record_id=new.id)
+    return new
+
+
+def consent_text_of(session: Session, *, access: policy.Access) -> str:
+    """The consent's terms in plain Swedish, to print and sign; the read is audited."""
+    consent = session.get(Consent, access.facts.record_id or "")
+    if consent is None:
+        raise NotFound("no such consent")
+    policy.audit_access(session, access, "consent.text.read", purpose=consent.purpose.value)
+    return consent_text(consent)
 
 
 def get_consent(session: Session, *, access: policy.Access) -> ConsentDetail:
@@ -199,7 +280,7 @@ def get_consent(session: Session, *, access: policy.Access) -> ConsentDetail:
                            .order_by(col(ConsentHistory.id))).all()
     receipts = session.exec(select(WithdrawalReceipt).where(WithdrawalReceipt.consent_id == consent_id)).all()
     policy.audit_access(session, access, "consent.read", purpose=consent.purpose.value)
-    return ConsentDetail.of_with_history(consent, list(history), list(receipts))
+    return ConsentDetail.of_with_history(consent, list(history), list(receipts), consent_text(consent))
 
 
 def case_consents(session: Session, *, access: policy.Access) -> list[Consent]:
