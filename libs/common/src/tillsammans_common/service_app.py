@@ -25,6 +25,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Engine, text
 
+from tillsammans_common import wheel
 from tillsammans_common.admin import AdminContext
 from tillsammans_common.admin import router as admin_router
 from tillsammans_common.audit import name_service
@@ -114,6 +115,8 @@ def _migrate(database_url: str, versions_dir: Path, *, service: str, org: str) -
 def build_infrastructure(settings: ServiceSettings, *, versions_dir: Path) -> Infrastructure:
     """Create the engine (migrated), the broker with telemetry, and the outbox relay."""
     setup_logging(service=settings.service_name, org=settings.org, level=settings.log_level)
+    # Before anything listens: a bad wheel file must stop the service, not fail the first mapping.
+    wheel.configure(settings.wheels_dir)
     provider = setup_telemetry(service=settings.service_name, org=settings.org)
     engine = make_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     if exporting():  # statement spans are the costliest kind; without an exporter nobody sees them

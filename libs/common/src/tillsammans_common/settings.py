@@ -130,6 +130,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".tillsammans/data")
+    wheels_dir: Path | None = Field(
+        None, description="A folder of this organisation's own wheels and correspondences (*.json, decision 21), "
+                          "installed beside the packaged ones; a malformed file stops start-up.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file under data_dir.")
     auto_migrate: bool = Field(True, description="Run database migrations at start-up.")
     nats_url: str = "nats://127.0.0.1:4222"

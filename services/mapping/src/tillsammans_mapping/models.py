@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 
 from tillsammans_common.db import utcnow
 from tillsammans_common.personnummer import InvalidIdentityNumber, normalize
+from tillsammans_common.wheel import LevelCode
 
 NOTE_MAX = 2000
 """Longest free text kept per note or answer: enough for a summary, short enough not to become a journal."""
@@ -48,7 +49,7 @@ class MappingStatus(StrEnum):
 
 
 class ConcernLevel(StrEnum):
-    """How an area of the wheel looks for the child."""
+    """The levels of the first wheels' scale (a wheel states its own scale; these are its codes there)."""
 
     NO_CONCERN = "no_concern"
     SOME_CONCERN = "some_concern"
@@ -57,7 +58,19 @@ class ConcernLevel(StrEnum):
 
 
 FLAGGING_LEVELS = frozenset({ConcernLevel.SOME_CONCERN, ConcernLevel.SERIOUS_CONCERN})
-"""Levels that flag an area, so that its organisations are suggested."""
+"""Levels of the concern scale that flag an area, so that its organisations are suggested."""
+
+
+class Perspective(StrEnum):
+    """Whose view of an area an assessment records (seed 001: the child has the right to be heard)."""
+
+    PROFESSIONAL = "professional"
+    CHILD = "child"
+    GUARDIANS = "guardians"
+
+
+PERSPECTIVE_ORDER = tuple(Perspective)
+"""The order perspectives are listed and drawn in: the professional's assessment, the child's voice, the guardians'."""
 
 TRAPPAN_DESCRIPTION = (
     "Trappan (seed 002, Örebro): 0 främjande och förebyggande (promotion and prevention); 1 en utmaning "
@@ -95,12 +108,15 @@ class AreaAssessment(SQLModel, table=True):
     """How one area of the wheel looks for the child in one mapping."""
 
     __tablename__ = "area_assessment"
-    __table_args__ = (UniqueConstraint("mapping_id", "area_code", name="uq_area_assessment_mapping_area"),)
+    __table_args__ = (UniqueConstraint("mapping_id", "area_code", "perspective",
+                                       name="uq_area_assessment_mapping_area_perspective"),)
 
     id: int | None = Field(default=None, primary_key=True)
     mapping_id: str = Field(foreign_key="mapping.id", index=True, max_length=64)
     area_code: str = Field(max_length=32)
-    level: ConcernLevel
+    perspective: str = Field(default=Perspective.PROFESSIONAL.value, max_length=16)
+    # A code of the mapping's wheel's scale (or "unknown"); the wheel, not this table, says what it means.
+    level: str = Field(max_length=32)
     note: str | None = Field(default=None, max_length=NOTE_MAX)
     assessed_by: str = Field(max_length=128)
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -117,11 +133,16 @@ class MappingCreate(BaseModel):
 
 
 class AreaAssessmentPut(BaseModel):
-    """Assess one area of the wheel (replaces an earlier assessment of that area)."""
+    """Assess one area of the wheel from one perspective (replaces an earlier assessment of that area and view)."""
 
     model_config = ConfigDict(extra="forbid")
-    level: ConcernLevel = PydanticField(description="some_concern and serious_concern flag the area.")
-    note: FreeText | None = PydanticField(None, description="What the assessment rests on (at most 2000 characters).")
+    level: LevelCode = PydanticField(
+        description="A step code of the mapping's wheel's scale (GET /wheels/{id}: scale.steps[].code), or "
+                    "'unknown'. On the packaged wheels: no_concern, some_concern, serious_concern (the last two "
+                    "flag the area).")
+    note: FreeText | None = PydanticField(
+        None, description="What the assessment rests on, or the child's or guardians' own words (at most 2000 "
+                          "characters).")
 
 
 class FiveQuestions(BaseModel):
@@ -162,7 +183,11 @@ class AreaAssessmentPublic(BaseModel):
     """An area assessment as returned by the API."""
 
     area_code: str
-    level: ConcernLevel
+    perspective: Perspective = PydanticField(
+        Perspective.PROFESSIONAL, description="Whose view: the professional's assessment, the child's own voice, "
+                                              "or the guardians' view.")
+    level: str = PydanticField(description="A step code of the wheel's scale, or 'unknown'.")
+    value: int | None = PydanticField(None, description="The step's value on the wheel's scale; null for unknown.")
     note: str | None
     assessed_by: str
     updated_at: UtcDatetime
@@ -182,9 +207,11 @@ class MappingPublic(BaseModel):
     status: MappingStatus
     trappan_step: int | None = PydanticField(description=TRAPPAN_DESCRIPTION)
     questions: FiveQuestions
-    areas: list[AreaAssessmentPublic] = PydanticField(description="Assessed areas, in wheel order.")
+    areas: list[AreaAssessmentPublic] = PydanticField(
+        description="Assessed areas in wheel order, each area's perspectives as professional, child, guardians.")
     flagged_areas: list[str] | None = PydanticField(
-        description="Once completed: areas with some or serious concern, in wheel order.")
+        description="Once completed: areas the professional's assessment puts on a flagging step of the wheel's "
+                    "scale, in wheel order.")
     suggested_orgs: list[str] | None = PydanticField(
         description="Once completed: other organisations of the federation the flagged areas call for.")
     opened_by: str
@@ -200,3 +227,79 @@ class WheelSummary(BaseModel):
     id: str
     version: int
     name: str
+
+
+class WheelHistoryMapping(BaseModel):
+    """One mapping in a child's wheel history."""
+
+    mapping_id: str
+    wheel_id: str
+    wheel_version: int
+    status: MappingStatus
+    created_at: UtcDatetime
+    completed_at: UtcDatetime | None
+
+
+class WheelHistoryPoint(BaseModel):
+    """One area from one perspective in one mapping, with the change since the mapping before it."""
+
+    mapping_id: str
+    level: str
+    value: int | None
+    previous_mapping_id: str | None = PydanticField(
+        description="The latest earlier mapping on the same wheel that assessed this area from this perspective.")
+    previous_level: str | None
+    change: int | None = PydanticField(
+        description="value minus the previous value; null when either is unknown or there is no earlier one.")
+
+
+class WheelHistoryArea(BaseModel):
+    """How one area looked from one perspective over a child's mappings on one wheel, oldest first."""
+
+    wheel_id: str
+    area_code: str
+    perspective: Perspective
+    points: list[WheelHistoryPoint]
+
+
+class WheelHistory(BaseModel):
+    """A child's mappings over time, per area and perspective (oldest first)."""
+
+    case_id: str
+    mappings: list[WheelHistoryMapping]
+    areas: list[WheelHistoryArea]
+
+
+class CorrespondingAssessment(BaseModel):
+    """An assessment of the mapping's own wheel that a declared correspondence links to an area of another."""
+
+    area_code: str
+    level: str
+    value: int | None
+    flags: bool = PydanticField(description="The level flags the area on the mapping's own wheel.")
+
+
+class AreaAsRead(BaseModel):
+    """One area of the other wheel, read through the correspondence, from one perspective."""
+
+    area_code: str
+    label_sv: str
+    label_en: str
+    perspective: Perspective
+    flagged: bool = PydanticField(description="Any linked assessment flags its own area.")
+    from_areas: list[CorrespondingAssessment]
+
+
+class MappingAsWheel(BaseModel):
+    """A mapping read on another wheel: each area of that wheel with the linked assessments of the mapping's own."""
+
+    mapping_id: str
+    wheel_id: str = PydanticField(description="The wheel the mapping was made on.")
+    wheel_version: int
+    as_wheel_id: str
+    as_wheel_version: int
+    correspondence_id: str
+    areas: list[AreaAsRead] = PydanticField(
+        description="Areas of the other wheel with at least one linked assessment, in that wheel's order.")
+    not_covered: list[str] = PydanticField(
+        description="Areas of the other wheel that nothing assessed in this mapping corresponds to.")

@@ -1,4 +1,4 @@
-"""Mapping's domain operations: open a mapping, assess areas, answer the five questions, complete."""
+"""Mapping's domain operations: open a mapping, assess areas, answer the five questions, complete, read back."""
 
 from __future__ import annotations
 
@@ -13,20 +13,29 @@ from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.mapping import MappingCompleted, MappingOpened
 from tillsammans_common.messaging.outbox import record_event
-from tillsammans_common.wheel import Wheel, latest, wheels
+from tillsammans_common.wheel import Wheel, correspondence, latest, wheels
+from tillsammans_mapping import picture
 from tillsammans_mapping.config import MappingSettings
 from tillsammans_mapping.models import (
-    FLAGGING_LEVELS,
+    PERSPECTIVE_ORDER,
     REQUIRED_ANSWERS,
+    AreaAsRead,
     AreaAssessment,
     AreaAssessmentPublic,
     AreaAssessmentPut,
+    CorrespondingAssessment,
     FiveQuestions,
     Mapping,
+    MappingAsWheel,
     MappingComplete,
     MappingCreate,
     MappingPublic,
     MappingStatus,
+    Perspective,
+    WheelHistory,
+    WheelHistoryArea,
+    WheelHistoryMapping,
+    WheelHistoryPoint,
     WheelSummary,
 )
 
@@ -89,24 +98,30 @@ def case_history(session: Session, *, access: policy.Access) -> list[MappingPubl
     return [_public(session, mapping) for mapping in mappings]
 
 
-def assess_area(session: Session, *, access: policy.Access, area_code: str,
-                data: AreaAssessmentPut) -> AreaAssessmentPublic:
-    """Set how one area of the mapping's wheel looks; refused once the mapping is completed."""
+def assess_area(session: Session, *, access: policy.Access, area_code: str, data: AreaAssessmentPut,
+                perspective: Perspective = Perspective.PROFESSIONAL) -> AreaAssessmentPublic:
+    """Set how one area looks from one perspective, on the wheel's scale; refused once the mapping is completed."""
     principal = access.principal
     mapping = _open_mapping(session, access.facts.record_id or "")
-    if area_code not in _wheel_of(mapping).area_codes():
+    wheel = _wheel_of(mapping)
+    if area_code not in wheel.area_codes():
         raise InvalidField("area_code", f"not an area of wheel {mapping.wheel_id} v{mapping.wheel_version}; "
                                         "see GET /wheels/{wheel_id}/versions/{version}")
+    if data.level not in wheel.scale.codes():
+        raise InvalidField("level", f"not a step of the scale of wheel {mapping.wheel_id} v{mapping.wheel_version}: "
+                                    f"one of {', '.join(wheel.scale.codes())}")
     assessment = session.exec(select(AreaAssessment).where(
-        AreaAssessment.mapping_id == mapping.id, AreaAssessment.area_code == area_code)).first()
+        AreaAssessment.mapping_id == mapping.id, AreaAssessment.area_code == area_code,
+        AreaAssessment.perspective == perspective.value)).first()
     if assessment is None:
-        assessment = AreaAssessment(mapping_id=mapping.id, area_code=area_code, level=data.level,
-                                    assessed_by=principal.user)
+        assessment = AreaAssessment(mapping_id=mapping.id, area_code=area_code, perspective=perspective.value,
+                                    level=data.level, assessed_by=principal.user)
     assessment.level, assessment.note = data.level, data.note
     assessment.assessed_by, assessment.updated_at = principal.user, utcnow()
     session.add(assessment)
-    policy.audit_access(session, access, "mapping.assess_area", purpose=PURPOSE)
-    return AreaAssessmentPublic.model_validate(assessment, from_attributes=True)
+    action = "mapping.assess_area" if perspective is Perspective.PROFESSIONAL else f"mapping.record_{perspective.value}"
+    policy.audit_access(session, access, action, purpose=PURPOSE)
+    return _assessment_public(assessment, wheel)
 
 
 def answer_questions(session: Session, *, access: policy.Access, data: FiveQuestions) -> MappingPublic:
@@ -126,13 +141,16 @@ def complete_mapping(session: Session, *, settings: MappingSettings, access: pol
     mapping = _open_mapping(session, access.facts.record_id or "")
     wheel = _wheel_of(mapping)
     assessments = _assessments(session, mapping)
+    professional = [a for a in assessments if a.perspective == Perspective.PROFESSIONAL.value]
     missing = [(f"questions.{name}", "the question must be answered before completing")
                for name in REQUIRED_ANSWERS if getattr(mapping, name) in (None, "")]
-    if not assessments:
+    if not professional:
         missing.insert(0, ("areas", "assess at least one area of the wheel before completing"))
     if missing:
         raise _invalid_fields(missing)
-    flagged = [a.area_code for a in assessments if a.level in FLAGGING_LEVELS]
+    # The professional's assessment decides whom to involve; the child's and guardians' views are heard
+    # beside it (and shown in the meeting), not counted as votes.
+    flagged = [a.area_code for a in professional if _flags(wheel, a.level)]
     # Only federation members can be invited; this organisation is already involved.
     suggested = [org for org in wheel.suggested_orgs(flagged, exclude=settings.org) if org in settings.peers]
     mapping.status, mapping.trappan_step = MappingStatus.COMPLETED, data.trappan_step
@@ -164,6 +182,72 @@ def _open_mapping(session: Session, mapping_id: str) -> Mapping:
     return mapping
 
 
+def wheel_history(session: Session, *, access: policy.Access) -> WheelHistory:
+    """A child's mappings over time, per wheel, area and perspective, each with the change since the one before."""
+    mappings = session.exec(
+        select(Mapping).where(Mapping.case_id == access.case_id).order_by(col(Mapping.created_at), col(Mapping.id))
+    ).all()
+    series: dict[tuple[str, str, str], list[WheelHistoryPoint]] = {}
+    for mapping in mappings:
+        wheel = wheels().get((mapping.wheel_id, mapping.wheel_version))
+        for assessment in _assessments(session, mapping):
+            points = series.setdefault((mapping.wheel_id, assessment.area_code, assessment.perspective), [])
+            value = _value(wheel, assessment.level)
+            before = points[-1] if points else None
+            # Values are comparable within one wheel id: a new version keeps its scale or it is a new wheel.
+            change = value - before.value if before and before.value is not None and value is not None else None
+            points.append(WheelHistoryPoint(
+                mapping_id=mapping.id, level=assessment.level, value=value,
+                previous_mapping_id=before.mapping_id if before else None,
+                previous_level=before.level if before else None, change=change))
+    policy.audit_access(session, access, "mapping.wheel_history", purpose=PURPOSE)
+    return WheelHistory(
+        case_id=access.case_id or "",
+        mappings=[WheelHistoryMapping(mapping_id=m.id, wheel_id=m.wheel_id, wheel_version=m.wheel_version,
+                                      status=m.status, created_at=m.created_at, completed_at=m.completed_at)
+                  for m in mappings],
+        areas=[WheelHistoryArea(wheel_id=wheel_id, area_code=area, perspective=Perspective(perspective),
+                                points=points)
+               for (wheel_id, area, perspective), points in series.items()],
+    )
+
+
+def mapping_as_wheel(session: Session, *, access: policy.Access, as_wheel_id: str) -> MappingAsWheel:
+    """Read a mapping on another wheel through the declared correspondence of the two (audited)."""
+    mapping = _mapping(session, access.facts.record_id or "")
+    target = latest(as_wheel_id)
+    if target is None:
+        raise NotFound("no such wheel; see GET /wheels")
+    declared = correspondence(mapping.wheel_id, as_wheel_id) if as_wheel_id != mapping.wheel_id else None
+    if declared is None:
+        raise NotFound(f"no correspondence between wheels {mapping.wheel_id} and {as_wheel_id} is declared")
+    own = wheels().get((mapping.wheel_id, mapping.wheel_version))
+    linked: dict[tuple[str, str], list[CorrespondingAssessment]] = {}
+    for assessment in _assessments(session, mapping):
+        for area_code in declared.targets(mapping.wheel_id, assessment.area_code):
+            linked.setdefault((area_code, assessment.perspective), []).append(CorrespondingAssessment(
+                area_code=assessment.area_code, level=assessment.level, value=_value(own, assessment.level),
+                flags=_flags(own, assessment.level)))
+    areas = [AreaAsRead(area_code=area.code, label_sv=area.label_sv, label_en=area.label_en,
+                        perspective=perspective, flagged=any(a.flags for a in linked[(area.code, perspective.value)]),
+                        from_areas=linked[(area.code, perspective.value)])
+             for area in target.areas for perspective in PERSPECTIVE_ORDER if (area.code, perspective.value) in linked]
+    covered = {area.area_code for area in areas}
+    policy.audit_access(session, access, "mapping.read_as_wheel", purpose=PURPOSE)
+    return MappingAsWheel(mapping_id=mapping.id, wheel_id=mapping.wheel_id, wheel_version=mapping.wheel_version,
+                          as_wheel_id=target.id, as_wheel_version=target.version, correspondence_id=declared.id,
+                          areas=areas, not_covered=[a.code for a in target.areas if a.code not in covered])
+
+
+def wheel_picture(session: Session, *, access: policy.Access) -> bytes:
+    """The mapping drawn as its wheel (SVG), every perspective, without anything that identifies the child."""
+    mapping = _mapping(session, access.facts.record_id or "")
+    wheel = _wheel_of(mapping)
+    levels = {(a.area_code, a.perspective): a.level for a in _assessments(session, mapping)}
+    policy.audit_access(session, access, "mapping.wheel_picture", purpose=PURPOSE)
+    return picture.draw(wheel, levels)
+
+
 def _wheel_of(mapping: Mapping) -> Wheel:
     wheel = wheels().get((mapping.wheel_id, mapping.wheel_version))
     if wheel is None:
@@ -171,24 +255,42 @@ def _wheel_of(mapping: Mapping) -> Wheel:
     return wheel
 
 
+def _value(wheel: Wheel | None, level: str) -> int | None:
+    step = wheel.scale.step(level) if wheel else None
+    return step.value if step else None
+
+
+def _flags(wheel: Wheel | None, level: str) -> bool:
+    step = wheel.scale.step(level) if wheel else None
+    return step is not None and step.flags
+
+
 def _assessments(session: Session, mapping: Mapping) -> list[AreaAssessment]:
-    """The mapping's assessments in wheel order (the order people read the wheel in)."""
-    rows = {a.area_code: a for a in session.exec(
+    """The mapping's assessments in wheel order (the order people read the wheel in), then by perspective."""
+    rows = {(a.area_code, a.perspective): a for a in session.exec(
         select(AreaAssessment).where(AreaAssessment.mapping_id == mapping.id)).all()}
     wheel = wheels().get((mapping.wheel_id, mapping.wheel_version))
     # A wheel version taken out of the configuration must not make its old mappings unreadable.
-    order = [area.code for area in wheel.areas] if wheel else sorted(rows)
-    return [rows[code] for code in order if code in rows]
+    order = [area.code for area in wheel.areas] if wheel else sorted({code for code, _ in rows})
+    return [rows[(code, p.value)] for code in order for p in PERSPECTIVE_ORDER if (code, p.value) in rows]
+
+
+def _assessment_public(assessment: AreaAssessment, wheel: Wheel | None) -> AreaAssessmentPublic:
+    return AreaAssessmentPublic(
+        area_code=assessment.area_code, perspective=Perspective(assessment.perspective), level=assessment.level,
+        value=_value(wheel, assessment.level), note=assessment.note, assessed_by=assessment.assessed_by,
+        updated_at=assessment.updated_at)
 
 
 def _public(session: Session, mapping: Mapping, assessments: list[AreaAssessment] | None = None) -> MappingPublic:
     if assessments is None:
         assessments = _assessments(session, mapping)
+    wheel = wheels().get((mapping.wheel_id, mapping.wheel_version))
     return MappingPublic(
         id=mapping.id, case_id=mapping.case_id, wheel_id=mapping.wheel_id, wheel_version=mapping.wheel_version,
         status=mapping.status, trappan_step=mapping.trappan_step,
         questions=FiveQuestions.model_validate(mapping, from_attributes=True),
-        areas=[AreaAssessmentPublic.model_validate(a, from_attributes=True) for a in assessments],
+        areas=[_assessment_public(a, wheel) for a in assessments],
         flagged_areas=mapping.flagged_areas, suggested_orgs=mapping.suggested_orgs,
         opened_by=mapping.opened_by, created_at=mapping.created_at,
         completed_by=mapping.completed_by, completed_at=mapping.completed_at,

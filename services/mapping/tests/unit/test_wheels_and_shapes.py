@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tillsammans_common.wheel import latest, wheels
+from tillsammans_common.wheel import correspondence, latest, wheels
 from tillsammans_mapping.models import (
     FLAGGING_LEVELS,
     ConcernLevel,
@@ -82,3 +82,21 @@ def test_settings_read_the_mapping_prefix_before_the_shared_one(monkeypatch: pyt
     monkeypatch.setenv("TILLSAMMANS_MAPPING_PORT", "9002")
     settings = MappingSettings()
     assert (settings.org, settings.port, settings.source) == ("region", 9002, "/orgs/region/mapping")
+
+
+def test_the_packaged_wheels_state_the_concern_scale_their_levels_always_had() -> None:
+    for wheel in wheels().values():
+        assert wheel.scale.codes() == ["no_concern", "some_concern", "serious_concern", "unknown"]
+        assert [step.code for step in wheel.scale.steps if step.flags] == [level.value for level in ConcernLevel
+                                                                           if level in FLAGGING_LEVELS]
+
+
+def test_sormland_and_girfec_correspond_in_both_directions_and_cover_every_area() -> None:
+    declared = correspondence("girfec", "sormland")
+    assert declared is not None and declared is correspondence("sormland", "girfec")
+    assert declared.targets("sormland", "hemmet") == ["nurtured", "safe"]
+    assert declared.targets("girfec", "safe") == ["hemmet", "trygghet"]
+    sormland, girfec = latest("sormland"), latest("girfec")
+    assert sormland is not None and girfec is not None
+    assert {a for a, _ in declared.links} == sormland.area_codes()
+    assert {b for _, b in declared.links} == girfec.area_codes()
