@@ -76,7 +76,8 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
     shown_unit = None if case.protected_identity else case.unit_id
     record_event(session, ConcernRaised(
         concern_id=concern.id, case_id=case.case_id, unit_id=shown_unit, wheel_areas=concern.wheel_areas,
-        raised_by_role=principal.role.value, protected_identity=case.protected_identity, child_key=key,
+        wheel_id=wheel_id, raised_by_role=principal.role.value, protected_identity=case.protected_identity,
+        child_key=key,
     ), source=settings.source, org=settings.org, subject=case.case_id)
     record_event(session, ConcernRouted(
         concern_id=concern.id, case_id=case.case_id, unit_id=shown_unit, bba_user=case.bba_user,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date
 from itertools import count
@@ -10,7 +11,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session, select
 
+from tillsammans_common.models import OutboxMessage
 from tillsammans_common.personnummer import luhn_check_digit
 from tillsammans_common.testing import NatsServer, bearer
 from tillsammans_intake.config import IntakeSettings
@@ -118,6 +121,11 @@ def test_a_concern_flags_areas_of_one_wheel(client: TestClient) -> None:
     girfec = raised(wheel_id="girfec", wheel_areas=["safe", "healthy"])
     assert girfec.status_code == 201, girfec.text
     assert girfec.json()["wheel_id"] == "girfec"
+    with Session(client.app.state.infra.engine) as session:  # type: ignore[attr-defined]
+        bodies = session.exec(select(OutboxMessage.body).where(
+            OutboxMessage.nats_subject == "school.intake.concern.raised.v1")).all()
+    raised_events = [json.loads(body)["data"] for body in bodies]
+    assert [e["wheel_id"] for e in raised_events if e["concern_id"] == girfec.json()["id"]] == ["girfec"]
     assert raised().json()["wheel_id"] == "sormland"  # the organisation's default wheel
     for refused, field in ((raised(wheel_areas=["safe"]), "wheel_areas"),
                            (raised(wheel_id="girfec", wheel_areas=["safe", "trygghet"]), "wheel_areas"),

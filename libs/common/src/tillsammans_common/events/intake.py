@@ -18,6 +18,8 @@ class ConcernRaised(Event):
     unit_id: str | None
     """None for a child with protected identity (the unit would tell where the child is)."""
     wheel_areas: list[AreaCode]
+    wheel_id: str = "sormland"
+    """The one wheel all wheel_areas are of (a concern never mixes two); absent in events from before it was sent."""
     raised_by_role: str
     protected_identity: bool
     """From the child's record here: once any concern marked the child protected, every later one says so."""
