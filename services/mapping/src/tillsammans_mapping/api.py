@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from tillsammans_common.policy import Access, Action, CurrentPrincipal, allowed, facts_of_case, on_record
 from tillsammans_common.web import run_command, run_query
-from tillsammans_common.wheel import AREA_CODE_PATTERN, WHEEL_ID_PATTERN, Wheel
+from tillsammans_common.wheel import AREA_CODE_PATTERN, WHEEL_ID_PATTERN, Correspondence, Wheel
 from tillsammans_mapping import service
 from tillsammans_mapping.models import (
     AreaAssessmentPublic,
@@ -55,6 +55,13 @@ async def get_wheel(wheel_id: WheelId, _: WheelReader) -> Wheel:
 async def get_wheel_version(wheel_id: WheelId, version: WheelVersion, _: WheelReader) -> Wheel:
     """A given version of a wheel, as old mappings were made on it."""
     return service.get_wheel(wheel_id=wheel_id, version=version)
+
+
+@router.get("/correspondences", response_model=list[Correspondence],
+            summary="The declared correspondences between wheels")
+async def list_correspondences(_: WheelReader) -> list[Correspondence]:
+    """Which areas of two wheels examine the same thing, as GET /mappings/{id}/as/{wheel_id} reads them."""
+    return service.list_correspondences()
 
 
 @router.post("/mappings", status_code=201, response_model=MappingPublic,

@@ -13,7 +13,7 @@ from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
 from tillsammans_common.events.mapping import MappingCompleted, MappingOpened
 from tillsammans_common.messaging.outbox import record_event
-from tillsammans_common.wheel import Wheel, correspondence, latest, wheels
+from tillsammans_common.wheel import Correspondence, Wheel, correspondence, latest, registry, wheels
 from tillsammans_mapping import picture
 from tillsammans_mapping.config import MappingSettings
 from tillsammans_mapping.models import (
@@ -46,6 +46,11 @@ def list_wheels() -> list[WheelSummary]:
     """Every installed wheel version, by id then version."""
     return [WheelSummary(id=wheel.id, version=wheel.version, name=wheel.name)
             for _, wheel in sorted(wheels().items())]
+
+
+def list_correspondences() -> list[Correspondence]:
+    """Every installed correspondence between two wheels."""
+    return list(registry().correspondences)
 
 
 def get_wheel(*, wheel_id: str, version: int | None = None) -> Wheel:

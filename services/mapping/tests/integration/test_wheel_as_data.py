@@ -277,6 +277,10 @@ def test_a_municipality_adds_its_own_wheel_and_scale_from_a_folder(tmp_path: Pat
         assert [step["code"] for step in shown["scale"]["steps"]] == ["1", "2", "3", "4", "5"]
         assert shown["areas"][0]["description_sv"] == "Sömn, mat, rörelse och hur barnet mår."
 
+        declared = client.get("/correspondences", headers=bearer("school", "auditor"))
+        assert declared.status_code == 200, declared.text
+        assert [c["id"] for c in declared.json()] == ["sormland-girfec", "orebro-sormland"]
+
         mapping_id = _open(client, "orebro")
         # The level follows this wheel's scale of 1 to 5: the packaged wheels' codes are no step of it.
         wrong = client.put(f"/mappings/{mapping_id}/areas/familj", json={"level": "serious_concern"}, headers=BBA)
