@@ -41,6 +41,8 @@ ALLOWED: dict[str, set[str]] = {
     "case.delegate": {"case's BBA", "BBA of the unit by claim"},
     "inbox.read": {"case's BBA", "BBA of the unit by claim", "another unit's BBA"},
     "directory.write": {"admin"},
+    "directory.write (confirm)": {"admin"},
+    "directory.write (import)": {"admin"},
     "audit.read": {"auditor"},
     "directory.read": set(CALLERS) - {"another organisation's BBA"},
 }
@@ -72,6 +74,9 @@ class Session:
             "inbox.read": lambda: client.get("/inbox", headers=headers),
             "directory.write": lambda: client.put("/units/testenheten", headers=headers, json={
                 "name": "Testenheten", "kind": "school", "bba_user": "bba.test", "bba_name": "BBA Test"}),
+            "directory.write (confirm)": lambda: client.post("/units/norrskolan/confirm", headers=headers),
+            "directory.write (import)": lambda: client.post("/directory/import", headers=headers,
+                                                            json={"organisations": []}),
             "audit.read": lambda: client.get("/audit", headers=headers),
             "directory.read": lambda: client.get("/units", headers=headers),
         }
