@@ -80,16 +80,20 @@ def _legend(svg: ET.Element, wheel: Wheel, colours: dict[str, str]) -> None:
     y = CENTRE_Y + HUB + len(RINGS) * RING + 70
     rings = ", ".join(f"{i + 1}. {RING_LABEL[p]}" for i, p in enumerate(RINGS))
     _text(svg, 40, y, f"Ringarna inifrån och ut: {rings}", size=13)
-    x = 40.0
-    for step in wheel.scale.steps:
-        ET.SubElement(svg, _tag("rect"), {"x": f"{x:.1f}", "y": str(y + 18), "width": "16", "height": "16",
-                                          "fill": colours[step.code], "stroke": "#555555"})
-        label = f"{step.value} {step.label_sv}"
-        _text(svg, x + 22, y + 31, label, size=13)
-        x += 40 + 7.5 * len(label)
-    ET.SubElement(svg, _tag("rect"), {"x": f"{x:.1f}", "y": str(y + 18), "width": "16", "height": "16",
-                                      "fill": UNKNOWN_FILL, "stroke": "#555555"})
-    _text(svg, x + 22, y + 31, "? vet inte", size=13)
+    keys = [(colours[step.code], f"{step.value} {step.label_sv}") for step in wheel.scale.steps]
+    keys += [(UNKNOWN_FILL, "? vet inte"), (NOT_ASSESSED, "inte bedömt")]
+    x, row = 40.0, y + 18
+    for fill, label in keys:
+        width = 40 + 7.5 * len(label)  # a generous estimate of 13px sans-serif, so labels never overlap
+        if x + width > WIDTH - 20:  # a long scale wraps instead of running off the picture
+            x, row = 40.0, row + 26
+        ET.SubElement(svg, _tag("rect"), {"x": f"{x:.1f}", "y": str(row), "width": "16", "height": "16",
+                                          "fill": fill, "stroke": "#555555"})
+        _text(svg, x + 22, row + 13, label, size=13)
+        x += width
+    height = max(HEIGHT, row + 40)
+    svg.set("height", str(height))
+    svg.set("viewBox", f"0 0 {WIDTH} {height}")
 
 
 def _sector(inner: float, outer: float, start: float, end: float) -> str:
