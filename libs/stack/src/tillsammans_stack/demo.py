@@ -155,7 +155,7 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
         item["case_id"] == case_id for item in fed.call("school", "intake", "GET", "/inbox", **bba).json()))
     fed.call("school", "intake", "GET", "/inbox", **bba, step="routed to the BBA's inbox")
 
-    fed.out("2. Kartlägga: the BBA maps the child on the Sörmland wheel")
+    fed.out("2. Kartlägga: the BBA maps the child on the Sörmland wheel, with the child's and the guardians' views")
     # Intake opened the child's case; the other services learn it from intake's event in a moment.
     mapping = _ok(fed.until("mapping to learn the case", _once_the_case_is_known(partial(
         fed.call, "school", "mapping", "POST", "/mappings", **bba, idempotency_key=f"{run}-m",
@@ -165,6 +165,13 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
         _ok(fed.call("school", "mapping", "PUT", f"/mappings/{mapping['id']}/areas/{area}", **bba,
                      body={"level": level, "note": "Från samtal med eleven och vårdnadshavarna."},
                      step=f"area {area}: {level}"))
+    # The wheel is used in the conversation with the child and the guardians: their views are their own.
+    for perspective, area, level, note in (
+            ("child", "trygghet", "serious_concern", "Eleven säger att det är stökigt hemma på kvällarna."),
+            ("guardians", "trygghet", "some_concern", "Vårdnadshavarna oroar sig för sömnen."),
+            ("child", "larande", "some_concern", "Eleven tycker att matten har blivit svår.")):
+        _ok(fed.call("school", "mapping", "PUT", f"/mappings/{mapping['id']}/areas/{area}/perspectives/{perspective}",
+                     **bba, body={"level": level, "note": note}, step=f"{area}: the {perspective}'s view"))
     _ok(fed.call("school", "mapping", "PUT", f"/mappings/{mapping['id']}/questions", **bba, body={
         "has_all_information": False, "information_note": "Hälsa och hemsituation behöver belysas.",
         "obstacles": "Otrygghet och oro hemma.", "own_actions": "Samtal med mentor varje vecka.",
