@@ -133,3 +133,40 @@ def test_each_organisation_records_its_own_consent_and_lists_only_others_as_repl
                                            "reason": "consent does not name the receiving organisation"}
         region_to_social = region.post("/decisions", json=ask("region", "social"), headers=bearer("region", "bba"))
         assert region_to_social.json()["consent_id"] == from_region
+
+
+def test_an_amendment_reaches_the_receivers_as_the_old_revision_withdrawn_and_the_new_one_granted(
+        federation: Federation, serve: Serve) -> None:
+    bba = bearer("school", "bba", "bba.norrskolan")
+    with serve(_settings(federation, "school")) as school, serve(_settings(federation, "region")) as region:
+        _seed(school, "case-school-3", unit_id="norrskolan", bba_user="bba.norrskolan")
+        first = school.post("/consents", json=consent_naming("region", case_id="case-school-3"), headers=bba).json()
+
+        def at_region(categories: list[str]) -> dict[str, Any]:
+            response = region.post("/decisions", headers=bearer("region", "professional"),
+                                   json={**ask("school", "region", key=SCHOOL_REGION_KEY), "categories": categories})
+            return dict(response.json())
+
+        wait_for(lambda: at_region(["mapping_summary"])["allowed"], message="the first revision in region")
+        terms = consent_naming("region", case_id="case-school-3")
+        amended = school.post(f"/consents/{first['id']}/amend", headers=bba, json={
+            **{k: terms[k] for k in ("grantors", "child_view", "receiving_orgs", "valid_from", "valid_until")},
+            "categories": ["concern"]})
+        assert amended.status_code == 201, amended.text
+        second = amended.json()
+
+        # Region holds the old revision withdrawn (its key forgotten) and the new one with the narrowed terms.
+        wait_for(lambda: at_region(["concern"]).get("consent_id") == second["id"], message="the amendment in region")
+        assert at_region(["mapping_summary"]) == {"allowed": False, "consent_id": None,
+                                                  "reason": "consent does not cover mapping_summary"}
+        replicas = {r["consent_id"]: r for r in region.get("/replicas", headers=bearer("region", "bba")).json()}
+        assert (replicas[first["id"]]["status"], replicas[first["id"]]["child_key"]) == ("withdrawn", "")
+        assert (replicas[second["id"]]["status"], replicas[second["id"]]["categories"]) == ("active", ["concern"])
+
+        # Withdrawn through the first revision, the one in force is withdrawn at region too.
+        assert school.post(f"/consents/{first['id']}/withdraw", json={"withdrawn_by": "guardian"},
+                           headers=bba).status_code == 200
+        wait_for(lambda: not at_region(["concern"])["allowed"], message="the withdrawal in region")
+        for client in (school, region):
+            with Session(_engine(client)) as session:
+                assert session.exec(select(func.count()).select_from(DeadLetter)).one() == 0
