@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime
+from sqlalchemy import Column, DateTime, and_
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from tillsammans_common.db import utcnow
@@ -65,12 +66,16 @@ def case_in_body(session: Session, case_id: str) -> CaseRecord:
     return case
 
 
+def delegation_holds(moment: datetime) -> ColumnElement[bool]:
+    """The condition that a delegation row is in force at ``moment``: begun, not ended, not revoked."""
+    return and_(col(CaseDelegation.valid_from) <= moment, col(CaseDelegation.valid_until) > moment,
+                col(CaseDelegation.revoked_at).is_(None))
+
+
 def active_delegates(session: Session, case_id: str, *, at: datetime | None = None) -> frozenset[str]:
     """Users with a delegation of the case that holds at ``at`` (now by default)."""
-    moment = at or utcnow()
     rows = session.exec(select(col(CaseDelegation.delegate_user)).where(
-        col(CaseDelegation.case_id) == case_id, col(CaseDelegation.valid_from) <= moment,
-        col(CaseDelegation.valid_until) > moment, col(CaseDelegation.revoked_at).is_(None))).all()
+        col(CaseDelegation.case_id) == case_id, delegation_holds(at or utcnow()))).all()
     return frozenset(rows)
 
 

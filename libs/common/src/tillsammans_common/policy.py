@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 
 from tillsammans_common.audit import audit
 from tillsammans_common.auth import AccessRefused, Principal, Role, require
-from tillsammans_common.cases import CaseDelegation, CaseRecord
+from tillsammans_common.cases import CaseDelegation, CaseRecord, active_delegates, delegation_holds, get_case
 from tillsammans_common.db import utcnow
 from tillsammans_common.web import run_query
 
@@ -230,16 +230,12 @@ def audit_listed(session: Session, principal: Principal, action: str, cases: lis
 
 def case_facts(session: Session, case: CaseRecord) -> CaseFacts:
     """The policy's view of a case, with the delegations that hold now."""
-    from tillsammans_common.cases import active_delegates
-
     return CaseFacts(case_id=case.case_id, unit_id=case.unit_id, bba_user=case.bba_user,
                      protected_identity=case.protected_identity, delegates=active_delegates(session, case.case_id))
 
 
 def facts_of_case(session: Session, case_id: str) -> Facts:
     """The policy's view of the case named in a path (404 if this service does not know it)."""
-    from tillsammans_common.cases import get_case
-
     return Facts(case=case_facts(session, get_case(session, case_id)), record_id=case_id)
 
 
@@ -258,10 +254,8 @@ def visible_cases(principal: Principal, action: Action = Action.CASE_READ) -> Co
     if Relation.INTEGRATION_UNIT in allowed and principal.holds(Role.INTEGRATION) and principal.units:
         clauses.append(col(CaseRecord.unit_id).in_(sorted(principal.units)))
     if Relation.DELEGATE in allowed and not principal.client and principal.holds(*PERSON_ROLES):
-        now = utcnow()
         clauses.append(col(CaseRecord.case_id).in_(select(col(CaseDelegation.case_id)).where(
-            col(CaseDelegation.delegate_user) == principal.user, col(CaseDelegation.valid_from) <= now,
-            col(CaseDelegation.valid_until) > now, col(CaseDelegation.revoked_at).is_(None))))
+            col(CaseDelegation.delegate_user) == principal.user, delegation_holds(utcnow()))))
     return or_(*clauses) if clauses else false()
 
 
