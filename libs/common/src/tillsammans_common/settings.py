@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
@@ -44,6 +45,61 @@ class StreamLimits:
     inbox_max_age_seconds: float = INBOX_MAX_AGE_SECONDS
     duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS
     replicas: int = 1
+
+
+class OrgKind(StrEnum):
+    """What a member of the federation is (DOMAIN.md: the three principals around a child)."""
+
+    EDUCATION = "education"
+    """The municipality's preschools and schools, with their student health (elevhälsa)."""
+    HEALTH_CARE = "health_care"
+    """The region's health care: BVC, primary care, BUP, habilitation."""
+    SOCIAL_SERVICES = "social_services"
+    """The municipality's social services (socialtjänst): where an orosanmälan goes."""
+
+
+class FederationMember(BaseModel):
+    """One organisation of the federation: its kind and the municipalities whose children it serves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: OrgKind
+    name: str = Field(min_length=1, max_length=200)
+    municipalities: frozenset[str] = Field(
+        frozenset(), description="SCB codes (kommunkod, four digits) of the municipalities it serves.")
+    counties: frozenset[str] = Field(
+        frozenset(), description="SCB county codes (länskod, two digits): a region serves every municipality in them.")
+
+    @field_validator("municipalities")
+    @classmethod
+    def _municipality_codes(cls, codes: frozenset[str]) -> frozenset[str]:
+        bad = sorted(code for code in codes if not re.fullmatch(r"[0-9]{4}", code))
+        if bad:
+            raise ValueError(f"not four-digit municipality codes: {', '.join(bad)}")
+        return codes
+
+    @field_validator("counties")
+    @classmethod
+    def _county_codes(cls, codes: frozenset[str]) -> frozenset[str]:
+        bad = sorted(code for code in codes if not re.fullmatch(r"[0-9]{2}", code))
+        if bad:
+            raise ValueError(f"not two-digit county codes: {', '.join(bad)}")
+        return codes
+
+    def serves(self, municipality_code: str) -> bool:
+        """Whether this member serves the children of the municipality (by its code or its county's)."""
+        return municipality_code in self.municipalities or municipality_code[:2] in self.counties
+
+
+def _development_federation() -> dict[str, FederationMember]:
+    # The three members `make up` runs: Eskilstuna's schools and social services, and Region Sörmland.
+    return {
+        "school": FederationMember(kind=OrgKind.EDUCATION, name="Eskilstuna kommun, förskola och skola",
+                                   municipalities=frozenset({"0484"})),
+        "region": FederationMember(kind=OrgKind.HEALTH_CARE, name="Region Sörmland", counties=frozenset({"04"})),
+        "social": FederationMember(kind=OrgKind.SOCIAL_SERVICES, name="Eskilstuna kommun, socialtjänsten",
+                                   municipalities=frozenset({"0484"})),
+    }
 
 
 class IntegrationClient(BaseModel):
@@ -127,6 +183,10 @@ class ServiceSettings(BaseSettings):
         default_factory=lambda: ["school", "region", "social"],
         description="Organisations in the federation that may receive cross-organisation messages.",
     )
+    federation: dict[str, FederationMember] = Field(
+        default_factory=_development_federation,
+        description="Every member of the federation (this organisation too) with its kind and the municipalities "
+                    "it serves: suggestions and the orosanmälan are resolved to real organisations from it.")
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".tillsammans/data")
@@ -281,6 +341,13 @@ class ServiceSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _federation_of_organisations(self) -> Self:
+        bad = sorted(org for org in self.federation if not ORG_ID.match(org))
+        if bad:
+            raise ValueError(f"federation: {', '.join(map(repr, bad))} are not organisation ids")
+        return self
+
+    @model_validator(mode="after")
     def _one_issuer_one_organisation(self) -> Self:
         # The token's organisation is the one whose list holds its issuer: an issuer or a key set
         # shared by two organisations would let one of them sign in as the other.
@@ -348,6 +415,11 @@ class ServiceSettings(BaseSettings):
         path = (self.data_dir / self.org / f"{self.service_name}.db").resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
+
+    def members_serving(self, kind: OrgKind, municipality_code: str | None) -> list[str]:
+        """The members of ``kind`` serving the municipality (all of that kind when it is unknown), sorted."""
+        return sorted(org for org, member in self.federation.items()
+                      if member.kind is kind and (municipality_code is None or member.serves(municipality_code)))
 
     def pair_secret(self, other: str) -> str:
         """The secret this organisation shares with ``other`` alone (a development derivation if unset)."""
