@@ -23,7 +23,9 @@ def _rows(stack: Stack, org: str, service: str, sql: str) -> list[tuple[object, 
 
 
 def test_concern_is_routed_and_mapping_points_to_region_and_social(journey: JourneyResult) -> None:
-    assert journey.concern["bba_user"] == "bba.norrskolan"
+    # Routed by the child's stage and home municipality: a 13-year-old in compulsory school -> the 7-9 school.
+    assert (journey.concern["routed_by"], journey.concern["unit_id"], journey.concern["bba_user"]) == (
+        "stage", "vasterskolan", "bba.vasterskolan")
     assert journey.mapping["status"] == "completed"
     # In wheel order: hemmet (social) comes before relationer (region).
     assert journey.mapping["suggested_orgs"] == ["social", "region"]

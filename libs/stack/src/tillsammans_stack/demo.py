@@ -1,6 +1,8 @@
 """The journey of seed 001, run against a running stack through the HTTP APIs.
 
-A year-6 pupil's attendance has changed. The mentor raises a concern; the school's BBA maps the
+A year-7 pupil's attendance has changed. The mentor, who does not know which unit holds the child's
+BBA, raises a concern naming the child's stage and home municipality; intake routes it by the rules
+of decision 20 to the school's BBA, who maps the
 child on the Sörmland wheel; a meeting without consent is refused and an anonymous consultation
 goes instead; the guardians consent; the samverkansmöte is called with region and social
 services; coordinator, plan and follow-up are recorded; finally the guardians withdraw consent.
@@ -143,14 +145,18 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
     """Walk the whole journey; raises on the first step that does not behave."""
     result = JourneyResult()
     mentor = {"role": "professional", "user": "mentor.anna"}
-    bba = {"role": "bba", "user": "bba.norrskolan"}
     run = uuid.uuid4().hex[:8]
 
-    fed.out("1. Upptäcka: the mentor raises a concern")
+    fed.out("1. Upptäcka: the mentor raises a concern by the child's stage and home municipality")
     result.concern = _ok(fed.call("school", "intake", "POST", "/concerns", **mentor, idempotency_key=f"{run}-c", body={
-        "unit_id": "norrskolan", "child": CHILD, "wheel_areas": ["trygghet", "hemmet", "relationer"],
+        "child_stage": "compulsory_school", "home_municipality": "0484", "child": CHILD,
+        "wheel_areas": ["trygghet", "hemmet", "relationer"],
         "description": "Frånvaron har ökat under hösten; eleven verkar orolig."}, step="concern raised"))
     case_id = result.concern["case_id"]
+    # The rules chose the unit (a 13-year-old in compulsory school in Eskilstuna: Västerskolan 7-9) and its BBA.
+    fed.out(f"   routed by {result.concern['routed_by']} to unit {result.concern['unit_id']}, "
+            f"BBA {result.concern['bba_user']}")
+    bba = {"role": "bba", "user": result.concern["bba_user"]}
     fed.until("the concern in the BBA's inbox", lambda: any(
         item["case_id"] == case_id for item in fed.call("school", "intake", "GET", "/inbox", **bba).json()))
     fed.call("school", "intake", "GET", "/inbox", **bba, step="routed to the BBA's inbox")
