@@ -38,6 +38,8 @@ class Action(StrEnum):
     """Act on a child's case: map, complete a mapping, record or withdraw consent, call a meeting."""
     CASE_DELEGATE = "case.delegate"
     """Give a colleague access to the case for a period, or take it back."""
+    CASE_TRANSFER = "case.transfer"
+    """Hand the case over to another unit and its BBA (the intake desk routing a concern on, a child who moved)."""
     CONCERN_STATUS = "concern.status"
     """See where a concern is (not the child's situation)."""
     MEETING_READ = "meeting.read"
@@ -80,6 +82,7 @@ RECORD_RULES: dict[Action, frozenset[Relation]] = {
     Action.CASE_READ: CASE_RELATIONS,
     Action.CASE_WORK: CASE_RELATIONS,
     Action.CASE_DELEGATE: frozenset({Relation.BBA_OF_UNIT}),
+    Action.CASE_TRANSFER: frozenset({Relation.BBA_OF_UNIT}),
     Action.CONCERN_STATUS: CASE_RELATIONS | {Relation.RAISER},
     Action.MEETING_READ: CASE_RELATIONS | {Relation.PARTICIPANT, Relation.COORDINATOR},
     Action.MEETING_RUN: CASE_RELATIONS | {Relation.COORDINATOR},

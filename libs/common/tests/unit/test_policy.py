@@ -48,10 +48,11 @@ CALLERS = {
 # hand from the decision's table, so a change of the code that the table does not make fails here.
 EXPECTED: dict[str, dict[Action, str]] = {
     "case's BBA": {a: "bba-of-unit" for a in (Action.CASE_READ, Action.CASE_WORK, Action.CASE_DELEGATE,
-                                               Action.CONCERN_STATUS, Action.MEETING_READ, Action.MEETING_RUN)},
+                                               Action.CASE_TRANSFER, Action.CONCERN_STATUS, Action.MEETING_READ,
+                                               Action.MEETING_RUN)},
     "BBA by unit claim (deputy)": {a: "bba-of-unit" for a in (
-        Action.CASE_READ, Action.CASE_WORK, Action.CASE_DELEGATE, Action.CONCERN_STATUS, Action.MEETING_READ,
-        Action.MEETING_RUN)},
+        Action.CASE_READ, Action.CASE_WORK, Action.CASE_DELEGATE, Action.CASE_TRANSFER, Action.CONCERN_STATUS,
+        Action.MEETING_READ, Action.MEETING_RUN)},
     "another unit's BBA": {},
     "delegate": {a: "delegate" for a in (Action.CASE_READ, Action.CASE_WORK, Action.CONCERN_STATUS,
                                          Action.MEETING_READ, Action.MEETING_RUN)},
@@ -67,8 +68,8 @@ EXPECTED: dict[str, dict[Action, str]] = {
     "admin": {},
     "auditor named as delegate": {},
 }
-RECORD_ACTIONS = [Action.CASE_READ, Action.CASE_WORK, Action.CASE_DELEGATE, Action.CONCERN_STATUS,
-                  Action.MEETING_READ, Action.MEETING_RUN]
+RECORD_ACTIONS = [Action.CASE_READ, Action.CASE_WORK, Action.CASE_DELEGATE, Action.CASE_TRANSFER,
+                  Action.CONCERN_STATUS, Action.MEETING_READ, Action.MEETING_RUN]
 
 
 @pytest.mark.parametrize("caller", sorted(CALLERS))

@@ -20,6 +20,8 @@ from tillsammans_intake.models import (
     DelegationPublic,
     DirectoryImportResult,
     InboxItemPublic,
+    TransferCreate,
+    TransferPublic,
     UnitPublic,
     UnitPut,
 )
@@ -34,6 +36,7 @@ ConcernReader = Annotated[Access, on_record(Action.CASE_READ, service.concern_fa
 ConcernStatusReader = Annotated[Access, on_record(Action.CONCERN_STATUS, service.concern_facts, param="concern_id")]
 CaseReader = Annotated[Access, on_record(Action.CASE_READ, facts_of_case, param="case_id")]
 CaseDelegator = Annotated[Access, on_record(Action.CASE_DELEGATE, facts_of_case, param="case_id")]
+CaseHandover = Annotated[Access, on_record(Action.CASE_TRANSFER, facts_of_case, param="case_id")]
 ConcernRaiser = Annotated[Access, allowed(Action.CONCERN_RAISE)]
 InboxOwner = Annotated[Access, allowed(Action.INBOX_READ)]
 DirectoryReader = Annotated[Access, allowed(Action.DIRECTORY_READ)]
@@ -101,6 +104,15 @@ async def revoke_delegation(request: Request, delegation_id: RecordId, access: C
     settings = request.app.state.settings
     return await run_query(request.app.state.infra.engine, lambda session: service.revoke_delegation(
         session, settings=settings, access=access, delegation_id=delegation_id))
+
+
+@router.post("/cases/{case_id}/transfer", response_model=TransferPublic,
+             summary="Hand the case over to another unit and its BBA (the case's BBA, e.g. the intake desk)")
+async def transfer_case(request: Request, body: TransferCreate, access: CaseHandover) -> TransferPublic:
+    """Move the case and its concerns to the unit's BBA; to the unit it is at, nothing changes; 422 names the field."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.transfer_case(
+        session, settings=settings, access=access, data=body))
 
 
 @router.get("/inbox", response_model=list[InboxItemPublic], summary="The calling BBA's inbox")

@@ -264,6 +264,42 @@ class CaseSummary(BaseModel):
     opened_at: UtcDatetime
 
 
+class CaseTransfer(SQLModel, table=True):
+    """A case handed over from one unit and BBA to another: who did it, when and why."""
+
+    __tablename__ = "case_transfer"
+
+    id: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(index=True, max_length=64)
+    from_unit_id: str | None = Field(max_length=64)
+    to_unit_id: str = Field(max_length=64)
+    from_bba_user: str = Field(max_length=128)
+    to_bba_user: str = Field(max_length=128)
+    reason: str = Field(max_length=500)
+    transferred_by: str = Field(max_length=128)
+    transferred_at: datetime = Field(default_factory=utcnow,
+                                     sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class TransferCreate(BaseModel):
+    """Hand the case over to another unit of the directory (its BBA takes the case and its open concerns)."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit_id: str = PydanticField(min_length=1, max_length=64, description="The receiving unit in the directory.")
+    reason: str = PydanticField(min_length=1, max_length=500,
+                                description="Why (kept with the case, never sent anywhere), e.g. the child's school.")
+
+
+class TransferPublic(BaseModel):
+    """Where the case is now."""
+
+    case_id: str
+    unit_id: str | None = PydanticField(description="Omitted (null) for a child with protected identity.")
+    bba_user: str
+    transferred: bool = PydanticField(description="False when the case already was at that unit (nothing changed).")
+    moved_concerns: int = PydanticField(description="Concerns of the case now in the new BBA's inbox.")
+
+
 class DelegationCreate(BaseModel):
     """Give a colleague access to the case for a period (the BBA's recorded act)."""
 

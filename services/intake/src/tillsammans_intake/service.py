@@ -30,6 +30,7 @@ from tillsammans_intake.models import (
     CaseChild,
     CasePublic,
     CaseSummary,
+    CaseTransfer,
     Concern,
     ConcernCreate,
     ConcernPublic,
@@ -40,6 +41,8 @@ from tillsammans_intake.models import (
     InboxItem,
     InboxItemPublic,
     RoutedBy,
+    TransferCreate,
+    TransferPublic,
     Unit,
     UnitKind,
     UnitPublic,
@@ -197,9 +200,53 @@ def _concern_public(concern: Concern, case: CaseRecord) -> ConcernPublic:
     return public.model_copy(update={"unit_id": None}) if case.protected_identity else public
 
 
+def transfer_case(session: Session, *, settings: IntakeSettings, access: policy.Access,
+                  data: TransferCreate) -> TransferPublic:
+    """Hand the case to another unit's BBA with its concerns; the other services learn the new BBA by event.
+
+    The intake desk routes a concern on this way, and a BBA hands over a child who moved. The old
+    BBA's access ends with it (and the delegations the old BBA made), as access follows the case.
+    """
+    case = session.get(CaseRecord, access.facts.record_id, with_for_update=True)
+    if case is None:
+        raise NotFound("no such case")
+    unit = session.get(Unit, data.unit_id)
+    if unit is None:
+        raise InvalidField("unit_id", "no such unit in this organisation's directory")
+    if unit.kind is UnitKind.INTAKE_DESK and case.unit_id != unit.id:
+        raise InvalidField("unit_id", "the intake desk receives concerns no rule could route; hand the case "
+                                      "to the child's unit")
+    policy.audit_access(session, access, "case.transfer", purpose=PURPOSE)
+    shown_unit = None if case.protected_identity else unit.id
+    if case.unit_id == unit.id and case.bba_user == unit.bba_user:
+        return TransferPublic(case_id=case.case_id, unit_id=shown_unit, bba_user=case.bba_user,
+                              transferred=False, moved_concerns=0)
+    session.add(CaseTransfer(id=str(uuid.uuid4()), case_id=case.case_id, from_unit_id=case.unit_id,
+                             to_unit_id=unit.id, from_bba_user=case.bba_user, to_bba_user=unit.bba_user,
+                             reason=data.reason, transferred_by=access.principal.user))
+    case.unit_id, case.bba_user, case.updated_at = unit.id, unit.bba_user, utcnow()
+    session.add(case)
+    _announce_case(session, settings, case)
+    concerns = session.exec(select(Concern).where(Concern.case_id == case.case_id)).all()
+    for concern in concerns:
+        concern.unit_id, concern.bba_user = unit.id, unit.bba_user
+        session.add(concern)
+        # Into the new BBA's inbox, by the same event and consumer as a concern routed when raised.
+        record_event(session, ConcernRouted(concern_id=concern.id, case_id=case.case_id, unit_id=shown_unit,
+                                            bba_user=unit.bba_user),
+                     source=settings.source, org=settings.org, subject=case.case_id)
+    return TransferPublic(case_id=case.case_id, unit_id=shown_unit, bba_user=unit.bba_user, transferred=True,
+                          moved_concerns=len(concerns))
+
+
 def deliver_to_inbox(session: Session, *, event: ConcernRouted) -> None:
-    """Put a routed concern in its BBA's inbox (applied once per event by the consumer)."""
-    session.add(InboxItem(bba_user=event.bba_user, concern_id=event.concern_id, case_id=event.case_id))
+    """Put a routed concern in its BBA's inbox (applied once per event by the consumer); routed again, it moves."""
+    item = session.exec(select(InboxItem).where(InboxItem.concern_id == event.concern_id)).first()
+    if item is None:
+        session.add(InboxItem(bba_user=event.bba_user, concern_id=event.concern_id, case_id=event.case_id))
+        return
+    item.bba_user, item.received_at = event.bba_user, utcnow()
+    session.add(item)
 
 
 def inbox(session: Session, *, access: policy.Access) -> list[InboxItemPublic]:

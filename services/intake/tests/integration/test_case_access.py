@@ -159,3 +159,45 @@ def test_protected_identity_narrows_every_output_and_event(client: TestClient) -
     assert later["protected_identity"] is True and later["unit_id"] is None
     reads = [r for r in _audit(client) if r.action == "concern.read"]
     assert reads and all(r.protected for r in reads)
+
+
+def test_the_intake_desk_hands_a_case_to_the_childs_unit_and_its_access_goes_with_it(client: TestClient) -> None:
+    desk = bearer("school", "bba", "mottagning.bou")
+    # No unit and no municipality: no rule can route it, so it goes to the intake desk, never nowhere.
+    concern = _raise(client, {"child": CHILD, "wheel_areas": ["trygghet"], "description": "Oro."})
+    assert (concern["unit_id"], concern["bba_user"]) == ("mottagning", "mottagning.bou")
+    case_id = concern["case_id"]
+    wait_for(lambda: any(item["case_id"] == case_id for item in client.get("/inbox", headers=desk).json()),
+             message="the concern in the desk's inbox")
+    assert client.get(f"/cases/{case_id}", headers=BBA).status_code == 403
+
+    for body, field in (({"unit_id": "ingen-sadan", "reason": "x"}, "unit_id"),
+                        ({"unit_id": "norrskolan", "reason": ""}, "reason"),
+                        ({"unit_id": "norrskolan"}, "reason")):
+        refused = client.post(f"/cases/{case_id}/transfer", json=body, headers=desk)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
+    assert client.post(f"/cases/{case_id}/transfer", json={"unit_id": "norrskolan", "reason": "x"},
+                       headers=MENTOR).status_code == 403
+
+    moved = client.post(f"/cases/{case_id}/transfer", headers=desk,
+                        json={"unit_id": "norrskolan", "reason": "Eleven går i årskurs 6 på Norrskolan."})
+    assert moved.status_code == 200, moved.text
+    assert moved.json() == {"case_id": case_id, "unit_id": "norrskolan", "bba_user": "bba.norrskolan",
+                            "transferred": True, "moved_concerns": 1}
+    # The new BBA has the case and the concern in the inbox; the desk no longer sees either.
+    assert client.get(f"/cases/{case_id}", headers=BBA).json()["bba_user"] == "bba.norrskolan"
+    wait_for(lambda: [item["concern_id"] for item in client.get("/inbox", headers=BBA).json()] == [concern["id"]],
+             message="the concern in the new BBA's inbox")
+    assert client.get(f"/cases/{case_id}", headers=desk).status_code == 403
+    assert client.get("/inbox", headers=desk).json() == []
+    # The other services learn the new BBA from the case event; the handover back to the desk is refused.
+    recorded = [event for event in _events(client, "school.intake.case.recorded.v1") if event["case_id"] == case_id]
+    assert [event["bba_user"] for event in recorded] == ["mottagning.bou", "bba.norrskolan"]
+    again = client.post(f"/cases/{case_id}/transfer", json={"unit_id": "mottagning", "reason": "x"}, headers=BBA)
+    assert again.status_code == 422 and again.json()["errors"][0]["field"] == "unit_id"
+    # To the unit it is at: allowed, and nothing changes.
+    same = client.post(f"/cases/{case_id}/transfer", json={"unit_id": "norrskolan", "reason": "x"}, headers=BBA)
+    assert same.json()["transferred"] is False
+    assert len([e for e in _events(client, "school.intake.case.recorded.v1") if e["case_id"] == case_id]) == 2
+    assert [(r.user, r.basis) for r in _audit(client) if r.action == "case.transfer" and r.outcome == "ok"] == [
+        ("mottagning.bou", "bba-of-unit"), ("bba.norrskolan", "bba-of-unit")]

@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "concern.read": CASE_RELATED,
     "concern.status": CASE_RELATED | {"raiser"},
     "case.delegate": {"case's BBA", "BBA of the unit by claim"},
+    "case.transfer": {"case's BBA", "BBA of the unit by claim"},
     "inbox.read": {"case's BBA", "BBA of the unit by claim", "another unit's BBA"},
     "directory.write": {"admin"},
     "directory.write (confirm)": {"admin"},
@@ -71,6 +72,9 @@ class Session:
             "concern.status": lambda: client.get(f"/concerns/{concern}/status", headers=headers),
             "case.delegate": lambda: client.post(f"/cases/{case}/delegations", headers=headers,
                                                  json={"delegate_user": "vikarie.vera", "valid_until": until}),
+            # To the unit the case is at: allowed and changes nothing, so the table's later rows see the same case.
+            "case.transfer": lambda: client.post(f"/cases/{case}/transfer", headers=headers,
+                                                 json={"unit_id": "norrskolan", "reason": "Eleven har bytt skola."}),
             "inbox.read": lambda: client.get("/inbox", headers=headers),
             "directory.write": lambda: client.put("/units/testenheten", headers=headers, json={
                 "name": "Testenheten", "kind": "school", "bba_user": "bba.test", "bba_name": "BBA Test"}),
