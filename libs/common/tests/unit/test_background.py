@@ -47,3 +47,25 @@ def test_cancel_and_wait_stops_a_waiting_loop() -> None:
         assert task.cancelled()
 
     asyncio.run(scenario())
+
+
+def test_cancel_and_wait_stops_a_task_that_swallowed_its_first_cancel() -> None:
+    # What asyncio.wait_for does on Python 3.11 when the awaited result and the cancel arrive together
+    # (nats-py awaits every publish acknowledgement so): the task runs on as if never cancelled.
+    async def scenario() -> None:
+        swallowed = asyncio.Event()
+
+        async def loop() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                swallowed.set()
+            while True:
+                await asyncio.sleep(0.01)
+
+        task = asyncio.ensure_future(loop())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(cancel_and_wait(task), timeout=5)
+        assert swallowed.is_set() and task.cancelled()
+
+    asyncio.run(scenario())

@@ -8,7 +8,6 @@ sweep every ``parking_sweep_seconds`` also catches what a wake missed (e.g. a re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import weakref
@@ -17,7 +16,7 @@ from datetime import timedelta
 
 from faststream.nats import NatsBroker
 
-from tillsammans_common.background import wait_for_wake
+from tillsammans_common.background import cancel_and_wait, wait_for_wake
 from tillsammans_common.messaging import deadletters
 from tillsammans_common.messaging.deadletters import PARKED_STREAM, Letter
 
@@ -75,11 +74,8 @@ class Parking:
 
     async def stop(self) -> None:
         """Stop sweeping."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
