@@ -140,7 +140,9 @@ class ConsentGrant(SQLModel, table=True):
     consent_id: str = Field(primary_key=True, max_length=64)
     case_id: str = Field(max_length=64)
     child_key: str = Field(max_length=64)
-    disclosing_org: str = Field(max_length=32)
+    disclosing_org: str = Field(primary_key=True, max_length=32)
+    """Part of the key: a consent id names a consent only together with its discloser, so no member can
+    take (squat) an id another member's consent will arrive with."""
     receiving_orgs: list[str] = Field(sa_column=Column(JSON, nullable=False))
     categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
     purpose: str = Field(max_length=64)

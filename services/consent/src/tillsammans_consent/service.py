@@ -24,6 +24,7 @@ from tillsammans_common.messaging.consent_replica import (
     apply_granted,
     apply_withdrawn,
     decide,
+    grant_of,
     why_not_covered,
 )
 from tillsammans_common.messaging.egress import share_consent
@@ -315,7 +316,8 @@ def decide_disclosure(session: Session, *, settings: ConsentSettings, principal:
     decision = decide(session, disclosing_org=data.disclosing_org, receiving_org=data.receiving_org,
                       child_key=key, categories=[category.value for category in data.categories],
                       purpose=data.purpose.value, at=data.at)
-    grant = session.get(ConsentGrant, decision.consent_id) if decision.consent_id else None
+    grant = (grant_of(session, disclosing_org=data.disclosing_org, consent_id=decision.consent_id)
+             if decision.consent_id else None)
     audit(session, principal, "consent.decide", case_id=(grant.case_id or None) if grant else None,
           purpose=data.purpose.value, outcome="allowed" if decision.allowed else "refused")
     return decision

@@ -87,7 +87,7 @@ def test_grant_writes_record_history_replica_and_events_in_one_go(engine: Engine
         assert stored.disclosing_org == "school" and stored.recorded_by == "bba.anna"
         history = session.exec(select(ConsentHistory)).all()
         assert [(h.consent_id, h.action.value, h.by) for h in history] == [(consent_id, "granted", "guardian")]
-        grant = session.get(ConsentGrant, consent_id)
+        grant = session.get(ConsentGrant, {"consent_id": consent_id, "disclosing_org": "school"})
         assert grant is not None and grant.withdrawn_at is None and grant.purpose == "sip"
         subjects = sorted(session.exec(select(OutboxMessage.nats_subject)).all())
         assert subjects == ["inbox.region.school.consent.consent.granted.v1",
@@ -128,7 +128,7 @@ def test_withdrawal_is_recorded_once_and_refuses_further_disclosure(engine: Engi
         assert (decision.allowed, decision.reason, decision.consent_id) == (False, "consent was withdrawn", None)
         actions = session.exec(select(ConsentHistory.action).order_by(col(ConsentHistory.id))).all()
         assert [a.value for a in actions] == ["granted", "withdrawn"]
-        grant = session.get(ConsentGrant, consent_id)
+        grant = session.get(ConsentGrant, {"consent_id": consent_id, "disclosing_org": "school"})
         assert grant is not None and grant.withdrawn_at is not None
         subjects = session.exec(select(OutboxMessage.nats_subject).where(
             col(OutboxMessage.nats_subject).contains("withdrawn"))).all()

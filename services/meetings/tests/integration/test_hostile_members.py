@@ -33,7 +33,7 @@ from tillsammans_common.events import INBOX_STREAM, Envelope, Event, inbox_subje
 from tillsammans_common.events.consent import ConsentGranted, ConsentWithdrawn
 from tillsammans_common.events.meetings import ChildIdentity, InvitationSent, WithdrawalApplied
 from tillsammans_common.messaging import consumer
-from tillsammans_common.messaging.consent_replica import decide
+from tillsammans_common.messaging.consent_replica import decide, grant_of
 from tillsammans_common.models import ConsentGrant, DeadLetter
 from tillsammans_common.personnummer import pair_key
 from tillsammans_common.telemetry import JsonLogFormatter, ingress_refusals
@@ -78,9 +78,15 @@ def _grants(client: TestClient) -> list[dict[str, Any]]:
         return [row.model_dump() for row in session.exec(select(ConsentGrant).order_by(ConsentGrant.consent_id))]
 
 
-def _grant_row(client: TestClient, consent_id: str) -> ConsentGrant | None:
+def _grant_row(client: TestClient, consent_id: str, disclosing_org: str) -> dict[str, Any] | None:
     with Session(engine_of(client)) as session:
-        return session.get(ConsentGrant, consent_id)
+        row = grant_of(session, disclosing_org=disclosing_org, consent_id=consent_id)
+        return row.model_dump() if row is not None else None
+
+
+def _grant_row_of(rows: list[dict[str, Any]], consent_id: str, disclosing_org: str) -> dict[str, Any] | None:
+    return next((row for row in rows if (row["consent_id"], row["disclosing_org"]) == (consent_id, disclosing_org)),
+                None)
 
 
 def _dead_letters(client: TestClient) -> list[DeadLetter]:
@@ -158,7 +164,7 @@ def _inbox_empty(federation: Federation, org: str, *seqs: int) -> bool:
 
 
 def _consent(consent_id: str, key: str, *, disclosing_org: str, receiving_orgs: list[str],
-             categories: list[str] | None = None, valid_days: int = 30, case_id: str = "case-1") -> ConsentGranted:
+             categories: list[str] | None = None, valid_days: int = 30, case_id: str | None = None) -> ConsentGranted:
     now = datetime.now(UTC).replace(microsecond=0)
     return ConsentGranted(consent_id=consent_id, case_id=case_id, child_key=key, disclosing_org=disclosing_org,
                           receiving_orgs=receiving_orgs, categories=categories or CATEGORIES, purpose=PURPOSE,
@@ -279,12 +285,13 @@ def test_forged_and_widened_consent_grants_are_refused_and_change_nothing(
                                           receiving_orgs=["school"]), "region", "source_mismatch"),
             ("region", "school", _consent(str(uuid.uuid4()), key, disclosing_org="region",
                                           receiving_orgs=["social"]), None, "not_a_receiver"),
-            # A real consent id (school's, to region) reused by social with more receivers and categories,
-            # at school (whose own consent it is) and at region (which holds it from school).
+            # A real consent id (school's, to region) reused by social with more receivers and categories and
+            # a case id stuffed with the child, at school (whose own consent it is) and at region (which holds
+            # it from school): a copy egress made never carries a case id.
             ("social", "school", own.model_copy(update={"disclosing_org": "social", **wider}), None,
-             "other_discloser"),
+             "case_id_crossed"),
             ("social", "region", own.model_copy(update={"disclosing_org": "social", **wider}), None,
-             "other_discloser"),
+             "case_id_crossed"),
             # Even its own discloser cannot widen a consent once the receiver has recorded it.
             ("school", "region", own.model_copy(update={
                 "receiving_orgs": ["region", "social"], "valid_until": own.valid_until + timedelta(days=365)}),
@@ -313,7 +320,20 @@ def test_forged_and_widened_consent_grants_are_refused_and_change_nothing(
         # The real discloser's next, different consent is recorded as usual.
         another = _consent(str(uuid.uuid4()), key, disclosing_org="social", receiving_orgs=["school"])
         _send(federation, "social", "school", another, consent_id=another.consent_id)
-        wait_for(lambda: _grant_row(school, another.consent_id), message="social's new consent at school")
+        wait_for(lambda: _grant_row(school, another.consent_id, "social"), message="social's new consent at school")
+        assert refusals() == expected
+
+        # Social reuses school's consent id, cleanly: that is social's own consent with that id, beside
+        # school's, and it reaches nothing of school's (a consent is its discloser's id, decision 9's key).
+        squat = own.model_copy(update={"disclosing_org": "social", "receiving_orgs": ["school", "region"],
+                                       "categories": [*CATEGORIES, "health"]})
+        for receiver, target in (("school", school), ("region", region)):
+            _send(federation, "social", receiver, squat, consent_id=squat.consent_id)
+            wait_for(lambda target=target: _grant_row(target, own.consent_id, "social"),  # type: ignore[misc]
+                     message=f"social's own consent with that id at {receiver}")
+        assert _grant_row(school, own.consent_id, "school") == _grant_row_of(school_before, own.consent_id, "school")
+        assert _grant_row(region, own.consent_id, "school") == _grant_row_of(region_before, own.consent_id, "school")
+        assert not _covered(school, "school", "social") and not _covered(region, "school", "social")
         assert refusals() == expected
 
 
@@ -332,11 +352,9 @@ def test_forged_withdrawals_never_touch_another_organisations_consent(
         forgeries: list[tuple[str, ConsentWithdrawn, str]] = [
             # Region withdraws social's consent (a third organisation's), naming social, then itself.
             ("region", _withdrawal(social), "sender_mismatch"),
-            ("region", _withdrawal(social, disclosing_org="region", case_id=STUFFED_CASE_ID), "other_discloser"),
-            # Region and social try to withdraw school's own consent at school.
-            ("region", _withdrawal(own, disclosing_org="region", receiving_orgs=["school"]), "other_discloser"),
+            ("region", _withdrawal(social, disclosing_org="region", case_id=STUFFED_CASE_ID), "case_id_crossed"),
+            # Social tries to withdraw school's own consent at school, as school.
             ("social", _withdrawal(own, receiving_orgs=["school"]), "sender_mismatch"),
-            ("social", _withdrawal(own, disclosing_org="social", receiving_orgs=["school"]), "other_discloser"),
         ]
         expected: Counter[tuple[str, str, str]] = Counter()
         for sender, event, code in forgeries:
@@ -354,14 +372,20 @@ def test_forged_withdrawals_never_touch_another_organisations_consent(
         # A withdrawal that overtakes its grant is kept as withdrawn, under its own discloser only.
         early = _withdrawal(_consent(str(uuid.uuid4()), key, disclosing_org="region", receiving_orgs=["school"]))
         _send(federation, "region", "school", early, consent_id=early.consent_id)
-        row = wait_for(lambda: _grant_row(school, early.consent_id), message="the early withdrawal at school")
-        assert row.disclosing_org == "region" and row.withdrawn_at is not None
+        row = wait_for(lambda: _grant_row(school, early.consent_id, "region"), message="the early withdrawal at school")
+        assert row["withdrawn_at"] is not None
+        # Region and social "withdraw" school's own consent id as their own: each is a withdrawn consent of
+        # the sender's own with that id, and school's consent is untouched.
+        for sender in ("region", "social"):
+            _send(federation, sender, "school", _withdrawal(own, disclosing_org=sender, receiving_orgs=["school"]),
+                  consent_id=own.consent_id)
+            wait_for(lambda sender=sender: _grant_row(school, own.consent_id, sender),  # type: ignore[misc]
+                     message=f"{sender}'s own withdrawn id at school")
         # The real discloser withdraws its own consent: that works, and touches nothing else.
         _send(federation, "social", "school", _withdrawal(social), consent_id=social.consent_id)
         wait_for(lambda: not _covered(school, "social", "school"), message="social's withdrawal at school")
         assert _covered(school, "school", "region")
-        own_row = _grant_row(school, own.consent_id)
-        assert own_row is not None and own_row.withdrawn_at is None
+        assert _grant_row(school, own.consent_id, "school") == _grant_row_of(before, own.consent_id, "school")
         assert refusals() == expected
         wait_for(lambda: _inbox_empty(federation, "school"), message="school's inbox to empty")
 

@@ -53,15 +53,21 @@ def _check_origin(event: ConsentGranted | ConsentWithdrawn, *, org: str | None, 
         raise Reject("disclosing_org names another organisation than the sender", code="sender_mismatch")
     if org not in event.receiving_orgs:
         raise Reject("a replicated consent must name this organisation", code="not_a_receiver")
+    if event.case_id:
+        # The discloser's case id stays at home (decision 11); a copy that carries one was not made by egress.
+        raise Reject("a replicated consent never carries the discloser's case id", code="case_id_crossed")
+
+
+def grant_of(session: Session, *, disclosing_org: str, consent_id: str) -> ConsentGrant | None:
+    """The consent ``disclosing_org`` recorded under ``consent_id``; another discloser's same id is another consent."""
+    return session.get(ConsentGrant, {"consent_id": consent_id, "disclosing_org": disclosing_org})
 
 
 def _stored(session: Session, event: ConsentGranted | ConsentWithdrawn) -> ConsentGrant | None:
-    # The id is the discloser's; the same id under another discloser is never the same consent, and
-    # this message may only ever change the consent of the organisation that sent it.
-    grant = session.get(ConsentGrant, event.consent_id)
-    if grant is not None and grant.disclosing_org != event.disclosing_org:
-        raise Reject("the consent id belongs to another disclosing organisation", code="other_discloser")
-    return grant
+    # Looked up under the discloser the event names (which the origin check proved is the sender): a
+    # message can only ever reach the sender's own consent with that id, and no member can squat an id
+    # that another member's consent will arrive with.
+    return grant_of(session, disclosing_org=event.disclosing_org, consent_id=event.consent_id)
 
 
 def _terms_of(grant: ConsentGrant | ConsentGranted, *, with_key: bool = True) -> tuple[object, ...]:

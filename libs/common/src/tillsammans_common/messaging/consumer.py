@@ -36,11 +36,11 @@ from tillsammans_common.db import run_db, utcnow
 from tillsammans_common.errors import Failure, classify_failure
 from tillsammans_common.events import EVENT_TYPES, EVENTS_STREAM, INBOX_STREAM, Envelope, Event
 from tillsammans_common.messaging import deadletters, parking
-from tillsammans_common.messaging.consent_replica import decide
+from tillsammans_common.messaging.consent_replica import decide, grant_of
 from tillsammans_common.messaging.deadletters import DEADLETTER_STREAM, PARKED_STREAM, Letter
 from tillsammans_common.messaging.parking import Outcome
 from tillsammans_common.messaging.refusals import Reject, Retry
-from tillsammans_common.models import ConsentGrant, DeadLetter, ProcessedMessage
+from tillsammans_common.models import DeadLetter, ProcessedMessage
 from tillsammans_common.settings import ServiceSettings, StreamLimits
 from tillsammans_common.telemetry import dead_letter_counters, delivery_counters, ingress_refusals
 
@@ -379,8 +379,8 @@ def _check_ingress(session: Session, settings: ServiceSettings, envelope: Envelo
         if settings.org not in (named if isinstance(named, (list, tuple)) else [named]):
             raise Reject(f"{field} does not name this organisation", code="not_a_receiver")
     if payload.identifying:
-        named = session.get(ConsentGrant, envelope.consentid) if envelope.consentid else None
-        if named is not None and named.disclosing_org == sender and named.withdrawn_at is not None:
+        named = grant_of(session, disclosing_org=sender, consent_id=envelope.consentid) if envelope.consentid else None
+        if named is not None and named.withdrawn_at is not None:
             # Arrived after its consent was withdrawn: never stored, and no retry can change that.
             raise Reject("consent was withdrawn", code="consent_withdrawn")
         decision = decide(session, disclosing_org=sender, receiving_org=settings.org,
