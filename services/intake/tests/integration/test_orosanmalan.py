@@ -263,3 +263,21 @@ def test_a_report_from_a_mapping_carries_its_flagged_areas(federation: Federatio
         assert filed.json()["mapping_id"] == body["mapping_id"]
         again = school.post(f"/cases/{case}/reports", json=body, headers=headers)
         assert again.json() == filed.json() and count_rows(school, Report) == 1
+
+
+def test_a_protected_child_is_reported_without_the_unit_and_shown_protected(federation: Federation) -> None:
+    with _intake(federation, "school") as school, _intake(federation, "social") as social:
+        concern = _raise_concern(school, child={**CHILD, "protected_identity": True})
+        filed = school.post(f"/concerns/{concern['id']}/report", json={"grounds": GROUNDS, "urgent": True},
+                            headers=MENTOR)
+        assert filed.status_code == 201, filed.text  # no manual review holds back the duty to report
+        found = wait_for(lambda: _received(social), message="the protected child's report at social")
+        assert [(item["child_name"], item["protected_identity"]) for item in found] == [("(skyddad identitet)", True)]
+        detail = social.get(f"/received-reports/{found[0]['id']}", headers=DESK).json()
+        # The reporting unit would tell where the child is: social services call the contact instead.
+        assert detail["reporting_unit"] is None and detail["contact_user"] == "mentor.anna"
+        assert detail["child_personnummer"] == "201304121237"
+        with Session(engine_of(social)) as session:
+            shown = session.exec(select(AuditRecord).where(col(AuditRecord.action) == "received_report.read")).one()
+        assert shown.protected is True
+        assert tables_containing(engine_of(social), "norrskolan", "Norrskolan") == []
