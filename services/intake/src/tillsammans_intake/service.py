@@ -585,7 +585,10 @@ def receive_report(session: Session, *, settings: IntakeSettings, event: ReportF
 
 def _check_desk(session: Session, settings: IntakeSettings, principal: Principal) -> str:
     """The intake desk's unit id, after checking the caller works there (403 otherwise)."""
-    desk = session.get(Unit, _intake_desk(session, settings))
+    try:
+        desk = session.get(Unit, _intake_desk(session, settings))
+    except InvalidField:
+        desk = None
     if desk is None:
         raise NotFound("this organisation's directory has no intake desk")
     policy.check_desk(principal, desk.id, staff=frozenset({desk.bba_user, *desk.deputies}))

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from tillsammans_common.db import utcnow
 from tillsammans_common.events import Envelope, inbox_subject
-from tillsammans_common.events.intake import OROSANMALAN_BASIS, ReportFiled
+from tillsammans_common.events.intake import OROSANMALAN_BASIS, ReportAcknowledged, ReportFiled
 from tillsammans_common.events.mapping import MappingCompleted
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.models import AuditRecord, DeadLetter, OutboxMessage
@@ -169,14 +169,15 @@ def test_a_report_filed_while_social_services_intake_is_down_arrives_once_when_i
         assert stored.receiver_reference == found[0]["id"]
 
 
-def _forge(federation: Federation, *, to_org: str, payload: ReportFiled) -> None:
-    """Publish straight into ``to_org``'s inbox with school's real broker credentials (no egress at all)."""
-    envelope = Envelope.wrap(payload, source="/orgs/school/intake", subject=payload.report_id)
+def _forge(federation: Federation, *, to_org: str, payload: ReportFiled | ReportAcknowledged,
+           sender: str = "school") -> None:
+    """Publish straight into ``to_org``'s inbox with ``sender``'s real broker credentials (no egress at all)."""
+    envelope = Envelope.wrap(payload, source=f"/orgs/{sender}/intake", subject=payload.report_id)
 
     async def publish() -> None:
-        connection = await nats.connect(federation.url, user="school", password=federation.passwords["school"])
+        connection = await nats.connect(federation.url, user=sender, password=federation.passwords[sender])
         try:
-            await connection.jetstream().publish(inbox_subject(to_org, "school", payload.type), envelope.to_bytes(),
+            await connection.jetstream().publish(inbox_subject(to_org, sender, payload.type), envelope.to_bytes(),
                                                  stream="INBOX", headers={"Nats-Msg-Id": envelope.id})
         finally:
             await connection.close()
@@ -281,3 +282,20 @@ def test_a_protected_child_is_reported_without_the_unit_and_shown_protected(fede
             shown = session.exec(select(AuditRecord).where(col(AuditRecord.action) == "received_report.read")).one()
         assert shown.protected is True
         assert tables_containing(engine_of(social), "norrskolan", "Norrskolan") == []
+
+
+def test_a_receipt_from_an_organisation_the_report_did_not_go_to_is_refused(federation: Federation) -> None:
+    with _intake(federation, "school") as school:
+        case = _raise_concern(school)["case_id"]
+        report = school.post(f"/cases/{case}/reports", json={"grounds": GROUNDS}, headers=SCHOOL_BBA).json()
+        # Region, a real member with its real credentials, claims to have received school's report to social.
+        _forge(federation, to_org="school", sender="region", payload=ReportAcknowledged(
+            report_id=report["id"], reporting_org="school", receiving_org="region",
+            receiver_reference="9a8b7c6d-0000-4000-8000-000000000000", received_at=utcnow()))
+        letter = wait_for(lambda: (rows := _dead_letters(school)) and rows[0], message="the refusal at school")
+        assert letter.event_type == "intake.report.acknowledged.v1" and "Reject" in letter.reason
+        read = _status(school, report["id"], SCHOOL_BBA)
+        assert read["status"] != "acknowledged" and read["receiver_reference"] is None
+        with Session(engine_of(school)) as session:
+            refused = session.exec(select(AuditRecord).where(col(AuditRecord.outcome) == "refused")).one()
+        assert refused.reason == "unknown_report"
