@@ -201,8 +201,10 @@ def test_intake_contract(tmp_path: Path, nats_url: str, apps: None) -> None:
             "wheel_areas": ["trygghet", "hemmet"], "description": "Frånvaron har ökat."}))
         delegation = _created(client.post(f"/cases/{concern['case_id']}/delegations", headers=CALLERS["bba"], json={
             "delegate_user": "mentor.anna", "valid_until": (datetime.now(UTC) + timedelta(days=30)).isoformat()}))
+        report = _created(client.post(f"/concerns/{concern['id']}/report", headers=CALLERS["professional"],
+                                      json={"grounds": "Eleven säger att hon inte vågar gå hem."}))
     _fuzz("intake", app, {"concern_id": concern["id"], "case_id": concern["case_id"],
-                          "delegation_id": delegation["id"], "unit_id": UNIT}, started)
+                          "delegation_id": delegation["id"], "unit_id": UNIT, "report_id": report["id"]}, started)
 
 
 def test_mapping_contract(tmp_path: Path, nats_url: str, apps: None) -> None:

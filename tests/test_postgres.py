@@ -71,6 +71,12 @@ def test_intake_on_postgres(database_url: str, nats_url: str) -> None:
         again = client.post("/concerns", json=body, headers=bearer("school", "professional", "kurator"))
         assert again.json()["case_id"] == first.json()["case_id"]
         assert _count(client, CaseRecord) == 1
+        # An orosanmälan: the child's municipality from the unit, queued for social services with no gate.
+        filed = client.post(f"/concerns/{first.json()['id']}/report", json={"grounds": "x", "urgent": True},
+                            headers=bearer("school", "professional", "mentor"))
+        assert filed.status_code == 201, filed.text
+        assert filed.json()["municipality_code"] == "0484" and filed.json()["to_org"] == "social"
+        assert client.get(f"/reports/{filed.json()['id']}", headers=bba).status_code == 200
         assert client.app.state.infra.engine.dialect.name == "postgresql"  # type: ignore[attr-defined]
 
 

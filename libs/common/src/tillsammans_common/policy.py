@@ -60,6 +60,12 @@ class Action(StrEnum):
     CONSULTATION_READ = "consultation.read"
     OPERATE = "operate"
     """Dead letters and other operations of the service itself (no child data)."""
+    REPORT_FILE = "report.file"
+    """File an orosanmälan to social services from a child's case or concern (no consent needed)."""
+    REPORT_READ = "report.read"
+    """See an orosanmälan this organisation filed and where it is (queued, sent, acknowledged)."""
+    RECEIVED_REPORTS_READ = "received_reports.read"
+    """Read the orosanmälningar social services received (its intake desk only, see ``check_desk``)."""
 
 
 class Relation(StrEnum):
@@ -71,6 +77,7 @@ class Relation(StrEnum):
     PARTICIPANT = "participant"
     COORDINATOR = "coordinator"
     RAISER = "raiser"
+    REPORTER = "reporter"
 
 
 # Roles a person needs to stand in a relation to a child at all: an auditor or admin never does.
@@ -86,6 +93,10 @@ RECORD_RULES: dict[Action, frozenset[Relation]] = {
     Action.CONCERN_STATUS: CASE_RELATIONS | {Relation.RAISER},
     Action.MEETING_READ: CASE_RELATIONS | {Relation.PARTICIPANT, Relation.COORDINATOR},
     Action.MEETING_RUN: CASE_RELATIONS | {Relation.COORDINATOR},
+    # The duty to report is each professional's own: whoever may act on the case, or raised the concern.
+    Action.REPORT_FILE: CASE_RELATIONS | {Relation.RAISER},
+    # A report tells the child is feared to be harmed: its reporter and the case's BBA, not every delegate.
+    Action.REPORT_READ: frozenset({Relation.BBA_OF_UNIT, Relation.REPORTER}),
 }
 """Actions on a child's record, and the relations that allow each."""
 
@@ -103,6 +114,7 @@ ROLE_RULES: dict[Action, frozenset[Role]] = {
     Action.CONSULTATION_ASK: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_READ: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
     Action.OPERATE: frozenset({Role.ADMIN}),
+    Action.RECEIVED_REPORTS_READ: frozenset({Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION}),
 }
 """Actions on no child's record, and the roles that allow each."""
 
@@ -129,6 +141,8 @@ class Facts:
     coordinator: tuple[str, str] | None = None
     """The samordningsperson as (organisation, user): one of another organisation is no local user."""
     raiser: str | None = None
+    reporter: str | None = None
+    """Who filed an orosanmälan (a user of this organisation)."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,8 @@ def relations(principal: Principal, facts: Facts) -> frozenset[Relation]:
         held.add(Relation.COORDINATOR)
     if not principal.client and facts.raiser is not None and principal.user == facts.raiser:
         held.add(Relation.RAISER)
+    if not principal.client and facts.reporter is not None and principal.user == facts.reporter:
+        held.add(Relation.REPORTER)
     return frozenset(held)
 
 
@@ -206,6 +222,20 @@ def check_unit_scope(principal: Principal, unit_id: str) -> None:
     if principal.holds(Role.INTEGRATION) and unit_id not in principal.units:
         raise AccessRefused(status.HTTP_403_FORBIDDEN, "this integration is not scoped to that unit",
                             reason="unit-scope", principal=principal, action=Action.CONCERN_RAISE.value)
+
+
+def check_desk(principal: Principal, desk_unit: str, *, staff: frozenset[str]) -> None:
+    """Received orosanmälningar are for social services' intake desk only: 403 (audited) for anyone else.
+
+    A person must be one of the desk's ``staff`` (its BBA and deputies) or hold the desk unit among
+    their units; an integration must be scoped to the desk unit.
+    """
+    at_desk = desk_unit in principal.units
+    if not principal.client and principal.user in staff:
+        at_desk = True
+    if not at_desk:
+        raise AccessRefused(status.HTTP_403_FORBIDDEN, "received reports are for the intake desk only",
+                            reason="desk-scope", principal=principal, action=Action.RECEIVED_REPORTS_READ.value)
 
 
 def audit_access(session: Session, access: Access, action: str, *, purpose: str | None = None,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tillsammans_common.auth import Principal, Role
+from tillsammans_common.auth import AccessRefused, Principal, Role
 from tillsammans_common.policy import (
     ROLE_RULES,
     Action,
     CaseFacts,
     Facts,
     check,
+    check_desk,
     decide,
 )
 
@@ -49,27 +50,30 @@ CALLERS = {
 EXPECTED: dict[str, dict[Action, str]] = {
     "case's BBA": {a: "bba-of-unit" for a in (Action.CASE_READ, Action.CASE_WORK, Action.CASE_DELEGATE,
                                                Action.CASE_TRANSFER, Action.CONCERN_STATUS, Action.MEETING_READ,
-                                               Action.MEETING_RUN)},
+                                               Action.MEETING_RUN, Action.REPORT_FILE, Action.REPORT_READ)},
     "BBA by unit claim (deputy)": {a: "bba-of-unit" for a in (
         Action.CASE_READ, Action.CASE_WORK, Action.CASE_DELEGATE, Action.CASE_TRANSFER, Action.CONCERN_STATUS,
-        Action.MEETING_READ, Action.MEETING_RUN)},
+        Action.MEETING_READ, Action.MEETING_RUN, Action.REPORT_FILE, Action.REPORT_READ)},
     "another unit's BBA": {},
+    # A delegate may file an orosanmälan (the duty is everyone's) but not read the reports of others.
     "delegate": {a: "delegate" for a in (Action.CASE_READ, Action.CASE_WORK, Action.CONCERN_STATUS,
-                                         Action.MEETING_READ, Action.MEETING_RUN)},
+                                         Action.MEETING_READ, Action.MEETING_RUN, Action.REPORT_FILE)},
     "professional": {},
     "caller of the meeting": {Action.MEETING_READ: "participant"},
     "coordinator of the meeting": {Action.MEETING_READ: "coordinator", Action.MEETING_RUN: "coordinator"},
     "coordinator of another meeting": {},
-    "raiser": {Action.CONCERN_STATUS: "raiser"},
+    "raiser": {Action.CONCERN_STATUS: "raiser", Action.REPORT_FILE: "raiser"},
     "integration of the unit": {a: "integration-unit" for a in (
-        Action.CASE_READ, Action.CASE_WORK, Action.CONCERN_STATUS, Action.MEETING_READ, Action.MEETING_RUN)},
+        Action.CASE_READ, Action.CASE_WORK, Action.CONCERN_STATUS, Action.MEETING_READ, Action.MEETING_RUN,
+        Action.REPORT_FILE)},
     "integration of another unit": {},
     "auditor": {},
     "admin": {},
     "auditor named as delegate": {},
 }
 RECORD_ACTIONS = [Action.CASE_READ, Action.CASE_WORK, Action.CASE_DELEGATE, Action.CASE_TRANSFER,
-                  Action.CONCERN_STATUS, Action.MEETING_READ, Action.MEETING_RUN]
+                  Action.CONCERN_STATUS, Action.MEETING_READ, Action.MEETING_RUN, Action.REPORT_FILE,
+                  Action.REPORT_READ]
 
 
 @pytest.mark.parametrize("caller", sorted(CALLERS))
@@ -108,6 +112,7 @@ ROLE_TABLE: dict[Action, set[Role]] = {
     Action.CONSULTATION_ASK: {Role.BBA, Role.COORDINATOR, Role.INTEGRATION},
     Action.CONSULTATION_READ: {Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION},
     Action.OPERATE: {Role.ADMIN},
+    Action.RECEIVED_REPORTS_READ: {Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION},
 }
 
 
@@ -130,3 +135,32 @@ def test_a_refusal_is_a_403_naming_the_case_and_a_fixed_reason() -> None:
         check(CALLERS["another unit's BBA"], Action.CASE_READ, Facts(case=CASE))
     assert refused.value.status_code == 403
     assert (refused.value.reason, refused.value.case_id, refused.value.action) == ("no-relation", "case-1", "case.read")
+
+
+def test_a_report_is_read_by_its_reporter_and_the_cases_bba_only() -> None:
+    report = Facts(case=CASE, record_id="r-1", reporter="mentor")
+    assert (access := decide(CALLERS["raiser"], Action.REPORT_READ, report)) and access.basis == "reporter"
+    assert decide(CALLERS["case's BBA"], Action.REPORT_READ, report) is not None
+    for other in ("delegate", "professional", "integration of the unit", "auditor", "another unit's BBA"):
+        assert decide(CALLERS[other], Action.REPORT_READ, report) is None
+    # A client with the reporter's user id is not the reporter.
+    client = Principal(org="school", user="mentor", roles=frozenset({Role.INTEGRATION}), client=True)
+    assert decide(client, Action.REPORT_READ, report) is None
+
+
+@pytest.mark.parametrize(("caller", "at_desk"), [
+    (Principal(org="social", user="mottagning.ifo", roles=frozenset({Role.BBA})), True),  # the desk's BBA
+    (Principal(org="social", user="handläggare", roles=frozenset({Role.PROFESSIONAL}),
+               units=frozenset({"mottagning"})), True),  # works at the desk
+    (Principal(org="social", user="journal", roles=frozenset({Role.INTEGRATION}), units=frozenset({"mottagning"}),
+               client=True), True),
+    (Principal(org="social", user="bba.ifo", roles=frozenset({Role.BBA}), units=frozenset({"ifo-barn"})), False),
+    (Principal(org="social", user="mottagning.ifo", roles=frozenset({Role.INTEGRATION}), client=True), False),
+])
+def test_received_reports_are_for_the_intake_desk_only(caller: Principal, at_desk: bool) -> None:
+    try:
+        check_desk(caller, "mottagning", staff=frozenset({"mottagning.ifo"}))
+    except AccessRefused as refused:
+        assert not at_desk and refused.status_code == 403 and refused.reason == "desk-scope"
+    else:
+        assert at_desk

@@ -20,6 +20,10 @@ from tillsammans_intake.models import (
     DelegationPublic,
     DirectoryImportResult,
     InboxItemPublic,
+    ReceivedReportPublic,
+    ReceivedReportSummary,
+    ReportCreate,
+    ReportPublic,
     TransferCreate,
     TransferPublic,
     UnitPublic,
@@ -41,6 +45,10 @@ ConcernRaiser = Annotated[Access, allowed(Action.CONCERN_RAISE)]
 InboxOwner = Annotated[Access, allowed(Action.INBOX_READ)]
 DirectoryReader = Annotated[Access, allowed(Action.DIRECTORY_READ)]
 DirectoryEditor = Annotated[Access, allowed(Action.DIRECTORY_WRITE)]
+CaseReporter = Annotated[Access, on_record(Action.REPORT_FILE, facts_of_case, param="case_id")]
+ConcernReporter = Annotated[Access, on_record(Action.REPORT_FILE, service.concern_facts, param="concern_id")]
+ReportReader = Annotated[Access, on_record(Action.REPORT_READ, service.report_facts, param="report_id")]
+ReceivedReportsReader = Annotated[Access, allowed(Action.RECEIVED_REPORTS_READ)]
 
 
 @router.post("/concerns", status_code=201, response_model=ConcernPublic,
@@ -154,3 +162,62 @@ async def import_directory(request: Request, body: SS12000Export, access: Direct
     settings = request.app.state.settings
     return await run_query(request.app.state.infra.engine, lambda session: service.import_directory(
         session, settings=settings, principal=access.principal, export=body))
+
+
+@router.post("/concerns/{concern_id}/report", status_code=201, response_model=ReportPublic,
+             summary="File an orosanmälan with social services from a concern (no consent needed)")
+async def report_concern(request: Request, body: ReportCreate, access: ConcernReporter,
+                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Report the concern's child to the social services of the child's municipality (SoL 14 kap. 1 §).
+
+    The raiser of the concern, the case's BBA, a delegate or an integration of the unit; 422 names the field
+    when the child's municipality is unknown or no social services serves it; repeat-safe.
+    """
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: service.file_report(
+            session, settings=settings, access=access, data=body, concern_id=access.facts.record_id),
+    )
+
+
+@router.post("/cases/{case_id}/reports", status_code=201, response_model=ReportPublic,
+             summary="File an orosanmälan with social services from a case or its mapping (no consent needed)")
+async def report_case(request: Request, body: ReportCreate, access: CaseReporter,
+                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Report the case's child to the social services of the child's municipality (SoL 14 kap. 1 §).
+
+    The case's BBA, a delegate or an integration of the unit; a mapping_id carries its flagged areas; repeat-safe.
+    """
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: service.file_report(
+            session, settings=settings, access=access, data=body),
+    )
+
+
+@router.get("/reports/{report_id}", response_model=ReportPublic, summary="An orosanmälan filed here, and where it is")
+async def get_report(request: Request, access: ReportReader) -> ReportPublic:
+    """Queued, sent or acknowledged (with social services' reference): its reporter and the case's BBA; audited."""
+    return await run_query(request.app.state.infra.engine, lambda session: service.get_report(
+        session, access=access))
+
+
+@router.get("/received-reports", response_model=list[ReceivedReportSummary],
+            summary="Orosanmälningar received by social services' intake desk")
+async def list_received_reports(request: Request, access: ReceivedReportsReader) -> list[ReceivedReportSummary]:
+    """Urgent first, then newest; the intake desk's staff only (403 otherwise); every report shown is audited."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.list_received_reports(
+        session, settings=settings, access=access))
+
+
+@router.get("/received-reports/{report_id}", response_model=ReceivedReportPublic,
+            summary="One received orosanmälan with the child and the grounds")
+async def get_received_report(request: Request, report_id: RecordId,
+                              access: ReceivedReportsReader) -> ReceivedReportPublic:
+    """The intake desk's staff only (403 otherwise); audited."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.get_received_report(
+        session, settings=settings, access=access, report_id=report_id))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, DateTime, String
+from sqlalchemy import JSON, Column, DateTime, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from tillsammans_common.db import utcnow
@@ -162,6 +162,8 @@ class Concern(SQLModel, table=True):
     raised_by_user: str = Field(max_length=128)
     raised_by_role: str = Field(max_length=32)
     bba_user: str = Field(max_length=128)
+    home_municipality: str | None = Field(default=None, max_length=4,
+                                          description="The child's home municipality as the raiser gave it.")
     status: ConcernStatus = ConcernStatus.ROUTED
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -207,7 +209,8 @@ class ConcernCreate(BaseModel):
 
 
 OROSANMALAN_NOTE = ("A concern is not an orosanmälan. If you suspect a child is being harmed, report to "
-                    "social services at once (SoL 14 kap. 1 §); no consent is needed for that.")
+                    "social services at once (SoL 14 kap. 1 §); no consent is needed for that: "
+                    "POST /concerns/{id}/report.")
 
 
 class ConcernPublic(BaseModel):
@@ -335,3 +338,142 @@ class CasePublic(BaseModel):
     opened_at: UtcDatetime
     concerns: list[ConcernStatusPublic]
     delegations: list[DelegationPublic]
+
+
+class CaseMapping(SQLModel, table=True):
+    """A mapping (kartläggning) of a case, as mapping announced it: so a report can name it and carry its areas."""
+
+    __tablename__ = "case_mapping"
+
+    mapping_id: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(index=True, max_length=64)
+    wheel_id: str = Field(max_length=64)
+    flagged_areas: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    completed: bool = False
+
+
+class ReportStatus(StrEnum):
+    """Where an orosanmälan is: written here, in social services' inbox, or received by their intake."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    ACKNOWLEDGED = "acknowledged"
+
+
+class Report(SQLModel, table=True):
+    """An orosanmälan this organisation filed with social services (SoL 14 kap. 1 §); the child stays in the case."""
+
+    __tablename__ = "statutory_report"
+
+    id: str = Field(primary_key=True, max_length=64, description="Server-generated; the subject of the message.")
+    case_id: str = Field(index=True, max_length=64)
+    concern_id: str | None = Field(default=None, max_length=64)
+    mapping_id: str | None = Field(default=None, max_length=64)
+    to_org: str = Field(max_length=32)
+    municipality_code: str = Field(max_length=4)
+    grounds: str = Field(max_length=4000)
+    wheel_id: str = Field(max_length=64)
+    wheel_areas: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    urgent: bool = False
+    legal_basis: str = Field(max_length=64)
+    filed_by_user: str = Field(max_length=128)
+    filed_by_role: str = Field(max_length=32)
+    envelope_id: str = Field(max_length=64, description="The message's id, to know when the relay sent it.")
+    filed_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    acknowledged_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    receiver_reference: str | None = Field(default=None, max_length=64)
+
+
+class ReportCreate(BaseModel):
+    """File an orosanmälan: the grounds in the reporter's words; no consent is asked for."""
+
+    model_config = ConfigDict(extra="forbid")
+    grounds: str = PydanticField(min_length=1, max_length=4000, description="What you noticed, in your own words.")
+    urgent: bool = PydanticField(False, description="The child may need protection today.")
+    concern_id: str | None = PydanticField(None, min_length=1, max_length=64,
+                                           description="A concern of the case the report rests on.")
+    mapping_id: str | None = PydanticField(None, min_length=1, max_length=64,
+                                           description="A mapping of the case: its flagged areas go with the report.")
+    home_municipality: str | None = PydanticField(
+        None, pattern=MUNICIPALITY_CODE,
+        description="SCB code of the child's home municipality; default: the concern's, else the case unit's.")
+
+
+class ReportPublic(BaseModel):
+    """An orosanmälan as its reporter and the case's BBA see it."""
+
+    id: str
+    case_id: str
+    concern_id: str | None
+    mapping_id: str | None
+    to_org: str
+    municipality_code: str
+    grounds: str
+    wheel_id: str
+    wheel_areas: list[str]
+    urgent: bool
+    legal_basis: str
+    filed_by_user: str
+    filed_at: UtcDatetime
+    status: ReportStatus
+    sent_at: UtcDatetime | None = PydanticField(description="When it reached social services' inbox.")
+    acknowledged_at: UtcDatetime | None = PydanticField(description="When social services' intake received it.")
+    receiver_reference: str | None = PydanticField(description="Social services' own reference of the report.")
+
+
+class ReceivedReport(SQLModel, table=True):
+    """An orosanmälan social services received from another organisation of the federation."""
+
+    __tablename__ = "received_report"
+    __table_args__ = (UniqueConstraint("from_org", "report_id", name="uq_received_report_sender_id"),)
+
+    id: str = Field(primary_key=True, max_length=64, description="Our own reference, sent back in the receipt.")
+    from_org: str = Field(max_length=32)
+    report_id: str = Field(max_length=64, description="The reporter's id of the report.")
+    municipality_code: str = Field(max_length=4)
+    child_personnummer: str = Field(index=True, max_length=12)
+    child_name: str = Field(max_length=200)
+    protected_identity: bool = False
+    grounds: str = Field(max_length=4000)
+    wheel_id: str = Field(max_length=64)
+    wheel_areas: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reporting_unit: str | None = Field(default=None, max_length=200)
+    reported_by_role: str = Field(max_length=32)
+    contact_user: str = Field(max_length=128)
+    urgent: bool = False
+    legal_basis: str = Field(max_length=64)
+    filed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ReceivedReportSummary(BaseModel):
+    """A received orosanmälan in the desk's list: urgency and sender first, the child by name only."""
+
+    id: str
+    from_org: str
+    child_name: str = PydanticField(description=f"'{PROTECTED_NAME}' for a child with protected identity.")
+    protected_identity: bool
+    urgent: bool
+    received_at: UtcDatetime
+
+
+class ReceivedReportPublic(BaseModel):
+    """A received orosanmälan with the child and the grounds, for social services' intake desk."""
+
+    id: str
+    from_org: str
+    report_id: str
+    municipality_code: str
+    child_personnummer: str
+    child_name: str
+    protected_identity: bool
+    grounds: str
+    wheel_id: str
+    wheel_areas: list[str]
+    reporting_unit: str | None
+    reported_by_role: str
+    contact_user: str
+    urgent: bool
+    legal_basis: str
+    filed_at: UtcDatetime
+    received_at: UtcDatetime

@@ -1,4 +1,5 @@
-"""Intake's domain operations: raise and route concerns, keep the BBA directory and inbox."""
+"""Intake's domain operations: raise and route concerns, keep the BBA directory and inbox, file and receive
+orosanmälningar."""
 
 from __future__ import annotations
 
@@ -18,9 +19,21 @@ from tillsammans_common.auth import Principal
 from tillsammans_common.cases import CaseDelegation, CaseRecord, get_case
 from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
-from tillsammans_common.events.intake import CaseRecorded, ConcernRaised, ConcernRouted, DelegationRecorded
+from tillsammans_common.events.intake import (
+    CaseRecorded,
+    ConcernRaised,
+    ConcernRouted,
+    DelegationRecorded,
+    ReportAcknowledged,
+    ReportFiled,
+)
+from tillsammans_common.events.mapping import MappingCompleted, MappingOpened
+from tillsammans_common.messaging.egress import file_statutory_report, send_receipt
 from tillsammans_common.messaging.outbox import record_event
+from tillsammans_common.messaging.refusals import Reject
+from tillsammans_common.models import OutboxMessage
 from tillsammans_common.personnummer import age_on, child_key
+from tillsammans_common.settings import OrgKind
 from tillsammans_common.timestamps import as_utc
 from tillsammans_common.wheel import latest
 from tillsammans_intake import routing, ss12000
@@ -28,6 +41,7 @@ from tillsammans_intake.config import IntakeSettings
 from tillsammans_intake.models import (
     PROTECTED_NAME,
     CaseChild,
+    CaseMapping,
     CasePublic,
     CaseSummary,
     CaseTransfer,
@@ -40,6 +54,13 @@ from tillsammans_intake.models import (
     DirectoryImportResult,
     InboxItem,
     InboxItemPublic,
+    ReceivedReport,
+    ReceivedReportPublic,
+    ReceivedReportSummary,
+    Report,
+    ReportCreate,
+    ReportPublic,
+    ReportStatus,
     RoutedBy,
     TransferCreate,
     TransferPublic,
@@ -70,7 +91,7 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
         child_personnummer=data.child.personnummer, child_name=data.child.name,
         protected_identity=case.protected_identity, wheel_areas=list(dict.fromkeys(data.wheel_areas)),
         description=data.description, raised_by_user=principal.user, raised_by_role=principal.role.value,
-        bba_user=case.bba_user,
+        bba_user=case.bba_user, home_municipality=data.home_municipality,
     )
     session.add(concern)
     if changed:
@@ -452,3 +473,207 @@ def _directory_source(path: Path | None, org: str) -> list[dict[str, Any]] | ss1
     if isinstance(data, dict) and "organisations" in data:
         return ss12000.SS12000Export.model_validate(data)
     return list(data) if isinstance(data, list) else list(data.get(org, []))
+
+# --- Orosanmälan (SoL 14 kap. 1 §): filed here, received by social services' intake ---------------------
+
+REPORT_PURPOSE = "orosanmalan"
+DESK_BASIS = "intake-desk"
+
+
+def report_facts(session: Session, report_id: str) -> policy.Facts:
+    """The policy's view of a filed report: its case, and who filed it."""
+    report = session.get(Report, report_id)
+    if report is None:
+        raise NotFound("no such report")
+    return policy.Facts(case=policy.case_facts(session, get_case(session, report.case_id)), record_id=report.id,
+                        reporter=report.filed_by_user)
+
+
+def file_report(session: Session, *, settings: IntakeSettings, access: policy.Access, data: ReportCreate,
+                concern_id: str | None = None) -> ReportPublic:
+    """File an orosanmälan about the case's child with the social services of the child's municipality.
+
+    No consent is asked for (the law obliges the reporter); ``concern_id`` is the concern the route
+    named, else the body's. 422 names the field when a concern or mapping is not of this case, when
+    the child's municipality is not known, or when no social services of the federation serves it.
+    """
+    case = get_case(session, access.case_id or "")
+    concern = _concern_of_case(session, case.case_id, concern_id or data.concern_id)
+    mapping = _mapping_of_case(session, case.case_id, data.mapping_id)
+    municipality = _childs_municipality(session, case, concern, data.home_municipality)
+    receivers = [org for org in settings.members_serving(OrgKind.SOCIAL_SERVICES, municipality) if org != settings.org]
+    if not receivers:
+        raise InvalidField("home_municipality",
+                           f"no social services of the federation serves municipality {municipality}")
+    if mapping is not None:
+        wheel_id, areas = mapping.wheel_id, list(mapping.flagged_areas)
+    elif concern is not None:
+        wheel_id, areas = concern.wheel_id, list(concern.wheel_areas)
+    else:
+        wheel_id, areas = settings.default_wheel, []
+    child = session.get(CaseChild, case.case_id)
+    assert child is not None  # a case is written with its child, never without
+    unit = session.get(Unit, case.unit_id) if case.unit_id else None
+    principal = access.principal
+    report = Report(id=str(uuid.uuid4()), case_id=case.case_id, concern_id=concern.id if concern else None,
+                    mapping_id=mapping.mapping_id if mapping else None, to_org=receivers[0],
+                    municipality_code=municipality, grounds=data.grounds, wheel_id=wheel_id, wheel_areas=areas,
+                    urgent=data.urgent, legal_basis=ReportFiled.statutory_basis, filed_by_user=principal.user,
+                    filed_by_role=principal.role.value, envelope_id="")
+    event = ReportFiled(
+        report_id=report.id, reporting_org=settings.org, receiving_org=report.to_org, municipality_code=municipality,
+        child_personnummer=child.child_personnummer, child_name=child.child_name,
+        protected_identity=case.protected_identity, grounds=data.grounds, wheel_id=wheel_id, wheel_areas=areas,
+        # The unit would tell where a protected child is; social services call the contact instead.
+        reporting_unit=None if case.protected_identity or unit is None else unit.name,
+        reported_by_role=principal.role.value, contact_user=principal.user, urgent=data.urgent,
+        legal_basis=ReportFiled.statutory_basis, filed_at=report.filed_at)
+    envelope = file_statutory_report(session, event, settings=settings, to_org=report.to_org, subject=report.id,
+                                     municipality_code=municipality, principal=principal, case_id=case.case_id,
+                                     basis=access.basis, protected=case.protected_identity)
+    report.envelope_id = envelope.id
+    session.add(report)
+    policy.audit_access(session, access, "report.file", purpose=REPORT_PURPOSE, record_id=report.id)
+    session.flush()
+    return _report_public(session, report)
+
+
+def _concern_of_case(session: Session, case_id: str, concern_id: str | None) -> Concern | None:
+    if concern_id is None:
+        return None
+    concern = session.get(Concern, concern_id)
+    if concern is None or concern.case_id != case_id:
+        raise InvalidField("concern_id", "no such concern in this case")
+    return concern
+
+
+def _mapping_of_case(session: Session, case_id: str, mapping_id: str | None) -> CaseMapping | None:
+    if mapping_id is None:
+        return None
+    mapping = session.get(CaseMapping, mapping_id)
+    if mapping is None or mapping.case_id != case_id:
+        raise InvalidField("mapping_id", "no such mapping of this case (known to intake)")
+    return mapping
+
+
+def _childs_municipality(session: Session, case: CaseRecord, concern: Concern | None, given: str | None) -> str:
+    """The child's municipality: as given, else the concern's (or the case's latest concern's), else the unit's."""
+    if given is not None:
+        return given
+    if concern is not None and concern.home_municipality is not None:
+        return concern.home_municipality
+    latest_known = session.exec(select(Concern.home_municipality).where(
+        Concern.case_id == case.case_id, col(Concern.home_municipality).is_not(None))
+        .order_by(col(Concern.created_at).desc())).first()
+    if latest_known is not None:
+        return latest_known
+    unit = session.get(Unit, case.unit_id) if case.unit_id else None
+    if unit is not None and unit.municipality_code is not None:
+        return unit.municipality_code
+    raise InvalidField("home_municipality", "the child's municipality is not known: give home_municipality")
+
+
+def get_report(session: Session, *, access: policy.Access) -> ReportPublic:
+    """A filed report and where it is, for its reporter and the case's BBA; audited."""
+    report = session.get(Report, access.facts.record_id)
+    if report is None:
+        raise NotFound("no such report")
+    policy.audit_access(session, access, "report.read", purpose=REPORT_PURPOSE)
+    return _report_public(session, report)
+
+
+def _report_public(session: Session, report: Report) -> ReportPublic:
+    row = session.exec(select(OutboxMessage.seq, OutboxMessage.published_at).where(
+        OutboxMessage.event_id == report.envelope_id)).first()
+    published = row[1] if row is not None else None
+    # No row: the relay published it and the row has since been purged (only published rows are).
+    sent = row is None or published is not None
+    status = (ReportStatus.ACKNOWLEDGED if report.acknowledged_at is not None
+              else ReportStatus.SENT if sent else ReportStatus.QUEUED)
+    return ReportPublic(
+        id=report.id, case_id=report.case_id, concern_id=report.concern_id, mapping_id=report.mapping_id,
+        to_org=report.to_org, municipality_code=report.municipality_code, grounds=report.grounds,
+        wheel_id=report.wheel_id, wheel_areas=report.wheel_areas, urgent=report.urgent,
+        legal_basis=report.legal_basis, filed_by_user=report.filed_by_user, filed_at=report.filed_at, status=status,
+        sent_at=as_utc(published) if published is not None else None,
+        acknowledged_at=as_utc(report.acknowledged_at) if report.acknowledged_at is not None else None,
+        receiver_reference=report.receiver_reference)
+
+
+def acknowledge_report(session: Session, *, event: ReportAcknowledged) -> None:
+    """Record social services' receipt of a report filed here (applied once per message by the consumer)."""
+    report = session.get(Report, event.report_id, with_for_update=True)
+    if report is None or report.to_org != event.receiving_org:
+        raise Reject("no report of ours went to that organisation", code="unknown_report")
+    if report.acknowledged_at is None:
+        report.acknowledged_at, report.receiver_reference = event.received_at, event.receiver_reference
+        session.add(report)
+
+
+def receive_report(session: Session, *, settings: IntakeSettings, event: ReportFiled) -> None:
+    """Store an orosanmälan for social services' intake desk and acknowledge it, in one transaction."""
+    existing = session.exec(select(ReceivedReport).where(ReceivedReport.from_org == event.reporting_org,
+                                                         ReceivedReport.report_id == event.report_id)).first()
+    if existing is not None:
+        return  # the reporter's own id, seen before: received and acknowledged once already
+    received = ReceivedReport(
+        id=str(uuid.uuid4()), from_org=event.reporting_org, report_id=event.report_id,
+        municipality_code=event.municipality_code, child_personnummer=event.child_personnummer,
+        child_name=event.child_name, protected_identity=event.protected_identity, grounds=event.grounds,
+        wheel_id=event.wheel_id, wheel_areas=list(event.wheel_areas), reporting_unit=event.reporting_unit,
+        reported_by_role=event.reported_by_role, contact_user=event.contact_user, urgent=event.urgent,
+        legal_basis=event.legal_basis, filed_at=event.filed_at, received_at=utcnow())
+    session.add(received)
+    send_receipt(session, ReportAcknowledged(
+        report_id=event.report_id, reporting_org=event.reporting_org, receiving_org=settings.org,
+        receiver_reference=received.id, received_at=received.received_at,
+    ), settings=settings, to_org=event.reporting_org, subject=event.report_id)
+
+
+def _check_desk(session: Session, settings: IntakeSettings, principal: Principal) -> str:
+    """The intake desk's unit id, after checking the caller works there (403 otherwise)."""
+    try:
+        desk = session.get(Unit, _intake_desk(session, settings))
+    except InvalidField:
+        desk = None
+    if desk is None:
+        raise NotFound("this organisation's directory has no intake desk")
+    policy.check_desk(principal, desk.id, staff=frozenset({desk.bba_user, *desk.deputies}))
+    return desk.id
+
+
+def list_received_reports(session: Session, *, settings: IntakeSettings,
+                          access: policy.Access) -> list[ReceivedReportSummary]:
+    """Received orosanmälningar for the intake desk, urgent first, then newest; each shown report is audited."""
+    desk = _check_desk(session, settings, access.principal)
+    rows = session.exec(select(ReceivedReport).order_by(col(ReceivedReport.urgent).desc(),
+                                                        col(ReceivedReport.received_at).desc())).all()
+    for row in rows:
+        audit(session, access.principal, "received_report.list", purpose=REPORT_PURPOSE, record_id=row.id,
+              unit_id=desk, basis=DESK_BASIS, protected=row.protected_identity)
+    if not rows:
+        audit(session, access.principal, "received_report.list", purpose=REPORT_PURPOSE, basis=DESK_BASIS)
+    return [ReceivedReportSummary(id=row.id, from_org=row.from_org, protected_identity=row.protected_identity,
+                                  child_name=PROTECTED_NAME if row.protected_identity else row.child_name,
+                                  urgent=row.urgent, received_at=as_utc(row.received_at)) for row in rows]
+
+
+def get_received_report(session: Session, *, settings: IntakeSettings, access: policy.Access,
+                        report_id: str) -> ReceivedReportPublic:
+    """One received orosanmälan with the child and the grounds, for the intake desk; audited."""
+    desk = _check_desk(session, settings, access.principal)
+    received = session.get(ReceivedReport, report_id)
+    if received is None:
+        raise NotFound("no such received report")
+    audit(session, access.principal, "received_report.read", purpose=REPORT_PURPOSE, record_id=received.id,
+          unit_id=desk, basis=DESK_BASIS, protected=received.protected_identity)
+    return ReceivedReportPublic.model_validate(received, from_attributes=True)
+
+
+def record_mapping(session: Session, *, event: MappingOpened | MappingCompleted) -> None:
+    """Learn a mapping of a case from mapping's own events, so a report can name it (the completed one wins)."""
+    mapping = session.get(CaseMapping, event.mapping_id) or CaseMapping(
+        mapping_id=event.mapping_id, case_id=event.case_id, wheel_id=event.wheel_id)
+    if isinstance(event, MappingCompleted):
+        mapping.flagged_areas, mapping.completed = list(event.flagged_areas), True
+    session.add(mapping)

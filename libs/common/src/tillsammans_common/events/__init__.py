@@ -34,6 +34,10 @@ class Event(BaseModel):
     receiver_fields: ClassVar[tuple[str, ...]] = ()
     """Fields naming the organisation(s) the event is meant for (an id or a list of ids). A receiver
     refuses the event from another organisation unless each names (or lists) the receiver itself."""
+    statutory_basis: ClassVar[str] = ""
+    """The provision of law that obliges the sender to disclose an identifying event without consent (e.g.
+    "SoL 14 kap. 1 §" for an orosanmälan). Such an event leaves only through ``egress.file_statutory_report``,
+    to the receivers the law names, and never through a consent (docs/decisions/0023)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

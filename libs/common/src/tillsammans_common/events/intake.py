@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
+from pydantic import Field
+
 from tillsammans_common.events import Event
 from tillsammans_common.wheel import AreaCode
 
@@ -66,3 +68,57 @@ class DelegationRecorded(Event):
     valid_from: datetime
     valid_until: datetime
     revoked: bool = False
+
+
+OROSANMALAN_BASIS = "SoL 14 kap. 1 §"
+"""The duty to report to social services at once when a child may be at risk of harm (orosanmälan)."""
+
+
+class ReportFiled(Event):
+    """An orosanmälan: a professional's report to the social services of the child's municipality.
+
+    Identifying, and sent without consent because the law obliges the reporter (``statutory_basis``):
+    it leaves only through ``egress.file_statutory_report`` and only a member of kind social services
+    accepts it. The subject is the reporter's own server-generated report id, never a case id.
+    """
+
+    type: ClassVar[str] = "intake.report.filed.v1"
+    identifying: ClassVar[bool] = True
+    statutory_basis: ClassVar[str] = OROSANMALAN_BASIS
+    sender_fields: ClassVar[tuple[str, ...]] = ("reporting_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("receiving_org",)
+    report_id: str = Field(max_length=64)
+    reporting_org: str = Field(max_length=32)
+    receiving_org: str = Field(max_length=32)
+    municipality_code: str = Field(pattern=r"^[0-9]{4}$", description="The child's municipality the receiver serves.")
+    child_personnummer: str = Field(max_length=12)
+    child_name: str = Field(max_length=200)
+    protected_identity: bool
+    """Skyddad identitet: the receiver narrows every output; the reporting unit is then left out."""
+    grounds: str = Field(min_length=1, max_length=4000)
+    """What the reporter noticed, in the reporter's own words."""
+    wheel_id: str = Field(max_length=64)
+    wheel_areas: list[AreaCode] = Field(default_factory=list, max_length=20)
+    reporting_unit: str | None = Field(None, max_length=200)
+    """The reporting unit's name (None for a child with protected identity: it would tell where the child is)."""
+    reported_by_role: str = Field(max_length=32)
+    contact_user: str = Field(max_length=128)
+    """Whom social services contact at the reporting organisation."""
+    urgent: bool
+    legal_basis: str = Field(max_length=64)
+    filed_at: datetime
+
+
+class ReportAcknowledged(Event):
+    """Social services received an orosanmälan: the receipt back to the reporter (names no child)."""
+
+    type: ClassVar[str] = "intake.report.acknowledged.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("receiving_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("reporting_org",)
+    report_id: str = Field(max_length=64)
+    """The reporter's own id of the report."""
+    reporting_org: str = Field(max_length=32)
+    receiving_org: str = Field(max_length=32)
+    receiver_reference: str = Field(max_length=64)
+    """Social services' own id of the received report, to quote when calling them."""
+    received_at: datetime

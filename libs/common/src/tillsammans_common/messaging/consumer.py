@@ -41,7 +41,7 @@ from tillsammans_common.messaging.deadletters import DEADLETTER_STREAM, PARKED_S
 from tillsammans_common.messaging.parking import Outcome
 from tillsammans_common.messaging.refusals import Reject, Retry
 from tillsammans_common.models import DeadLetter, ProcessedMessage
-from tillsammans_common.settings import ServiceSettings, StreamLimits
+from tillsammans_common.settings import OrgKind, ServiceSettings, StreamLimits
 from tillsammans_common.telemetry import dead_letter_counters, delivery_counters, ingress_refusals
 
 __all__ = ["Reject", "Retry", "consume", "durable_consumers", "infrastructure_delay", "stream_configs"]
@@ -364,7 +364,8 @@ def _sender_of(nats_subject: str) -> str:
 def _check_ingress(session: Session, settings: ServiceSettings, envelope: Envelope, payload: Event,
                    nats_subject: str) -> None:
     """Refuse a message from another organisation that claims an author other than its sender, or
-    is not meant for this organisation, or identifies a child without a consent that covers it."""
+    is not meant for this organisation, or identifies a child without a consent that covers it (a
+    statutory report instead without the receiver the law names, see ``_check_statutory``)."""
     sender = _sender_of(nats_subject)
     if sender == settings.org:
         raise Reject("an organisation does not write to its own inbox", code="own_inbox")
@@ -378,6 +379,9 @@ def _check_ingress(session: Session, settings: ServiceSettings, envelope: Envelo
         named = getattr(payload, field)
         if settings.org not in (named if isinstance(named, (list, tuple)) else [named]):
             raise Reject(f"{field} does not name this organisation", code="not_a_receiver")
+    if payload.identifying and type(payload).statutory_basis:
+        _check_statutory(settings, sender, payload)
+        return
     if payload.identifying:
         named = grant_of(session, disclosing_org=sender, consent_id=envelope.consentid) if envelope.consentid else None
         if named is not None and named.withdrawn_at is not None:
@@ -390,6 +394,26 @@ def _check_ingress(session: Session, settings: ServiceSettings, envelope: Envelo
         if not decision.allowed:
             # The consent may still be on its way on another consumer; retry, then dead-letter.
             raise Retry(decision.reason, code="not_covered")
+
+
+def _check_statutory(settings: ServiceSettings, sender: str, payload: Event) -> None:
+    """Accept a report the law obliges the sender to make (no consent) only where the law sends it.
+
+    Only an organisation that is itself social services in its own federation directory, serving the
+    child's municipality, accepts one, and only from a member of that directory; the event's legal
+    basis must be the one its type declares. Anywhere else it is refused for good (docs/decisions/0023).
+    """
+    basis = type(payload).statutory_basis
+    own = settings.federation.get(settings.org)
+    if own is None or own.kind is not OrgKind.SOCIAL_SERVICES:
+        raise Reject("a statutory report is accepted by social services only", code="not_statutory_receiver")
+    if sender not in settings.federation:
+        raise Reject("the sender is not a member of the federation", code="unknown_sender")
+    if getattr(payload, "legal_basis", basis) != basis:
+        raise Reject("the report names another legal basis than its type", code="wrong_legal_basis")
+    municipality = getattr(payload, "municipality_code", None)
+    if not isinstance(municipality, str) or not own.serves(municipality):
+        raise Reject("this organisation does not serve the child's municipality", code="not_served")
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,6 +3,10 @@
 An identifying message is decided by this organisation's consent service, from its own record,
 twice: when the user asks (``request_permits``, so a refusal is immediate and nothing is written)
 and again by the relay as the message leaves (see messaging/gate.py).
+
+One documented exception: a report the law obliges the sender to make (an orosanmälan, SoL 14 kap.
+1 §) needs no consent. It has its own function, ``file_statutory_report``, that takes only event types
+declaring a ``statutory_basis`` and sends them only to the receiver the law names (docs/decisions/0023).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from nats.aio.client import Client
 from sqlmodel import Session
 
+from tillsammans_common.audit import audit
 from tillsammans_common.auth import Principal
 from tillsammans_common.errors import ConsentRequired, InvalidField, ManualReviewRequired, ServiceUnavailable
 from tillsammans_common.events import Envelope, Event
@@ -24,7 +29,7 @@ from tillsammans_common.messaging.gate import DisclosureAsk, DisclosureVerdict, 
 from tillsammans_common.messaging.outbox import record_cross_org
 from tillsammans_common.personnummer import pair_key
 from tillsammans_common.screen import screen_fields
-from tillsammans_common.settings import ServiceSettings
+from tillsammans_common.settings import OrgKind, ServiceSettings
 from tillsammans_common.telemetry import current_trace_id
 
 # Anything that looks like a personnummer or samordningsnummer, with or without century/separator.
@@ -53,6 +58,8 @@ def prepare_disclosure(event: Event, *, settings: ServiceSettings, to_org: str, 
     _check_peer(settings, to_org)
     if not event.identifying:
         raise TypeError(f"{event.type} carries no identity; use send_anonymous()")
+    if event.statutory_basis:
+        raise TypeError(f"{event.type} is a statutory report; use file_statutory_report()")
     envelope_id = str(uuid.uuid4())
     ask = DisclosureAsk(event_id=envelope_id, event_type=event.type, receiving_org=to_org, child_ref=child_ref,
                         categories=list(event.consent_categories), purpose=event.consent_purpose,
@@ -146,4 +153,36 @@ def send_receipt(session: Session, event: Event, *, settings: ServiceSettings, t
         raise TypeError(f"{event.type} identifies a child; use disclose()")
     envelope = Envelope.wrap(event, source=settings.source, subject=subject)
     record_cross_org(session, envelope, from_org=settings.org, to_org=to_org)
+    return envelope
+
+
+def file_statutory_report(session: Session, event: Event, *, settings: ServiceSettings, to_org: str, subject: str,
+                          municipality_code: str, principal: Principal, case_id: str | None = None,
+                          basis: str | None = None, protected: bool = False) -> Envelope:
+    """Queue a report the law obliges this organisation to make, without consent (an orosanmälan).
+
+    Only an event type that declares a ``statutory_basis`` (TypeError otherwise), only to a member of
+    the federation of kind social services serving ``municipality_code`` (422 naming the field
+    otherwise). The legal basis goes on the envelope's way out in the audit trail, as the purpose of
+    the disclosure. Nothing else passes here: every other identifying message still needs its consent.
+    """
+    legal_basis = type(event).statutory_basis
+    if not legal_basis or not event.identifying:
+        raise TypeError(f"{event.type} declares no statutory basis; use disclose() under a consent")
+    if getattr(event, "legal_basis", legal_basis) != legal_basis:
+        raise InvalidField("legal_basis", f"must be the event's statutory basis, {legal_basis}")
+    _check_peer(settings, to_org)
+    if to_org not in settings.members_serving(OrgKind.SOCIAL_SERVICES, municipality_code):
+        raise InvalidField("org", f"'{to_org}' is not the social services of municipality {municipality_code}")
+    for field in type(event).receiver_fields:
+        if getattr(event, field) != to_org:
+            raise InvalidField(field, "must name the receiving organisation")
+    for field in type(event).sender_fields:
+        if getattr(event, field) != settings.org:
+            raise InvalidField(field, "must name this organisation")
+    envelope = Envelope.wrap(event, source=settings.source, subject=subject)
+    # No gate: no consent is asked for, so none can be withdrawn before the relay sends it.
+    record_cross_org(session, envelope, from_org=settings.org, to_org=to_org)
+    audit(session, principal, f"disclose.statutory:{event.type}", case_id=case_id, purpose=legal_basis,
+          record_id=envelope.id, basis=basis, protected=protected)
     return envelope
