@@ -13,12 +13,14 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from tillsammans_common.events.mapping import MappingCompleted
 from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, seed_case, wait_for
 from tillsammans_mapping.config import MappingSettings
 from tillsammans_mapping.main import create_app as create_mapping_app
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
 from tillsammans_meetings.models import CompletedMapping, Meeting
+from tillsammans_meetings.service import keep_completed_mapping
 
 from ..conftest import CHILD
 
@@ -134,3 +136,22 @@ def test_a_mapping_that_flags_nothing_needs_the_meeting_to_name_its_areas_and_or
         assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "invited_orgs"
         refused = _call(meetings, calm["id"], invited_orgs=["region"])
         assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "flagged_areas"
+
+
+def test_a_mapping_announced_before_suggestions_existed_is_called_from_by_its_org_ids(
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory) -> None:
+    with (TestClient(create_app(MeetingsSettings(**federation.settings("school")))) as meetings,
+          with_consent(meetings)):
+        seed(meetings)
+        grant(meetings, receiving=["region"])
+        older = MappingCompleted.model_validate({  # as mapping wrote it before decision 24: no suggestions
+            "mapping_id": "mapping-before-24", "case_id": "case-1", "wheel_id": "sormland", "wheel_version": 1,
+            "flagged_areas": ["halsa"], "suggested_orgs": ["region"], "trappan_step": 1})
+        with Session(engine_of(meetings)) as session:
+            keep_completed_mapping(session, event=older)
+            keep_completed_mapping(session, event=older)  # a redelivery changes nothing
+            session.commit()
+        called = _call(meetings, "mapping-before-24")
+        assert called.status_code == 201, called.text
+        assert [i["to_org"] for i in called.json()["invitations"]] == ["region"]
+        assert (called.json()["flagged_areas"], called.json()["suggestions"]) == (["halsa"], [])
