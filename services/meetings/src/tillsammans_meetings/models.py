@@ -199,6 +199,7 @@ class ReceivedInvitation(SQLModel, table=True):
     flagged_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
     concern_summary: str = Field(max_length=2000)
     contact_user: str = Field(max_length=128)
+    requested_roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: ReceivedStatus = Field(default=ReceivedStatus.RECEIVED, sa_column=_enum_column(ReceivedStatus))
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
@@ -417,6 +418,8 @@ class ReceivedInvitationSummary(BaseModel):
     scheduled_at: UtcDatetime
     flagged_areas: list[str]
     contact_user: str
+    requested_roles: list[str] = PydanticField(
+        description="Roles the sender asks this organisation to send (e.g. bup), from its mapping's suggestions.")
     status: ReceivedStatus
     received_at: UtcDatetime
     withdrawn_at: UtcDatetime | None

@@ -108,6 +108,8 @@ class CallTerms:
     orgs: list[str]
     areas: list[str]
     mapping_id: str | None
+    roles: dict[str, list[str]]
+    """The roles the mapping suggests at each invited organisation (none for one it did not suggest)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ def plan_meeting(*, settings: ServiceSettings, principal: Principal, data: Meeti
         invitation_id=str(uuid.uuid4()), meeting_id=meeting_id, kind=data.kind.value, purpose=purpose,
         scheduled_at=data.scheduled_at, child_key=pair_key(data.child.personnummer, settings.pair_secret(org)),
         child=child, flagged_areas=areas, concern_summary=data.concern_summary, contact_user=principal.user,
+        requested_roles=terms.roles.get(org, []),
     ), settings=settings, to_org=org, subject=meeting_id, principal=principal, child_ref=key) for org in orgs]
     return MeetingPlan(meeting_id=meeting_id, orgs=orgs, areas=areas, mapping_id=terms.mapping_id, child_key=key,
                        disclosures=disclosures)
@@ -172,7 +175,13 @@ def check_call(session: Session, *, settings: ServiceSettings, principal: Princi
         raise InvalidField("flagged_areas", "the mapping flagged no area; name the areas the meeting is about")
     else:
         areas = list(mapping.flagged_areas)
-    return CallTerms(access=access, case=case, orgs=orgs, areas=areas, mapping_id=data.mapping_id)
+    return CallTerms(access=access, case=case, orgs=orgs, areas=areas, mapping_id=data.mapping_id,
+                     roles=_suggested_roles(mapping))
+
+
+def _suggested_roles(mapping: CompletedMapping | None) -> dict[str, list[str]]:
+    """The roles a completed mapping suggests, by organisation."""
+    return {item["org"]: list(item["roles"]) for item in mapping.suggestions} if mapping else {}
 
 
 def _mapping_of_case(session: Session, data: MeetingCreate) -> CompletedMapping:
@@ -278,6 +287,7 @@ def plan_review(session: Session, *, settings: ServiceSettings, principal: Princ
         if data.note is None:
             raise InvalidField("note", "say why the disclosure is rejected")
         return ReviewPlan(meeting_id=meeting.id, invitation_ids=[i.id for i in waiting], disclosures=[])
+    roles = _suggested_roles(session.get(CompletedMapping, meeting.mapping_id) if meeting.mapping_id else None)
     # The child's marking travels with it: the receiver must treat the identity as protected too.
     child = ChildIdentity(personnummer=meeting.child_personnummer, name=meeting.child_name, protected_identity=True)
     disclosures = [prepare_disclosure(InvitationSent(
@@ -285,7 +295,7 @@ def plan_review(session: Session, *, settings: ServiceSettings, principal: Princ
         purpose=purpose_of(meeting.kind), scheduled_at=as_utc(meeting.scheduled_at),
         child_key=pair_key(meeting.child_personnummer, settings.pair_secret(invitation.to_org)), child=child,
         flagged_areas=list(meeting.flagged_areas), concern_summary=meeting.concern_summary,
-        contact_user=meeting.called_by,
+        contact_user=meeting.called_by, requested_roles=roles.get(invitation.to_org, []),
     ), settings=settings, to_org=invitation.to_org, subject=meeting.id, principal=principal,
         child_ref=meeting.child_key) for invitation in waiting]
     return ReviewPlan(meeting_id=meeting.id, invitation_ids=[i.id for i in waiting], disclosures=disclosures)
@@ -500,7 +510,7 @@ def receive_invitation(session: Session, *, settings: ServiceSettings, envelope:
         child_personnummer=normalize(event.child.personnummer), child_name=event.child.name,
         protected_identity=event.child.protected_identity, child_key=event.child_key,
         flagged_areas=list(event.flagged_areas), concern_summary=event.concern_summary,
-        contact_user=event.contact_user,
+        contact_user=event.contact_user, requested_roles=list(event.requested_roles),
     ))
     record_event(session, InvitationReceived(invitation_id=event.invitation_id, meeting_id=event.meeting_id,
                                              from_org=envelope.source_org),

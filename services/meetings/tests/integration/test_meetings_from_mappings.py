@@ -11,9 +11,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from tillsammans_common.events import Envelope
 from tillsammans_common.events.mapping import MappingCompleted
+from tillsammans_common.events.meetings import InvitationSent
+from tillsammans_common.models import OutboxMessage
 from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, seed_case, wait_for
 from tillsammans_mapping.config import MappingSettings
 from tillsammans_mapping.main import create_app as create_mapping_app
@@ -155,3 +158,40 @@ def test_a_mapping_announced_before_suggestions_existed_is_called_from_by_its_or
         assert called.status_code == 201, called.text
         assert [i["to_org"] for i in called.json()["invitations"]] == ["region"]
         assert (called.json()["flagged_areas"], called.json()["suggestions"]) == (["halsa"], [])
+
+
+def test_each_invited_organisation_learns_the_roles_the_mapping_asks_of_it(
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory) -> None:
+    with (_school(federation, with_consent) as (mapping, meetings),
+          TestClient(create_app(MeetingsSettings(**federation.settings("region")))) as region):
+        seed(meetings)
+        completed = _completed_mapping(mapping, meetings)
+        grant(meetings, receiving=["region", "social"])
+        called = _call(meetings, completed["id"])
+        assert called.status_code == 201, called.text
+
+        coordinator = bearer("region", "coordinator", "samordnare.bvc")
+        received = wait_for(lambda: region.get("/received-invitations", headers=coordinator).json(),
+                            message="the invitation at region")
+        assert [(item["meeting_id"], item["requested_roles"], item["flagged_areas"]) for item in received] == [
+            (called.json()["id"], ["bup"], ["hemmet", "relationer"])]
+
+
+def test_a_reviewed_invitation_about_a_protected_child_asks_for_the_same_roles_and_purpose(
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory) -> None:
+    with _school(federation, with_consent) as (mapping, meetings):
+        seed(meetings)
+        completed = _completed_mapping(mapping, meetings)
+        grant(meetings, receiving=["region"], purpose="sip")
+        called = _call(meetings, completed["id"], kind="sip", invited_orgs=["region"],
+                       child={**CHILD, "protected_identity": True})
+        assert called.status_code == 201, called.text
+        assert [i["status"] for i in called.json()["invitations"]] == ["awaiting_review"]
+        reviewed = meetings.post(f"/meetings/{called.json()['id']}/disclosure-review", json={"decision": "approve"},
+                                 headers=bearer("school", "reviewer", "registrator.per"))
+        assert reviewed.status_code == 200, reviewed.text
+        with Session(engine_of(meetings)) as session:
+            [body] = [row.body for row in session.exec(select(OutboxMessage)).all() if row.stream == "INBOX"
+                      and Envelope.from_bytes(row.body).type == InvitationSent.type]
+        sent = Envelope.from_bytes(body).data
+        assert (sent["kind"], sent["purpose"], sent["requested_roles"]) == ("sip", "sip", ["bup"])

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from tillsammans_common.events import Event
-from tillsammans_common.wheel import AreaCode
+from tillsammans_common.wheel import AreaCode, RoleCode
 
 
 class ChildIdentity(BaseModel):
@@ -62,6 +62,9 @@ class InvitationSent(Event):
     flagged_areas: list[AreaCode]
     concern_summary: str
     contact_user: str
+    requested_roles: list[RoleCode] = []
+    """Roles the meeting's mapping suggests at this receiver (e.g. ``bup``): whom it is asked to send. Empty for a
+    meeting called without a mapping, and in invitations from before decision 24."""
 
     @model_validator(mode="before")
     @classmethod

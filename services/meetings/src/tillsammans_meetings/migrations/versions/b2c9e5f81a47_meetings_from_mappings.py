@@ -1,4 +1,5 @@
-"""meetings called from a completed mapping: the mappings' suggestions as announced, and the meeting's mapping
+"""meetings called from a completed mapping: the mappings' suggestions as announced, the meeting's mapping, and
+the roles a received invitation asks for
 
 Revision ID: b2c9e5f81a47
 Revises: 3f8a2c6d4b17
@@ -35,9 +36,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_completed_mapping_case_id'), ['case_id'], unique=False)
     with op.batch_alter_table('meeting', schema=None) as batch_op:
         batch_op.add_column(sa.Column('mapping_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
+    with op.batch_alter_table('receivedinvitation', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('requested_roles', sa.JSON(), nullable=False, server_default='[]'))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('receivedinvitation', schema=None) as batch_op:
+        batch_op.drop_column('requested_roles')
     with op.batch_alter_table('meeting', schema=None) as batch_op:
         batch_op.drop_column('mapping_id')
     with op.batch_alter_table('completed_mapping', schema=None) as batch_op:
