@@ -31,6 +31,9 @@ class CaseRecord(SQLModel, table=True):
     bba_user: str = Field(index=True, max_length=128)
     child_key: str = Field(index=True, max_length=64)
     protected_identity: bool = False
+    municipality_code: str | None = Field(
+        default=None, max_length=4,
+        description="SCB code of the child's municipality (decision 24); None when unknown or protected.")
     opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -86,6 +89,8 @@ def apply_case_recorded(session: Session, event: CaseRecorded) -> None:
         case = CaseRecord(case_id=event.case_id, bba_user=event.bba_user, child_key=event.child_key)
     case.protected_identity = case.protected_identity or event.protected_identity
     case.unit_id = None if case.protected_identity else event.unit_id
+    # Where a protected child lives stays with intake; an event that omits it does not erase what was known.
+    case.municipality_code = None if case.protected_identity else event.municipality_code or case.municipality_code
     case.bba_user, case.child_key, case.updated_at = event.bba_user, event.child_key, utcnow()
     session.add(case)
 

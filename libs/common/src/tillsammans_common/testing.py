@@ -312,7 +312,8 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
 
 
 def seed_case(engine: Any, settings: Any, *, case_id: str, personnummer: str, unit_id: str | None = "norrskolan",
-              bba_user: str = "bba.norrskolan", protected: bool = False) -> None:
+              bba_user: str = "bba.norrskolan", protected: bool = False,
+              municipality_code: str | None = None) -> None:
     """Record a case in a service's database as intake's ``CaseRecorded`` would (for tests without intake)."""
     from sqlmodel import Session
 
@@ -323,5 +324,6 @@ def seed_case(engine: Any, settings: Any, *, case_id: str, personnummer: str, un
     key = child_key(normalize(personnummer), settings.child_key_secret.get_secret_value())
     with Session(engine) as session:
         apply_case_recorded(session, CaseRecorded(case_id=case_id, unit_id=unit_id, bba_user=bba_user,
-                                                  child_key=key, protected_identity=protected))
+                                                  child_key=key, protected_identity=protected,
+                                                  municipality_code=municipality_code))
         session.commit()

@@ -3,8 +3,9 @@
 Definitions live in ``wheels/*.json`` of this package and, for a municipality's own variants, in a
 configured folder (``TILLSAMMANS_WHEELS_DIR``), so a variant is added without code. Each wheel has
 its own scale and area texts; each area names the kinds of organisation its concerns usually call
-for. Files named ``*.correspondence.json`` declare which areas of two wheels examine the same thing
-(decision 21).
+for and the roles there (school nurse, BUP, family therapist) to invite, from the roles files
+(``*.roles.json``, decision 24). Files named ``*.correspondence.json`` declare which areas of two
+wheels examine the same thing (decision 21).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
+from tillsammans_common.settings import OrgKind
 
 AREA_CODE_PATTERN = r"^[a-z][a-z_]{1,31}$"
 AreaCode = Annotated[str, StringConstraints(pattern=AREA_CODE_PATTERN)]
@@ -27,6 +30,11 @@ LevelCode = Annotated[str, StringConstraints(pattern=LEVEL_CODE_PATTERN)]
 UNKNOWN_LEVEL = "unknown"
 """Accepted on every wheel: the area was talked about but nobody can say yet; it has no place on the scale."""
 CORRESPONDENCE_SUFFIX = ".correspondence.json"
+ROLES_SUFFIX = ".roles.json"
+ROLE_CODE_PATTERN = r"^[a-z][a-z0-9_]{1,31}$"
+RoleCode = Annotated[str, StringConstraints(pattern=ROLE_CODE_PATTERN)]
+LEGACY_KINDS = {"school": OrgKind.EDUCATION, "region": OrgKind.HEALTH_CARE, "social": OrgKind.SOCIAL_SERVICES}
+"""What the first wheels' ``suggests`` strings (the development organisations' ids) meant: a kind of organisation."""
 
 
 class WheelError(ValueError):
@@ -79,16 +87,65 @@ CONCERN_SCALE = WheelScale(steps=[
 """The scale of the first wheels (no, some, serious concern); a wheel that states no scale uses it."""
 
 
+class Role(BaseModel):
+    """A role at a kind of organisation that a flagged area may call for (e.g. skolsköterska, BUP)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    code: RoleCode
+    kind: OrgKind
+    label_sv: str = Field(min_length=1)
+    label_en: str = Field(min_length=1)
+
+
+class RoleCatalogue(BaseModel):
+    """A ``*.roles.json`` file: the roles wheels may name, with their texts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    source: str
+    roles: list[Role] = Field(min_length=1)
+
+
+class AreaSuggestion(BaseModel):
+    """A kind of organisation an area calls for, and the roles there to invite."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: OrgKind
+    roles: list[RoleCode] = Field(default_factory=list)
+
+
 class WheelArea(BaseModel):
-    """One area of a wheel, with the organisations it points to."""
+    """One area of a wheel, with the kinds of organisation (and roles) it points to."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     code: AreaCode
     label_sv: str
     label_en: str
-    suggests: list[str]
+    suggests: list[AreaSuggestion]
     description_sv: str | None = None
     description_en: str | None = None
+
+    @field_validator("suggests", mode="before")
+    @classmethod
+    def _legacy_org_ids(cls, value: object) -> object:
+        # Wheels already deployed name the development organisations ("region"); each meant a kind.
+        if not isinstance(value, list):
+            return value
+        read: list[object] = []
+        for item in value:
+            if isinstance(item, str):
+                if item not in LEGACY_KINDS:
+                    raise ValueError(f"{item!r} is neither a kind with roles nor one of {', '.join(LEGACY_KINDS)}")
+                read.append({"kind": LEGACY_KINDS[item].value, "roles": []})
+            else:
+                read.append(item)
+        return read
+
+    @model_validator(mode="after")
+    def _one_entry_per_kind(self) -> WheelArea:
+        kinds = [suggestion.kind for suggestion in self.suggests]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"area {self.code}: each kind of organisation is suggested once")
+        return self
 
 
 class Wheel(BaseModel):
@@ -117,13 +174,17 @@ class Wheel(BaseModel):
         """The area with this code, or None."""
         return next((area for area in self.areas if area.code == code), None)
 
-    def suggested_orgs(self, flagged: list[str], *, exclude: str | None = None) -> list[str]:
-        """Organisations the flagged areas call for, in wheel order, without ``exclude``."""
-        seen: list[str] = []
+    def suggested_kinds(self, flagged: list[str]) -> list[tuple[OrgKind, list[str], list[str]]]:
+        """The kinds the flagged areas call for, in wheel order: (kind, roles, areas), each role and area once."""
+        found: dict[OrgKind, tuple[list[str], list[str]]] = {}
         for area in self.areas:
-            if area.code in flagged:
-                seen.extend(org for org in area.suggests if org not in seen and org != exclude)
-        return seen
+            if area.code not in flagged:
+                continue
+            for suggestion in area.suggests:
+                roles, areas = found.setdefault(suggestion.kind, ([], []))
+                roles.extend(role for role in suggestion.roles if role not in roles)
+                areas.append(area.code)
+        return [(kind, roles, areas) for kind, (roles, areas) in found.items()]
 
 
 class Correspondence(BaseModel):
@@ -149,6 +210,7 @@ class Registry:
 
     wheels: dict[tuple[str, int], Wheel]
     correspondences: list[Correspondence]
+    roles: dict[str, Role]
 
 
 PACKAGED: Traversable = resources.files("tillsammans_common.wheels")
@@ -160,6 +222,7 @@ def load(folders: Iterable[Traversable | Path]) -> Registry:
     found: dict[tuple[str, int], Wheel] = {}
     origin: dict[tuple[str, int], str] = {}
     correspondences: list[tuple[str, Correspondence]] = []
+    roles: dict[str, Role] = {}
     for folder in folders:
         if not folder.is_dir():
             raise WheelError(f"wheels folder {folder} does not exist or is not a folder")
@@ -171,6 +234,9 @@ def load(folders: Iterable[Traversable | Path]) -> Registry:
                 if entry.name.endswith(CORRESPONDENCE_SUFFIX):
                     correspondences.append((str(entry), Correspondence.model_validate(data)))
                     continue
+                if entry.name.endswith(ROLES_SUFFIX):
+                    _add_roles(str(entry), RoleCatalogue.model_validate(data), roles)
+                    continue
                 wheel = Wheel.model_validate(data)
             except (ValueError, ValidationError) as error:  # JSONDecodeError is a ValueError
                 raise WheelError(f"wheel file {entry}: {error}") from error
@@ -179,9 +245,34 @@ def load(folders: Iterable[Traversable | Path]) -> Registry:
                 # Two files claiming one version would make old mappings read differently by load order.
                 raise WheelError(f"wheel file {entry}: {wheel.id} v{wheel.version} is already defined in {origin[key]}")
             found[key], origin[key] = wheel, str(entry)
+    for key, wheel in found.items():
+        _check_roles(origin[key], wheel, roles)
     for path, correspondence in correspondences:
         _check_correspondence(path, correspondence, found)
-    return Registry(wheels=found, correspondences=[correspondence for _, correspondence in correspondences])
+    return Registry(wheels=found, correspondences=[correspondence for _, correspondence in correspondences],
+                    roles=roles)
+
+
+def _add_roles(path: str, catalogue: RoleCatalogue, roles: dict[str, Role]) -> None:
+    # A municipality may add roles, never redefine one: a code must mean the same in every wheel.
+    for role in catalogue.roles:
+        if role.code in roles and roles[role.code] != role:
+            raise WheelError(f"roles file {path}: role {role.code} is already defined differently")
+        roles[role.code] = role
+
+
+def _check_roles(path: str, wheel: Wheel, roles: dict[str, Role]) -> None:
+    # An undeclared role would reach users as a bare code; one of another kind would be suggested at the wrong place.
+    for area in wheel.areas:
+        for suggestion in area.suggests:
+            for code in suggestion.roles:
+                role = roles.get(code)
+                if role is None:
+                    raise WheelError(f"wheel file {path}: area {area.code} names role {code!r}, which no roles "
+                                     "file declares")
+                if role.kind is not suggestion.kind:
+                    raise WheelError(f"wheel file {path}: area {area.code} names role {code!r} under "
+                                     f"{suggestion.kind.value}, but it is a role of {role.kind.value}")
 
 
 def _check_correspondence(path: str, correspondence: Correspondence, found: dict[tuple[str, int], Wheel]) -> None:
@@ -221,6 +312,11 @@ def latest(wheel_id: str) -> Wheel | None:
 def all_area_codes() -> set[str]:
     """Area codes known in any installed wheel."""
     return {code for wheel in wheels().values() for code in wheel.area_codes()}
+
+
+def roles() -> dict[str, Role]:
+    """Every declared role, by code."""
+    return registry().roles
 
 
 def correspondence(from_wheel: str, to_wheel: str) -> Correspondence | None:

@@ -85,7 +85,8 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
     unit_id, bba_user, routed_by = _find_unit(session, settings, data)
     policy.check_unit_scope(principal, unit_id)
     key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
-    case, changed = _childs_case(session, data, unit_id=unit_id, bba_user=bba_user, key=key)
+    case, changed = _childs_case(session, data, unit_id=unit_id, bba_user=bba_user, key=key,
+                                 municipality=_childs_municipality(session, data, unit_id))
     concern = Concern(
         id=str(uuid.uuid4()), case_id=case.case_id, unit_id=unit_id, routed_by=routed_by, wheel_id=wheel_id,
         child_personnummer=data.child.personnummer, child_name=data.child.name,
@@ -158,13 +159,22 @@ def _intake_desk(session: Session, settings: IntakeSettings) -> str:
     return desk
 
 
+def _childs_municipality(session: Session, data: ConcernCreate, unit_id: str) -> str | None:
+    """The municipality whose members serve the child: the child's home municipality, else the unit's."""
+    # The home municipality comes first: social services' responsibility follows where the child lives.
+    if data.home_municipality is not None:
+        return data.home_municipality
+    unit = session.get(Unit, unit_id)
+    return unit.municipality_code if unit is not None else None
+
+
 def _childs_case(session: Session, data: ConcernCreate, *, unit_id: str, bba_user: str,
-                 key: str) -> tuple[CaseRecord, bool]:
+                 key: str, municipality: str | None) -> tuple[CaseRecord, bool]:
     """The child's case and whether it is new or changed: one case per child, whoever raises the concern."""
     existing = session.connection().execute(_CHILDS_CASE, {"personnummer": data.child.personnummer}).first()
     if existing is None:
         opened = CaseRecord(case_id=str(uuid.uuid4()), unit_id=unit_id, bba_user=bba_user, child_key=key,
-                            protected_identity=data.child.protected_identity)
+                            protected_identity=data.child.protected_identity, municipality_code=municipality)
         session.add(opened)
         session.add(CaseChild(case_id=opened.case_id, child_personnummer=data.child.personnummer,
                               child_name=data.child.name))
@@ -174,17 +184,24 @@ def _childs_case(session: Session, data: ConcernCreate, *, unit_id: str, bba_use
     assert case is not None  # written with its case_child row, never without
     # Protected identity belongs to the child's record, not to one request: once marked, always marked.
     # The case keeps its unit and BBA: naming another unit in a concern never moves a child's case.
+    changed = False
     if data.child.protected_identity and not case.protected_identity:
-        case.protected_identity, case.updated_at = True, utcnow()
+        case.protected_identity, changed = True, True
+    if case.municipality_code is None and municipality is not None:
+        # A case opened before its municipality was known learns it from the first concern that says.
+        case.municipality_code, changed = municipality, True
+    if changed:
+        case.updated_at = utcnow()
         session.add(case)
-        return case, True
-    return case, False
+    return case, changed
 
 
 def _announce_case(session: Session, settings: IntakeSettings, case: CaseRecord) -> None:
     record_event(session, CaseRecorded(
         case_id=case.case_id, unit_id=None if case.protected_identity else case.unit_id, bba_user=case.bba_user,
         child_key=case.child_key, protected_identity=case.protected_identity,
+        # Where a protected child lives stays here, like its unit.
+        municipality_code=None if case.protected_identity else case.municipality_code,
     ), source=settings.source, org=settings.org, subject=case.case_id)
 
 

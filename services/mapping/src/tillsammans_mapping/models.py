@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
@@ -12,6 +12,7 @@ from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from tillsammans_common.db import utcnow
+from tillsammans_common.events.mapping import Suggestion
 from tillsammans_common.personnummer import InvalidIdentityNumber, normalize
 from tillsammans_common.wheel import LevelCode
 
@@ -98,6 +99,7 @@ class Mapping(SQLModel, table=True):
     # Kept as decided at completion: later changes to peers or wheel data must not rewrite history.
     flagged_areas: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     suggested_orgs: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    suggestions: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     opened_by: str = Field(max_length=128)
     completed_by: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -193,6 +195,12 @@ class AreaAssessmentPublic(BaseModel):
     updated_at: UtcDatetime
 
 
+class SuggestionPublic(Suggestion):
+    """A suggested organisation as shown to users, with the roles' Swedish names."""
+
+    role_labels_sv: list[str] = PydanticField(description="The roles' Swedish names, in the order of roles.")
+
+
 OROSANMALAN_NOTE = ("A mapping is not an orosanmälan. If you suspect a child is being harmed, report to "
                     "social services at once (SoL 14 kap. 1 §); no consent is needed for that.")
 
@@ -213,7 +221,12 @@ class MappingPublic(BaseModel):
         description="Once completed: areas the professional's assessment puts on a flagging step of the wheel's "
                     "scale, in wheel order.")
     suggested_orgs: list[str] | None = PydanticField(
-        description="Once completed: other organisations of the federation the flagged areas call for.")
+        description="Once completed: other organisations of the federation the flagged areas call for (the ids of "
+                    "suggestions; kept for clients from before suggestions).")
+    suggestions: list[SuggestionPublic] | None = PydanticField(
+        None, description="Once completed: each suggested organisation serving the child's municipality, with its "
+                          "kind, the roles there to invite and the flagged areas that call for it. Call the meeting "
+                          "with POST /meetings {\"mapping_id\": ...} to invite them.")
     opened_by: str
     created_at: UtcDatetime
     completed_by: str | None

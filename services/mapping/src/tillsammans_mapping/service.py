@@ -11,8 +11,9 @@ from tillsammans_common.auth import Principal
 from tillsammans_common.cases import case_in_body, get_case
 from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, InvalidField, NotFound
-from tillsammans_common.events.mapping import MappingCompleted, MappingOpened
+from tillsammans_common.events.mapping import MappingCompleted, MappingOpened, Suggestion
 from tillsammans_common.messaging.outbox import record_event
+from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.wheel import Correspondence, Wheel, correspondence, latest, registry, wheels
 from tillsammans_mapping import picture
 from tillsammans_mapping.config import MappingSettings
@@ -32,6 +33,7 @@ from tillsammans_mapping.models import (
     MappingPublic,
     MappingStatus,
     Perspective,
+    SuggestionPublic,
     WheelHistory,
     WheelHistoryArea,
     WheelHistoryMapping,
@@ -156,19 +158,37 @@ def complete_mapping(session: Session, *, settings: MappingSettings, access: pol
     # The professional's assessment decides whom to involve; the child's and guardians' views are heard
     # beside it (and shown in the meeting), not counted as votes.
     flagged = [a.area_code for a in professional if _flags(wheel, a.level)]
-    # Only federation members can be invited; this organisation is already involved.
-    suggested = [org for org in wheel.suggested_orgs(flagged, exclude=settings.org) if org in settings.peers]
+    suggestions = suggest(settings, wheel, flagged, municipality=get_case(session, mapping.case_id).municipality_code)
+    suggested = [suggestion.org for suggestion in suggestions]
     mapping.status, mapping.trappan_step = MappingStatus.COMPLETED, data.trappan_step
     mapping.flagged_areas, mapping.suggested_orgs = flagged, suggested
+    mapping.suggestions = [suggestion.model_dump(mode="json") for suggestion in suggestions]
     mapping.completed_by, mapping.completed_at = principal.user, utcnow()
     session.add(mapping)
     record_event(session, MappingCompleted(
         mapping_id=mapping.id, case_id=mapping.case_id, wheel_id=mapping.wheel_id,
         wheel_version=mapping.wheel_version, flagged_areas=flagged, suggested_orgs=suggested,
-        trappan_step=data.trappan_step,
+        trappan_step=data.trappan_step, suggestions=suggestions,
     ), source=settings.source, org=settings.org, subject=mapping.case_id)
     policy.audit_access(session, access, "mapping.complete", purpose=PURPOSE)
     return _public(session, mapping, assessments)
+
+
+def suggest(settings: ServiceSettings, wheel: Wheel, flagged: list[str], *,
+            municipality: str | None) -> list[Suggestion]:
+    """The members of the federation the flagged areas call for, serving the child's municipality, in wheel order.
+
+    Each kind the areas name resolves to the members of that kind serving the municipality (every
+    member of the kind when it is unknown, so nobody is left out for want of an address); this
+    organisation is already involved, and only peers can be invited.
+    """
+    found: dict[str, Suggestion] = {}
+    for kind, roles, areas in wheel.suggested_kinds(flagged):
+        for org in settings.members_serving(kind, municipality):
+            if org == settings.org or org not in settings.peers or org in found:
+                continue
+            found[org] = Suggestion(org=org, name=settings.federation[org].name, kind=kind, roles=roles, areas=areas)
+    return list(found.values())
 
 
 def _mapping(session: Session, mapping_id: str, *, for_update: bool = False) -> Mapping:
@@ -297,9 +317,20 @@ def _public(session: Session, mapping: Mapping, assessments: list[AreaAssessment
         questions=FiveQuestions.model_validate(mapping, from_attributes=True),
         areas=[_assessment_public(a, wheel) for a in assessments],
         flagged_areas=mapping.flagged_areas, suggested_orgs=mapping.suggested_orgs,
+        suggestions=_suggestions_public(mapping),
         opened_by=mapping.opened_by, created_at=mapping.created_at,
         completed_by=mapping.completed_by, completed_at=mapping.completed_at,
     )
+
+
+def _suggestions_public(mapping: Mapping) -> list[SuggestionPublic] | None:
+    if mapping.suggestions is None:
+        # Completed before decision 24: only the ids were kept.
+        return None if mapping.status == MappingStatus.OPEN else []
+    labels = registry().roles
+    return [SuggestionPublic(**item, role_labels_sv=[labels[code].label_sv if code in labels else code
+                                                     for code in item["roles"]])
+            for item in mapping.suggestions]
 
 
 def _invalid_fields(errors: list[tuple[str, str]]) -> InvalidField:

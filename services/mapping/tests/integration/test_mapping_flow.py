@@ -161,7 +161,11 @@ def test_seed_001_journey_flags_areas_and_suggests_region_and_social(tmp_path: P
         assert envelope["data"] == {
             "mapping_id": mapping_id, "case_id": CASE, "wheel_id": "sormland", "wheel_version": 1,
             "flagged_areas": ["hemmet", "relationer", "trygghet"], "suggested_orgs": ["social", "region"],
-            "trappan_step": 2}
+            "trappan_step": 2, "suggestions": [
+                {"org": "social", "name": "Eskilstuna kommun, socialtjänsten", "kind": "social_services",
+                 "roles": ["social_worker", "family_therapist"], "areas": ["hemmet", "relationer", "trygghet"]},
+                {"org": "region", "name": "Region Sörmland", "kind": "health_care", "roles": ["bup"],
+                 "areas": ["relationer"]}]}
         with Session(_engine(client)) as session:
             bodies = b"".join(session.exec(select(OutboxMessage.body)).all()).decode()
         for free_text in [NOTE, *[value for value in ANSWERS.values() if isinstance(value, str)]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from tillsammans_common.settings import OrgKind
 from tillsammans_common.wheel import correspondence, latest, wheels
 from tillsammans_mapping.models import (
     FLAGGING_LEVELS,
@@ -31,9 +32,13 @@ def test_girfec_wheel_has_the_eight_shanarri_indicators() -> None:
 
 def test_suggestions_follow_wheel_order_not_flagging_order() -> None:
     wheel = wheels()[("sormland", 1)]
-    # hemmet (social) comes before relationer (region, social) in the JSON, so social is named first.
-    assert wheel.suggested_orgs(["trygghet", "hemmet", "relationer"], exclude="school") == ["social", "region"]
-    assert wheel.suggested_orgs(["larande"], exclude="school") == []
+    # hemmet (social services) comes before relationer (health care, social services) in the JSON.
+    assert wheel.suggested_kinds(["trygghet", "hemmet", "relationer"]) == [
+        (OrgKind.SOCIAL_SERVICES, ["social_worker", "family_therapist"], ["hemmet", "relationer", "trygghet"]),
+        (OrgKind.HEALTH_CARE, ["bup"], ["relationer"])]
+    assert wheel.suggested_kinds(["larande"]) == [
+        (OrgKind.EDUCATION, ["special_educator", "school_psychologist"], ["larande"])]
+    assert wheel.suggested_kinds([]) == []
 
 
 def test_only_some_and_serious_concern_flag_an_area() -> None:

@@ -42,10 +42,15 @@ InvitationReader = Annotated[Access, allowed(Action.RECEIVED_INVITATIONS_READ)]
 
 
 @router.post("/meetings", status_code=201, response_model=MeetingPublic,
-             summary="Call a samverkansmöte and invite other organisations under consent")
+             summary="Call a meeting (samverkansmöte, SIP, follow-up), from a completed mapping or not, and invite "
+                     "other organisations under consent for its kind's purpose")
 async def call_meeting(request: Request, body: MeetingCreate, principal: CurrentPrincipal,
                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Call a meeting; 403 consent-required names an organisation no consent covers, and nothing is written.
+
+    With ``mapping_id`` (a completed mapping of the same case, 422 otherwise) the mapping's flagged
+    areas and suggested organisations are the meeting's unless the body names its own. Each
+    invitation asks for a consent for the purpose of the meeting's kind (SIP: ``sip``).
 
     Only those who work on the case may (403 otherwise, before the consent service is asked
     anything). The consent service decides each invitation from its own record before anything is
@@ -53,9 +58,9 @@ async def call_meeting(request: Request, body: MeetingCreate, principal: Current
     """
     settings = request.app.state.settings
     infra = request.app.state.infra
-    await run_query(infra.engine, lambda session: service.check_call(
+    terms = await run_query(infra.engine, lambda session: service.check_call(
         session, settings=settings, principal=principal, data=body))
-    plan = service.plan_meeting(settings=settings, principal=principal, data=body)
+    plan = service.plan_meeting(settings=settings, principal=principal, data=body, terms=terms)
     verdicts = await request_permits(infra.broker.connection, settings, plan.disclosures)
     return await run_command(
         infra.engine, principal=principal, idempotency_key=idempotency_key, request=request,

@@ -8,6 +8,7 @@ from tillsammans_common.cases import keep_cases
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
 from tillsammans_common.events.intake import ConcernRaised
+from tillsammans_common.events.mapping import MappingCompleted
 from tillsammans_common.events.meetings import ConsultationRequested, InvitationSent
 from tillsammans_common.messaging.consent_replica import keep_replica
 from tillsammans_common.messaging.consumer import Reject, consume
@@ -40,5 +41,11 @@ def register(infra: Infrastructure) -> None:
         service.apply_concern_raised(session, event=event)
 
     consume(infra.broker, infra.engine, settings, event=ConcernRaised, handler=on_concern, durable="child-records")
+
+    def on_mapping_completed(session: Session, _: Envelope, event: MappingCompleted) -> None:
+        service.keep_completed_mapping(session, event=event)
+
+    consume(infra.broker, infra.engine, settings, event=MappingCompleted, handler=on_mapping_completed,
+            durable="completed-mappings")
     keep_replica(infra, on_withdrawn=on_withdrawn)
     keep_cases(infra)

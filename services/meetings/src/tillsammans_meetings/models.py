@@ -94,6 +94,8 @@ class Meeting(SQLModel, table=True):
     protected_identity: bool = False
     child_key: str = Field(index=True, max_length=64)
     manually_reviewed_by: str | None = Field(default=None, max_length=128)
+    mapping_id: str | None = Field(default=None, max_length=64,
+                                   description="The completed mapping the meeting was called from, if any.")
     flagged_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
     concern_summary: str = Field(max_length=2000)
     child_wish_org: str | None = Field(default=None, max_length=32)
@@ -117,6 +119,26 @@ class Invitation(SQLModel, table=True):
     consent_id: str = Field(index=True, max_length=64)
     status: InvitationStatus = Field(default=InvitationStatus.SENT, sa_column=_enum_column(InvitationStatus))
     sent_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CompletedMapping(SQLModel, table=True):
+    """What this organisation's mapping service announced of a completed mapping: the areas and whom they call for.
+
+    Fed by the internal ``MappingCompleted``; a meeting called from the mapping starts from it, so
+    nobody retypes the areas or the organisations.
+    """
+
+    __tablename__ = "completed_mapping"
+
+    mapping_id: str = Field(primary_key=True, max_length=64)
+    case_id: str = Field(index=True, max_length=64)
+    wheel_id: str = Field(max_length=64)
+    wheel_version: int
+    trappan_step: int
+    flagged_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    suggested_orgs: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    suggestions: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class ChildRecord(SQLModel, table=True):
@@ -177,6 +199,7 @@ class ReceivedInvitation(SQLModel, table=True):
     flagged_areas: list[str] = Field(sa_column=Column(JSON, nullable=False))
     concern_summary: str = Field(max_length=2000)
     contact_user: str = Field(max_length=128)
+    requested_roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: ReceivedStatus = Field(default=ReceivedStatus.RECEIVED, sa_column=_enum_column(ReceivedStatus))
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
@@ -231,18 +254,27 @@ class ReviewCreate(BaseModel):
 
 
 class MeetingCreate(BaseModel):
-    """Call a samverkansmöte: invite the organisations the wheel points to."""
+    """Call a meeting: invite the organisations the wheel points to, from a completed mapping or named here."""
 
     model_config = ConfigDict(extra="forbid")
     case_id: str = PydanticField(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
                                  description="This organisation's own case id; kept here, never sent to another "
                                              "organisation (invitations carry the meeting's server-generated id).")
-    kind: MeetingKind = MeetingKind.SAMVERKANSMOTE
+    kind: MeetingKind = PydanticField(
+        MeetingKind.SAMVERKANSMOTE,
+        description="samverkansmote, sip or follow_up. Each invitation rests on a consent for the kind's purpose: "
+                    "coordination_meeting, sip or follow_up (403 consent-required otherwise).")
     scheduled_at: UtcInput
     child: ChildIn
-    invited_orgs: list[OrgId] = PydanticField(min_length=1, max_length=10,
-                                              description="Other organisations of the federation to invite.")
-    flagged_areas: list[AreaCode] = PydanticField(min_length=1, description="Wheel areas that call for them.")
+    mapping_id: str | None = PydanticField(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="A completed mapping of this case: its flagged areas and suggested organisations are the "
+                    "meeting's unless flagged_areas or invited_orgs are given.")
+    invited_orgs: list[OrgId] | None = PydanticField(
+        None, min_length=1, max_length=10,
+        description="Other organisations of the federation to invite; default: the mapping's suggestions.")
+    flagged_areas: list[AreaCode] | None = PydanticField(
+        None, min_length=1, description="Wheel areas that call for them; default: the mapping's flagged areas.")
     concern_summary: str = PydanticField(min_length=1, max_length=2000)
 
 
@@ -336,12 +368,26 @@ class PlanItemPublic(BaseModel):
     created_at: UtcDatetime
 
 
+class MeetingSuggestion(BaseModel):
+    """An organisation the meeting's mapping suggested, with the roles there and the areas calling for it."""
+
+    org: str
+    name: str
+    kind: str
+    roles: list[str]
+    areas: list[str]
+
+
 class MeetingPublic(BaseModel):
     """A meeting with its invitations and plan, for this organisation's own users."""
 
     id: str
     case_id: str
     kind: MeetingKind
+    purpose: str = PydanticField(description="The consent purpose its invitations rest on (follows the kind).")
+    mapping_id: str | None = PydanticField(description="The completed mapping it was called from, if any.")
+    suggestions: list[MeetingSuggestion] = PydanticField(
+        description="The mapping's suggestions (organisations, roles, areas); empty without a mapping.")
     scheduled_at: UtcDatetime
     status: MeetingStatus
     called_by: str
@@ -372,6 +418,8 @@ class ReceivedInvitationSummary(BaseModel):
     scheduled_at: UtcDatetime
     flagged_areas: list[str]
     contact_user: str
+    requested_roles: list[str] = PydanticField(
+        description="Roles the sender asks this organisation to send (e.g. bup), from its mapping's suggestions.")
     status: ReceivedStatus
     received_at: UtcDatetime
     withdrawn_at: UtcDatetime | None

@@ -18,7 +18,9 @@ from tillsammans_common.errors import Conflict, Forbidden, InvalidField, NotFoun
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
 from tillsammans_common.events.intake import ConcernRaised
+from tillsammans_common.events.mapping import MappingCompleted
 from tillsammans_common.events.meetings import (
+    PURPOSE_BY_KIND,
     ChildIdentity,
     ConsultationRequested,
     CoordinatorAppointed,
@@ -46,6 +48,7 @@ from tillsammans_common.wheel import all_area_codes
 from tillsammans_meetings.models import (
     ChildOut,
     ChildRecord,
+    CompletedMapping,
     Consultation,
     ConsultationCreate,
     CoordinatorPut,
@@ -56,8 +59,10 @@ from tillsammans_meetings.models import (
     InvitationStatus,
     Meeting,
     MeetingCreate,
+    MeetingKind,
     MeetingPublic,
     MeetingStatus,
+    MeetingSuggestion,
     PlanItem,
     PlanItemCreate,
     PlanItemPublic,
@@ -89,6 +94,24 @@ def _known_areas(areas: list[str], *, field: str) -> list[str]:
     return list(dict.fromkeys(areas))
 
 
+def purpose_of(kind: MeetingKind) -> str:
+    """The consent purpose a meeting of this kind, and every invitation to it, rests on."""
+    return PURPOSE_BY_KIND[kind.value]
+
+
+@dataclass(frozen=True)
+class CallTerms:
+    """A call for a meeting as checked: who may, in which case, whom to invite about which areas, from which mapping."""
+
+    access: policy.Access
+    case: CaseRecord
+    orgs: list[str]
+    areas: list[str]
+    mapping_id: str | None
+    roles: dict[str, list[str]]
+    """The roles the mapping suggests at each invited organisation (none for one it did not suggest)."""
+
+
 @dataclass(frozen=True)
 class MeetingPlan:
     """A meeting about to be called: its ids and one disclosure per invited organisation, not yet decided."""
@@ -96,14 +119,16 @@ class MeetingPlan:
     meeting_id: str
     orgs: list[str]
     areas: list[str]
+    mapping_id: str | None
     child_key: str
     disclosures: list[Disclosure]
 
 
-def plan_meeting(*, settings: ServiceSettings, principal: Principal, data: MeetingCreate) -> MeetingPlan:
-    """Check a call for a meeting and build its invitations, ready to put to the consent service."""
-    orgs = _invited_orgs(settings, data.invited_orgs, field="invited_orgs")
-    areas = _known_areas(data.flagged_areas, field="flagged_areas")
+def plan_meeting(*, settings: ServiceSettings, principal: Principal, data: MeetingCreate,
+                 terms: CallTerms) -> MeetingPlan:
+    """Build a checked call's invitations, each asking for the kind's purpose, ready for the consent service."""
+    orgs, areas = terms.orgs, terms.areas
+    purpose = purpose_of(data.kind)
     key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
     meeting_id = str(uuid.uuid4())
     child = ChildIdentity(personnummer=data.child.personnummer, name=data.child.name,
@@ -111,22 +136,74 @@ def plan_meeting(*, settings: ServiceSettings, principal: Principal, data: Meeti
     # Each receiver gets the child under the key it shares with this organisation alone, and the
     # meeting's own id as subject: the case id (the caller's choice) never leaves.
     disclosures = [prepare_disclosure(InvitationSent(
-        invitation_id=str(uuid.uuid4()), meeting_id=meeting_id, kind=data.kind.value,
+        invitation_id=str(uuid.uuid4()), meeting_id=meeting_id, kind=data.kind.value, purpose=purpose,
         scheduled_at=data.scheduled_at, child_key=pair_key(data.child.personnummer, settings.pair_secret(org)),
         child=child, flagged_areas=areas, concern_summary=data.concern_summary, contact_user=principal.user,
+        requested_roles=terms.roles.get(org, []),
     ), settings=settings, to_org=org, subject=meeting_id, principal=principal, child_ref=key) for org in orgs]
-    return MeetingPlan(meeting_id=meeting_id, orgs=orgs, areas=areas, child_key=key, disclosures=disclosures)
+    return MeetingPlan(meeting_id=meeting_id, orgs=orgs, areas=areas, mapping_id=terms.mapping_id, child_key=key,
+                       disclosures=disclosures)
 
 
 def check_call(session: Session, *, settings: ServiceSettings, principal: Principal,
-               data: MeetingCreate) -> tuple[policy.Access, CaseRecord]:
-    """May the caller call a meeting in this case, about this child? 403 or 422 before anyone is asked anything."""
+               data: MeetingCreate) -> CallTerms:
+    """May the caller call this meeting in this case, about this child? 403 or 422 before anyone is asked anything.
+
+    With ``mapping_id`` the meeting starts from that completed mapping of the case: its flagged
+    areas and suggested organisations, unless the call names its own.
+    """
     case = case_in_body(session, data.case_id)
     access = policy.check(principal, policy.Action.CASE_WORK, policy.Facts(case=policy.case_facts(session, case)))
     if child_key(data.child.personnummer, settings.child_key_secret.get_secret_value()) != case.child_key:
         # The meeting names its child twice (case and identity); both must be the same child.
         raise InvalidField("child.personnummer", "is not the child of this case")
-    return access, case
+    mapping = _mapping_of_case(session, data) if data.mapping_id is not None else None
+    if data.invited_orgs is not None:
+        orgs = _invited_orgs(settings, data.invited_orgs, field="invited_orgs")
+    elif mapping is None:
+        raise InvalidField("invited_orgs", "name the organisations to invite, or call the meeting from a mapping "
+                                           "(mapping_id)")
+    elif not mapping.suggested_orgs:
+        raise InvalidField("invited_orgs", "the mapping suggests no other organisation; name the ones to invite")
+    else:
+        orgs = _invited_orgs(settings, mapping.suggested_orgs, field="invited_orgs")
+    if data.flagged_areas is not None:
+        areas = _known_areas(data.flagged_areas, field="flagged_areas")
+    elif mapping is None:
+        raise InvalidField("flagged_areas", "name the areas, or call the meeting from a mapping (mapping_id)")
+    elif not mapping.flagged_areas:
+        raise InvalidField("flagged_areas", "the mapping flagged no area; name the areas the meeting is about")
+    else:
+        areas = list(mapping.flagged_areas)
+    return CallTerms(access=access, case=case, orgs=orgs, areas=areas, mapping_id=data.mapping_id,
+                     roles=_suggested_roles(mapping))
+
+
+def _suggested_roles(mapping: CompletedMapping | None) -> dict[str, list[str]]:
+    """The roles a completed mapping suggests, by organisation."""
+    return {item["org"]: list(item["roles"]) for item in mapping.suggestions} if mapping else {}
+
+
+def _mapping_of_case(session: Session, data: MeetingCreate) -> CompletedMapping:
+    """The completed mapping the call names; 422 unless it is one of this case's."""
+    mapping = session.get(CompletedMapping, data.mapping_id)
+    # Whether the id is unknown or another child's, the caller learns the same: nothing of the other case.
+    if mapping is None or mapping.case_id != data.case_id:
+        raise InvalidField("mapping_id", "is not a completed mapping of this case (an open mapping is completed "
+                                         "first, and its completion takes a moment to reach meetings)")
+    return mapping
+
+
+def keep_completed_mapping(session: Session, *, event: MappingCompleted) -> None:
+    """Keep what a completed mapping suggests, so a meeting can be called from it (applied once per event)."""
+    if session.get(CompletedMapping, event.mapping_id) is not None:
+        return  # a completed mapping never changes
+    session.add(CompletedMapping(
+        mapping_id=event.mapping_id, case_id=event.case_id, wheel_id=event.wheel_id,
+        wheel_version=event.wheel_version, trappan_step=event.trappan_step, flagged_areas=list(event.flagged_areas),
+        # Events from before decision 24 name only the organisations.
+        suggested_orgs=list(event.suggested_orgs),
+        suggestions=[suggestion.model_dump(mode="json") for suggestion in event.suggestions]))
 
 
 def call_meeting(session: Session, *, settings: ServiceSettings, principal: Principal, data: MeetingCreate,
@@ -138,7 +215,8 @@ def call_meeting(session: Session, *, settings: ServiceSettings, principal: Prin
     For a child whose record (or this request) marks its identity protected, the invitations wait
     for another user's review (``review_disclosure``) and nothing is queued yet.
     """
-    access, case = check_call(session, settings=settings, principal=principal, data=data)
+    terms = check_call(session, settings=settings, principal=principal, data=data)
+    access, case = terms.access, terms.case
     record = session.get(ChildRecord, plan.child_key)
     protected = data.child.protected_identity or case.protected_identity or (
         record is not None and record.protected_identity)
@@ -146,7 +224,7 @@ def call_meeting(session: Session, *, settings: ServiceSettings, principal: Prin
         id=plan.meeting_id, case_id=data.case_id, kind=data.kind, scheduled_at=data.scheduled_at,
         status=MeetingStatus.CALLED, called_by=principal.user, child_personnummer=data.child.personnummer,
         child_name=data.child.name, protected_identity=protected, child_key=plan.child_key,
-        flagged_areas=plan.areas, concern_summary=data.concern_summary,
+        mapping_id=plan.mapping_id, flagged_areas=plan.areas, concern_summary=data.concern_summary,
     )
     session.add(meeting)
     if protected:
@@ -168,7 +246,7 @@ def call_meeting(session: Session, *, settings: ServiceSettings, principal: Prin
         meeting_id=meeting.id, case_id=meeting.case_id, kind=meeting.kind.value, scheduled_at=meeting.scheduled_at,
         invited_orgs=plan.orgs,
     ), source=settings.source, org=settings.org, subject=meeting.case_id)
-    policy.audit_access(session, access, "meeting.call", purpose=PURPOSE, record_id=meeting.id)
+    policy.audit_access(session, access, "meeting.call", purpose=purpose_of(meeting.kind), record_id=meeting.id)
     return meeting_view(session, meeting)
 
 
@@ -209,14 +287,15 @@ def plan_review(session: Session, *, settings: ServiceSettings, principal: Princ
         if data.note is None:
             raise InvalidField("note", "say why the disclosure is rejected")
         return ReviewPlan(meeting_id=meeting.id, invitation_ids=[i.id for i in waiting], disclosures=[])
+    roles = _suggested_roles(session.get(CompletedMapping, meeting.mapping_id) if meeting.mapping_id else None)
     # The child's marking travels with it: the receiver must treat the identity as protected too.
     child = ChildIdentity(personnummer=meeting.child_personnummer, name=meeting.child_name, protected_identity=True)
     disclosures = [prepare_disclosure(InvitationSent(
         invitation_id=invitation.id, meeting_id=meeting.id, kind=meeting.kind.value,
-        scheduled_at=as_utc(meeting.scheduled_at),
+        purpose=purpose_of(meeting.kind), scheduled_at=as_utc(meeting.scheduled_at),
         child_key=pair_key(meeting.child_personnummer, settings.pair_secret(invitation.to_org)), child=child,
         flagged_areas=list(meeting.flagged_areas), concern_summary=meeting.concern_summary,
-        contact_user=meeting.called_by,
+        contact_user=meeting.called_by, requested_roles=roles.get(invitation.to_org, []),
     ), settings=settings, to_org=invitation.to_org, subject=meeting.id, principal=principal,
         child_ref=meeting.child_key) for invitation in waiting]
     return ReviewPlan(meeting_id=meeting.id, invitation_ids=[i.id for i in waiting], disclosures=disclosures)
@@ -249,7 +328,8 @@ def review_disclosure(session: Session, *, settings: ServiceSettings, principal:
             invitation.consent_id = envelope.consentid or ""
             invitation.sent_at = utcnow()
             session.add(invitation)
-    audit(session, principal, f"meeting.disclosure.{data.decision.value}", case_id=meeting.case_id, purpose=PURPOSE,
+    audit(session, principal, f"meeting.disclosure.{data.decision.value}", case_id=meeting.case_id,
+          purpose=purpose_of(meeting.kind),
           record_id=meeting.id, basis="role:reviewer", protected=True)
     return meeting_view(session, meeting)
 
@@ -267,8 +347,11 @@ def meeting_view(session: Session, meeting: Meeting) -> MeetingPublic:
                                .order_by(col(Invitation.to_org))).all()
     items = session.exec(select(PlanItem).where(PlanItem.meeting_id == meeting.id)
                          .order_by(col(PlanItem.created_at), col(PlanItem.id))).all()
+    mapping = session.get(CompletedMapping, meeting.mapping_id) if meeting.mapping_id else None
     return MeetingPublic(
         **meeting.model_dump(exclude={"child_personnummer", "child_name", "protected_identity", "child_key"}),
+        purpose=purpose_of(meeting.kind),
+        suggestions=[MeetingSuggestion.model_validate(item) for item in mapping.suggestions] if mapping else [],
         child=ChildOut(personnummer=meeting.child_personnummer, name=meeting.child_name,
                        protected_identity=meeting.protected_identity),
         invitations=[InvitationPublic.model_validate(i, from_attributes=True) for i in invitations],
@@ -427,7 +510,7 @@ def receive_invitation(session: Session, *, settings: ServiceSettings, envelope:
         child_personnummer=normalize(event.child.personnummer), child_name=event.child.name,
         protected_identity=event.child.protected_identity, child_key=event.child_key,
         flagged_areas=list(event.flagged_areas), concern_summary=event.concern_summary,
-        contact_user=event.contact_user,
+        contact_user=event.contact_user, requested_roles=list(event.requested_roles),
     ))
     record_event(session, InvitationReceived(invitation_id=event.invitation_id, meeting_id=event.meeting_id,
                                              from_org=envelope.source_org),

@@ -25,9 +25,12 @@ class Event(BaseModel):
     type: ClassVar[str]
     identifying: ClassVar[bool] = False
     """True when the payload identifies a child: it may cross an organisation only under consent.
-    Such an event has a ``child_key`` field and names the ``consent_categories`` and ``consent_purpose`` it needs."""
+    Such an event has a ``child_key`` field and names the ``consent_categories`` and the purpose it needs
+    (``consent_purpose``, or per message ``disclosure_purpose()``)."""
     consent_categories: ClassVar[tuple[str, ...]] = ()
     consent_purpose: ClassVar[str] = ""
+    """The consent purpose every message of the type needs; a type whose purpose follows its content (an
+    invitation: the meeting's kind) leaves it empty and overrides ``disclosure_purpose`` instead."""
     sender_fields: ClassVar[tuple[str, ...]] = ()
     """Fields naming the organisation that authored the event (e.g. ``disclosing_org``). A receiver
     refuses the event from another organisation unless each names the sender its inbox subject proves."""
@@ -38,6 +41,11 @@ class Event(BaseModel):
     """The provision of law that obliges the sender to disclose an identifying event without consent (e.g.
     "SoL 14 kap. 1 §" for an orosanmälan). Such an event leaves only through ``egress.file_statutory_report``,
     to the receivers the law names, and never through a consent (docs/decisions/0023)."""
+
+    def disclosure_purpose(self) -> str:
+        """The consent purpose this very message needs: what the sender's consent service is asked for, what
+        its decision records and what the receiver checks again (decision 24)."""
+        return self.consent_purpose
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -55,6 +55,9 @@ class CaseRecorded(Event):
     bba_user: str
     child_key: str
     protected_identity: bool
+    municipality_code: str | None = None
+    """SCB code of the child's municipality, whose members serve the child (decision 24); None when unknown
+    and for a child with protected identity (it would tell where the child lives)."""
 
 
 class DelegationRecorded(Event):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from tillsammans_common.events import Event
-from tillsammans_common.wheel import AreaCode
+from tillsammans_common.wheel import AreaCode, RoleCode
 
 
 class ChildIdentity(BaseModel):
@@ -18,6 +18,15 @@ class ChildIdentity(BaseModel):
     personnummer: str
     name: str
     protected_identity: bool = False
+
+
+PURPOSE_BY_KIND: dict[str, str] = {
+    "samverkansmote": "coordination_meeting",
+    "sip": "sip",
+    "follow_up": "follow_up",
+}
+"""The one consent purpose an invitation to each kind of meeting rests on (decision 24): a SIP meeting's
+invitation needs a consent for SIP, never merely one for a samverkansmöte."""
 
 
 class MeetingCalled(Event):
@@ -40,10 +49,12 @@ class InvitationSent(Event):
     type: ClassVar[str] = "meetings.invitation.sent.v1"
     identifying: ClassVar[bool] = True
     consent_categories: ClassVar[tuple[str, ...]] = ("identity", "concern", "mapping_summary")
-    consent_purpose: ClassVar[str] = "coordination_meeting"
     invitation_id: str
     meeting_id: str
     kind: str
+    purpose: str
+    """The consent purpose the invitation rests on: always the one its kind needs (``PURPOSE_BY_KIND``).
+    Absent in invitations from before decision 24; it is then read as the kind's, never as a weaker one."""
     scheduled_at: datetime
     child_key: str
     """The pair key of the sender and this receiver (only the two can compute it)."""
@@ -51,6 +62,30 @@ class InvitationSent(Event):
     flagged_areas: list[AreaCode]
     concern_summary: str
     contact_user: str
+    requested_roles: list[RoleCode] = []
+    """Roles the meeting's mapping suggests at this receiver (e.g. ``bup``): whom it is asked to send. Empty for a
+    meeting called without a mapping, and in invitations from before decision 24."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _purpose_of_an_older_sender(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "purpose" not in data and isinstance(data.get("kind"), str):
+            return {**data, "purpose": PURPOSE_BY_KIND.get(data["kind"], "")}
+        return data
+
+    @model_validator(mode="after")
+    def _purpose_fits_the_kind(self) -> InvitationSent:
+        # The purpose decides which consent covers the message, here and at the receiver: a sender must
+        # not be able to send a SIP invitation under a consent given for something else.
+        if self.kind not in PURPOSE_BY_KIND:
+            raise ValueError(f"kind must be one of {', '.join(PURPOSE_BY_KIND)}")
+        if self.purpose != PURPOSE_BY_KIND[self.kind]:
+            raise ValueError(f"an invitation to a {self.kind} meeting rests on purpose {PURPOSE_BY_KIND[self.kind]}")
+        return self
+
+    def disclosure_purpose(self) -> str:
+        """The purpose of this invitation's meeting kind."""
+        return self.purpose
 
 
 class InvitationReceived(Event):

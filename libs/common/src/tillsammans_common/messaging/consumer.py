@@ -389,7 +389,7 @@ def _check_ingress(session: Session, settings: ServiceSettings, envelope: Envelo
             raise Reject("consent was withdrawn", code="consent_withdrawn")
         decision = decide(session, disclosing_org=sender, receiving_org=settings.org,
                           child_key=payload.child_key,  # type: ignore[attr-defined]
-                          categories=payload.consent_categories, purpose=payload.consent_purpose,
+                          categories=payload.consent_categories, purpose=payload.disclosure_purpose(),
                           consent_id=envelope.consentid)
         if not decision.allowed:
             # The consent may still be on its way on another consumer; retry, then dead-letter.

@@ -62,7 +62,7 @@ def prepare_disclosure(event: Event, *, settings: ServiceSettings, to_org: str, 
         raise TypeError(f"{event.type} is a statutory report; use file_statutory_report()")
     envelope_id = str(uuid.uuid4())
     ask = DisclosureAsk(event_id=envelope_id, event_type=event.type, receiving_org=to_org, child_ref=child_ref,
-                        categories=list(event.consent_categories), purpose=event.consent_purpose,
+                        categories=list(event.consent_categories), purpose=event.disclosure_purpose(),
                         requested_by=principal.user, requested_role=principal.role.value,
                         trace_id=current_trace_id())
     return Disclosure(event=event, envelope_id=envelope_id, to_org=to_org, subject=subject, ask=ask)
