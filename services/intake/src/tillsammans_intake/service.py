@@ -517,7 +517,7 @@ def file_report(session: Session, *, settings: IntakeSettings, access: policy.Ac
     case = get_case(session, access.case_id or "")
     concern = _concern_of_case(session, case.case_id, concern_id or data.concern_id)
     mapping = _mapping_of_case(session, case.case_id, data.mapping_id)
-    municipality = _childs_municipality(session, case, concern, data.home_municipality)
+    municipality = _report_municipality(session, case, concern, data.home_municipality)
     receivers = [org for org in settings.members_serving(OrgKind.SOCIAL_SERVICES, municipality) if org != settings.org]
     if not receivers:
         raise InvalidField("home_municipality",
@@ -573,12 +573,15 @@ def _mapping_of_case(session: Session, case_id: str, mapping_id: str | None) -> 
     return mapping
 
 
-def _childs_municipality(session: Session, case: CaseRecord, concern: Concern | None, given: str | None) -> str:
-    """The child's municipality: as given, else the concern's (or the case's latest concern's), else the unit's."""
+def _report_municipality(session: Session, case: CaseRecord, concern: Concern | None, given: str | None) -> str:
+    """The child's municipality for a report: as given, else the concern's, else the case's (or its latest
+    concern's), else the unit's; 422 when none is known."""
     if given is not None:
         return given
     if concern is not None and concern.home_municipality is not None:
         return concern.home_municipality
+    if case.municipality_code is not None:
+        return case.municipality_code
     latest_known = session.exec(select(Concern.home_municipality).where(
         Concern.case_id == case.case_id, col(Concern.home_municipality).is_not(None))
         .order_by(col(Concern.created_at).desc())).first()

@@ -1,7 +1,7 @@
 """the child's municipality on each service's copy of a case, so suggestions name the members serving it
 
 Revision ID: d8a3f61c0b92
-Revises: c5e2a8d4b6f1
+Revises: d3a9f6b2c8e4
 
 Cases recorded before it have no municipality; their suggestions name every member of a kind
 until intake records the case again (decision 24).
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = 'd8a3f61c0b92'
-down_revision = 'c5e2a8d4b6f1'
+down_revision = 'd3a9f6b2c8e4'
 branch_labels = None
 depends_on = None
 
