@@ -53,6 +53,10 @@ class Action(StrEnum):
     DISCLOSURE_ASK = "disclosure.ask"
     """Ask whether a disclosure is covered (the answer carries no identity)."""
     RECEIVED_INVITATIONS_READ = "received_invitations.read"
+    INVITATION_ANSWER = "invitation.answer"
+    """Accept (naming participants) or decline an invitation another organisation sent."""
+    RECEIVED_INVITATION_CALENDAR = "received_invitation.calendar"
+    """Fetch a received invitation's meeting as a calendar file (no child data in it)."""
     REPLICAS_READ = "replicas.read"
     CONSULTATION_ASK = "consultation.ask"
     CONSULTATION_READ = "consultation.read"
@@ -69,6 +73,8 @@ class Relation(StrEnum):
     PARTICIPANT = "participant"
     COORDINATOR = "coordinator"
     RAISER = "raiser"
+    RECEIVER = "receiver"
+    """A coordinator or integration of the organisation that received the invitation."""
 
 
 # Roles a person needs to stand in a relation to a child at all: an auditor or admin never does.
@@ -83,6 +89,7 @@ RECORD_RULES: dict[Action, frozenset[Relation]] = {
     Action.CONCERN_STATUS: CASE_RELATIONS | {Relation.RAISER},
     Action.MEETING_READ: CASE_RELATIONS | {Relation.PARTICIPANT, Relation.COORDINATOR},
     Action.MEETING_RUN: CASE_RELATIONS | {Relation.COORDINATOR},
+    Action.RECEIVED_INVITATION_CALENDAR: frozenset({Relation.RECEIVER, Relation.PARTICIPANT}),
 }
 """Actions on a child's record, and the relations that allow each."""
 
@@ -96,6 +103,7 @@ ROLE_RULES: dict[Action, frozenset[Role]] = {
     Action.DISCLOSURE_REVIEW: frozenset({Role.REVIEWER}),
     Action.DISCLOSURE_ASK: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
     Action.RECEIVED_INVITATIONS_READ: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
+    Action.INVITATION_ANSWER: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
     Action.REPLICAS_READ: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_ASK: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_READ: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
@@ -126,6 +134,8 @@ class Facts:
     coordinator: tuple[str, str] | None = None
     """The samordningsperson as (organisation, user): one of another organisation is no local user."""
     raiser: str | None = None
+    received_here: bool = False
+    """The record is an invitation another organisation sent here (its receivers relate to it)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,8 @@ def relations(principal: Principal, facts: Facts) -> frozenset[Relation]:
         held.add(Relation.COORDINATOR)
     if not principal.client and facts.raiser is not None and principal.user == facts.raiser:
         held.add(Relation.RAISER)
+    if facts.received_here and principal.holds(Role.COORDINATOR, Role.INTEGRATION):
+        held.add(Relation.RECEIVER)
     return frozenset(held)
 
 
