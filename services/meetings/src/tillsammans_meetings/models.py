@@ -374,7 +374,10 @@ class DeclineInvitation(BaseModel):
     """Decline an invitation with a reason (sent back to the inviter: screened, never the child's identity)."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: Reason
+    reason: Reason = PydanticField(description=(
+        "Why, for the inviter (e.g. no time that week). It leaves this organisation: keep it neutral, say "
+        "nothing this organisation knows of the child; an identity number, e-mail, phone number or the child's "
+        "name is refused (422)."))
 
 
 class ScheduleMeeting(BaseModel):

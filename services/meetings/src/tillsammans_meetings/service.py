@@ -45,6 +45,7 @@ from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.messaging.outbox import record_event
 from tillsammans_common.messaging.refusals import Reject, Retry
 from tillsammans_common.personnummer import child_key, normalize, pair_key
+from tillsammans_common.screen import screen_fields
 from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.timestamps import as_utc
 from tillsammans_common.wheel import all_area_codes
@@ -546,17 +547,19 @@ def reschedule_meeting(session: Session, *, settings: ServiceSettings, access: p
     if as_utc(meeting.scheduled_at) == data.scheduled_at and meeting.location == data.location:
         policy.audit_access(session, access, "meeting.schedule", purpose=PURPOSE)
         return meeting_view(session, meeting)
+    # The room is free text that leaves without consent (and goes into calendar files): it must not
+    # identify the child. Only the free text is screened: a timestamp's digits can look like a phone number.
+    screen_fields({"location": data.location}, names=[meeting.child_name])
     meeting.scheduled_at = data.scheduled_at
     meeting.location = data.location
     meeting.sequence += 1
     session.add(meeting)
     for invitation in _sent_invitations(session, meeting.id):
-        # Screened like any message without consent: the room is free text and must not name the child.
-        send_anonymous(session, MeetingRescheduled(
+        send_receipt(session, MeetingRescheduled(
             invitation_id=invitation.id, meeting_id=meeting.id, inviting_org=settings.org,
             invited_org=invitation.to_org, sequence=meeting.sequence, scheduled_at=data.scheduled_at,
             location=data.location,
-        ), settings=settings, to_org=invitation.to_org, subject=meeting.id, names=[meeting.child_name])
+        ), settings=settings, to_org=invitation.to_org, subject=meeting.id)
     policy.audit_access(session, access, "meeting.schedule", purpose=PURPOSE)
     return meeting_view(session, meeting)
 
@@ -576,7 +579,7 @@ def cancel_meeting(session: Session, *, settings: ServiceSettings, access: polic
     meeting.sequence += 1
     session.add(meeting)
     for invitation in _sent_invitations(session, meeting.id):
-        send_anonymous(session, MeetingCancelled(
+        send_receipt(session, MeetingCancelled(
             invitation_id=invitation.id, meeting_id=meeting.id, inviting_org=settings.org,
             invited_org=invitation.to_org, sequence=meeting.sequence, cancelled_at=meeting.cancelled_at,
         ), settings=settings, to_org=invitation.to_org, subject=meeting.id)
@@ -654,6 +657,8 @@ def answer_invitation(session: Session, *, settings: ServiceSettings, principal:
             raise InvalidField("participants", "name each user once")
     else:
         answer, reason, people = Answer.DECLINED, data.reason, []
+    # The reason leaves this organisation without consent: it must not identify the child in any form.
+    screen_fields({"reason": reason}, names=[row.child_name])
     audit(session, principal, f"received_invitation.{answer.value}", case_id=row.case_id or None, purpose=PURPOSE,
           record_id=row.id, basis="role:" + principal.role.value, protected=row.protected_identity)
     if (row.answer, row.answer_reason, row.participants) != (answer, reason, people):
@@ -662,12 +667,12 @@ def answer_invitation(session: Session, *, settings: ServiceSettings, principal:
         row.answered_by = principal.user
         row.reply_sequence += 1
         session.add(row)
-        # The reply names no child, and its reason is screened (it must not identify the child, in any form).
-        send_anonymous(session, InvitationReplied(
+        # The reply names no child (its reason was screened above).
+        send_receipt(session, InvitationReplied(
             invitation_id=row.id, meeting_id=row.meeting_id, inviting_org=row.from_org, replying_org=settings.org,
             answer=answer.value, reason=reason, participants=[Participant(**p) for p in people],
             sequence=row.reply_sequence, replied_at=row.answered_at,
-        ), settings=settings, to_org=row.from_org, subject=row.meeting_id, names=[row.child_name])
+        ), settings=settings, to_org=row.from_org, subject=row.meeting_id)
     return _received_view(row)
 
 
