@@ -229,7 +229,8 @@ def plan_review(session: Session, *, settings: ServiceSettings, principal: Princ
         scheduled_at=as_utc(meeting.scheduled_at),
         child_key=pair_key(meeting.child_personnummer, settings.pair_secret(invitation.to_org)), child=child,
         flagged_areas=list(meeting.flagged_areas), concern_summary=meeting.concern_summary,
-        contact_user=meeting.called_by, location=meeting.location, sequence=meeting.sequence,
+        # Never the room: for a child with protected identity it would say where the child is (DOMAIN.md).
+        contact_user=meeting.called_by, location=None, sequence=meeting.sequence,
     ), settings=settings, to_org=invitation.to_org, subject=meeting.id, principal=principal,
         child_ref=meeting.child_key) for invitation in waiting]
     return ReviewPlan(meeting_id=meeting.id, invitation_ids=[i.id for i in waiting], disclosures=disclosures)
@@ -558,10 +559,19 @@ def reschedule_meeting(session: Session, *, settings: ServiceSettings, access: p
         send_receipt(session, MeetingRescheduled(
             invitation_id=invitation.id, meeting_id=meeting.id, inviting_org=settings.org,
             invited_org=invitation.to_org, sequence=meeting.sequence, scheduled_at=data.scheduled_at,
-            location=data.location,
+            location=_room_that_may_leave(meeting),
         ), settings=settings, to_org=invitation.to_org, subject=meeting.id)
     policy.audit_access(session, access, "meeting.schedule", purpose=PURPOSE)
     return meeting_view(session, meeting)
+
+
+def _room_that_may_leave(meeting: Meeting) -> str | None:
+    """The room as it may appear outside this service: never for a child with protected identity.
+
+    The room names a school or unit, which for a protected child says where the child is; it stays
+    in the meeting record, and its participants learn it another way.
+    """
+    return None if meeting.protected_identity else meeting.location
 
 
 def cancel_meeting(session: Session, *, settings: ServiceSettings, access: policy.Access,
@@ -708,7 +718,8 @@ def meeting_calendar(session: Session, *, settings: ServiceSettings, access: pol
     return calendar.build(calendar.CalendarEntry(
         uid=calendar.uid_of(meeting.id), kind=meeting.kind.value, start=meeting.scheduled_at,
         organizer_org=settings.org, organizer_name=_organisation_name(settings, settings.org),
-        sequence=meeting.sequence, location=meeting.location, cancelled=meeting.status == MeetingStatus.CANCELLED,
+        sequence=meeting.sequence, location=_room_that_may_leave(meeting),
+        cancelled=meeting.status == MeetingStatus.CANCELLED,
     ), stamp=utcnow())
 
 
@@ -726,6 +737,7 @@ def received_invitation_calendar(session: Session, *, settings: ServiceSettings,
     off = row.cancelled_at is not None or row.status == ReceivedStatus.WITHDRAWN
     return calendar.build(calendar.CalendarEntry(
         uid=calendar.uid_of(row.meeting_id), kind=row.kind, start=row.scheduled_at, organizer_org=row.from_org,
-        organizer_name=_organisation_name(settings, row.from_org), sequence=row.sequence, location=row.location,
+        organizer_name=_organisation_name(settings, row.from_org), sequence=row.sequence,
+        location=None if row.protected_identity else row.location,
         cancelled=off,
     ), stamp=utcnow())

@@ -1,4 +1,4 @@
-"""The rules of answers, reschedules and cancels, against a real migrated SQLite file (no broker needed)."""
+"""The rules of answers, reschedules, cancels and calendar files, on a real migrated SQLite file (no broker)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from tillsammans_common import policy
 from tillsammans_common.auth import Principal, Role
 from tillsammans_common.db import make_engine, migrate
 from tillsammans_common.errors import Conflict, InvalidField
@@ -25,12 +26,16 @@ from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import VERSIONS
 from tillsammans_meetings.models import (
     AcceptInvitation,
+    CancelMeeting,
     DeclineInvitation,
     Invitation,
+    InvitationStatus,
     Meeting,
     MeetingKind,
+    PlanItemCreate,
     ReceivedInvitation,
     ReceivedStatus,
+    ScheduleMeeting,
 )
 
 NOW = datetime.now(UTC)
@@ -233,3 +238,91 @@ def test_each_participant_is_named_once(engine: Engine) -> None:
             service.answer_invitation(session, settings=REGION, principal=COORDINATOR, invitation_id=RECEIVED_ID,
                                       data=twice)
         assert outbox(session) == []
+
+
+SCHOOL = MeetingsSettings(org="school", peers=["school", "region", "social"])
+RUNNER = policy.Access(Principal(org="school", user="bba", role=Role.BBA), policy.Action.MEETING_RUN,
+                       policy.Facts(record_id=MEETING_ID), basis="bba-of-unit")
+
+
+def _withdrawn_invitation_to_social(session: Session) -> None:
+    session.add(Invitation(id=str(uuid.uuid4()), meeting_id=MEETING_ID, to_org="social", consent_id="c-2",
+                           status=InvitationStatus.CONSENT_WITHDRAWN))
+    session.flush()
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"scheduled_at": (NOW - timedelta(hours=1)).isoformat()}, "scheduled_at"),
+    ({"scheduled_at": (NOW + timedelta(days=40)).isoformat()}, "scheduled_at"),  # after the booked follow-up
+    ({"scheduled_at": (NOW + timedelta(days=8)).isoformat(), "location": "Hemma hos Testbarn"}, "location"),
+    ({"scheduled_at": (NOW + timedelta(days=8)).isoformat(), "location": "Ring 070-123 45 67"}, "location"),
+])
+def test_a_reschedule_that_breaks_a_rule_changes_nothing_and_sends_nothing(
+        engine: Engine, body: dict[str, str], field: str) -> None:
+    with Session(engine) as session:
+        meeting = session.get(Meeting, MEETING_ID)
+        assert meeting is not None
+        meeting.follow_up_at = NOW + timedelta(days=30)
+        session.add(meeting)
+        session.flush()
+        with pytest.raises(InvalidField) as caught:
+            service.reschedule_meeting(session, settings=SCHOOL, access=RUNNER,
+                                       data=ScheduleMeeting.model_validate(body))
+        assert [error["field"] for error in caught.value.extra["errors"]] == [field]
+        session.rollback()
+        assert outbox(session) == []
+        assert session.get(Meeting, MEETING_ID).sequence == 0  # type: ignore[union-attr]
+
+
+def test_a_reschedule_reaches_each_sent_invitation_once_and_the_same_one_again_sends_nothing(engine: Engine) -> None:
+    later = (NOW + timedelta(days=8)).replace(microsecond=0)
+    body = ScheduleMeeting(scheduled_at=later, location="Rum 12")
+    with Session(engine) as session:
+        _withdrawn_invitation_to_social(session)
+        first = service.reschedule_meeting(session, settings=SCHOOL, access=RUNNER, data=body)
+        again = service.reschedule_meeting(session, settings=SCHOOL, access=RUNNER, data=body)
+        session.commit()
+        sent = outbox(session)
+    assert (first.sequence, again.sequence, first.location) == (1, 1, "Rum 12")
+    # Only region's invitation stands; social's consent was withdrawn, so social hears nothing more.
+    assert [(m["type"], m["data"]["invited_org"], m["data"]["sequence"], m["data"]["location"]) for m in sent] == [
+        ("meetings.meeting.rescheduled.v1", "region", 1, "Rum 12")]
+
+
+def test_for_a_child_with_protected_identity_the_room_never_leaves(engine: Engine) -> None:
+    with Session(engine) as session:
+        meeting = session.get(Meeting, MEETING_ID)
+        assert meeting is not None
+        meeting.protected_identity = True
+        session.add(meeting)
+        service.reschedule_meeting(session, settings=SCHOOL, access=RUNNER, data=ScheduleMeeting(
+            scheduled_at=NOW + timedelta(days=8), location="Rum 12, Norrskolan"))
+        body = service.meeting_calendar(session, settings=SCHOOL, access=RUNNER)
+        session.commit()
+        sent = outbox(session)
+        assert session.get(Meeting, MEETING_ID).location == "Rum 12, Norrskolan"  # type: ignore[union-attr]
+    assert [m["data"]["location"] for m in sent] == [None]
+    assert b"LOCATION" not in body and b"Norrskolan" not in body
+
+
+def test_a_cancel_is_sent_without_its_reason_and_then_nothing_changes_the_meeting(engine: Engine) -> None:
+    with Session(engine) as session:
+        cancelled = service.cancel_meeting(session, settings=SCHOOL, access=RUNNER,
+                                           data=CancelMeeting(reason="Familjen flyttar"))
+        assert (cancelled.status, cancelled.sequence, cancelled.cancel_reason) == ("cancelled", 1, "Familjen flyttar")
+        sent = outbox(session)
+        assert [(m["type"], m["data"]["sequence"]) for m in sent] == [("meetings.meeting.cancelled.v1", 1)]
+        assert "Familjen" not in orjson.dumps(sent).decode()
+        for attempt in (
+                lambda: service.cancel_meeting(session, settings=SCHOOL, access=RUNNER,
+                                               data=CancelMeeting(reason="igen")),
+                lambda: service.reschedule_meeting(session, settings=SCHOOL, access=RUNNER,
+                                                   data=ScheduleMeeting(scheduled_at=NOW + timedelta(days=9))),
+                # Would be added to a meeting that stands (school takes part in its own meeting).
+                lambda: service.add_plan_item(session, settings=SCHOOL, access=RUNNER,
+                                              data=PlanItemCreate(action="Kontakt med BUP", responsible_org="school"))):
+            with pytest.raises(Conflict):
+                attempt()
+        calendar_body = service.meeting_calendar(session, settings=SCHOOL, access=RUNNER)
+    assert b"METHOD:CANCEL" in calendar_body and b"STATUS:CANCELLED" in calendar_body
+    assert b"SEQUENCE:1" in calendar_body
