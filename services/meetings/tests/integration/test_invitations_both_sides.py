@@ -3,7 +3,8 @@
 School invites region and social services; region accepts and names who comes, social declines
 with a reason; the answers travel back and school's meeting shows each. School moves the meeting
 and then cancels it; both receivers end in the final state. A forged reply from social about
-region's invitation is refused. Every calendar file parses and holds nothing about the child.
+region's invitation is refused, and so is social posing as region or cancelling school's meeting at
+region. Every calendar file parses and holds nothing about the child.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from icalendar import Calendar
 from sqlmodel import Session, select
 
 from tillsammans_common.events import Envelope, inbox_subject
-from tillsammans_common.events.meetings import InvitationReplied, Participant
+from tillsammans_common.events.meetings import InvitationReplied, MeetingCancelled, Participant
 from tillsammans_common.models import DeadLetter
 from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, tables_containing, wait_for
 from tillsammans_meetings.config import MeetingsSettings
@@ -146,13 +147,30 @@ def test_invite_accept_decline_reschedule_cancel_across_three_organisations(
         envelope = Envelope.wrap(forged, source="/orgs/social/meetings", subject=meeting_id)
         asyncio.run(_publish(federation, "social", inbox_subject("school", "social", forged.type), envelope))
 
-        def dead_letters() -> list[DeadLetter]:
-            with Session(engine_of(school)) as session:
-                return list(session.exec(select(DeadLetter).where(DeadLetter.event_id == envelope.id)).all())
+        def dead_letter(client: TestClient, event_id: str) -> Callable[[], DeadLetter | None]:
+            def found() -> DeadLetter | None:
+                with Session(engine_of(client)) as session:
+                    return session.exec(select(DeadLetter).where(DeadLetter.event_id == event_id)).first()
+            return found
 
-        letter = wait_for(dead_letters, message="school to refuse the forged reply")[0]
+        letter = wait_for(dead_letter(school, envelope.id), message="school to refuse the forged reply")
         assert letter.event_type == "meetings.invitation.replied.v1"
         assert "not sent to the replying organisation" in letter.reason
+        # Social again, now claiming to be region in the reply itself: the subject proves who sent it.
+        posing = forged.model_copy(update={"replying_org": "region"})
+        envelope = Envelope.wrap(posing, source="/orgs/social/meetings", subject=meeting_id)
+        asyncio.run(_publish(federation, "social", inbox_subject("school", "social", posing.type), envelope))
+        letter = wait_for(dead_letter(school, envelope.id), message="school to refuse the reply posing as region")
+        assert "replying_org names another organisation than the sender" in letter.reason
+        # And social cancelling school's meeting at region: only the inviter moves or cancels it.
+        fake_cancel = MeetingCancelled(invitation_id=sent["region"], meeting_id=meeting_id, inviting_org="social",
+                                       invited_org="region", sequence=99, cancelled_at=datetime.now(UTC))
+        envelope = Envelope.wrap(fake_cancel, source="/orgs/social/meetings", subject=meeting_id)
+        asyncio.run(_publish(federation, "social", inbox_subject("region", "social", fake_cancel.type), envelope))
+        letter = wait_for(dead_letter(region, envelope.id), message="region to refuse social's cancel")
+        assert "the sender did not send this invitation" in letter.reason
+        untouched = _received(region, REGION_COORDINATOR, meeting_id)
+        assert untouched is not None and untouched["cancelled_at"] is None and untouched["sequence"] == 0
         region_answer = {i["to_org"]: i for i in _meeting(school, meeting_id)["invitations"]}["region"]
         assert region_answer["answer"] == "accepted" and region_answer["participants"] == PARTICIPANTS
 
