@@ -1,5 +1,6 @@
 """Meetings' domain operations: call a samverkansmöte, invite other organisations under consent, ask
-anonymously, appoint the samordningsperson, keep the plan and book the uppföljning."""
+anonymously, appoint the samordningsperson, keep the plan and book the uppföljning; answer a received
+invitation, move or cancel a meeting for everyone invited, and hand out both sides' calendar files."""
 
 from __future__ import annotations
 
