@@ -55,6 +55,10 @@ class Action(StrEnum):
     DISCLOSURE_ASK = "disclosure.ask"
     """Ask whether a disclosure is covered (the answer carries no identity)."""
     RECEIVED_INVITATIONS_READ = "received_invitations.read"
+    INVITATION_ANSWER = "invitation.answer"
+    """Accept (naming participants) or decline an invitation another organisation sent."""
+    RECEIVED_INVITATION_CALENDAR = "received_invitation.calendar"
+    """Fetch a received invitation's meeting as a calendar file (no child data in it)."""
     REPLICAS_READ = "replicas.read"
     CONSULTATION_ASK = "consultation.ask"
     CONSULTATION_READ = "consultation.read"
@@ -78,6 +82,8 @@ class Relation(StrEnum):
     COORDINATOR = "coordinator"
     RAISER = "raiser"
     REPORTER = "reporter"
+    RECEIVER = "receiver"
+    """A coordinator or integration of the organisation that received the invitation."""
 
 
 # Roles a person needs to stand in a relation to a child at all: an auditor or admin never does.
@@ -97,6 +103,7 @@ RECORD_RULES: dict[Action, frozenset[Relation]] = {
     Action.REPORT_FILE: CASE_RELATIONS | {Relation.RAISER},
     # A report tells the child is feared to be harmed: its reporter and the case's BBA, not every delegate.
     Action.REPORT_READ: frozenset({Relation.BBA_OF_UNIT, Relation.REPORTER}),
+    Action.RECEIVED_INVITATION_CALENDAR: frozenset({Relation.RECEIVER, Relation.PARTICIPANT}),
 }
 """Actions on a child's record, and the relations that allow each."""
 
@@ -110,6 +117,7 @@ ROLE_RULES: dict[Action, frozenset[Role]] = {
     Action.DISCLOSURE_REVIEW: frozenset({Role.REVIEWER}),
     Action.DISCLOSURE_ASK: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
     Action.RECEIVED_INVITATIONS_READ: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
+    Action.INVITATION_ANSWER: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
     Action.REPLICAS_READ: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_ASK: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_READ: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
@@ -143,6 +151,8 @@ class Facts:
     raiser: str | None = None
     reporter: str | None = None
     """Who filed an orosanmälan (a user of this organisation)."""
+    received_here: bool = False
+    """The record is an invitation another organisation sent here (its receivers relate to it)."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,8 @@ def relations(principal: Principal, facts: Facts) -> frozenset[Relation]:
         held.add(Relation.RAISER)
     if not principal.client and facts.reporter is not None and principal.user == facts.reporter:
         held.add(Relation.REPORTER)
+    if facts.received_here and principal.holds(Role.COORDINATOR, Role.INTEGRATION):
+        held.add(Relation.RECEIVER)
     return frozenset(held)
 
 

@@ -108,6 +108,7 @@ ROLE_TABLE: dict[Action, set[Role]] = {
     Action.DISCLOSURE_REVIEW: {Role.REVIEWER},
     Action.DISCLOSURE_ASK: {Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION},
     Action.RECEIVED_INVITATIONS_READ: {Role.COORDINATOR, Role.INTEGRATION},
+    Action.INVITATION_ANSWER: {Role.COORDINATOR, Role.INTEGRATION},
     Action.REPLICAS_READ: {Role.BBA, Role.COORDINATOR, Role.INTEGRATION},
     Action.CONSULTATION_ASK: {Role.BBA, Role.COORDINATOR, Role.INTEGRATION},
     Action.CONSULTATION_READ: {Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION},
@@ -116,9 +117,39 @@ ROLE_TABLE: dict[Action, set[Role]] = {
 }
 
 
+# A received invitation (decision 25): no case here; its receivers and the people it names relate to it.
+RECEIVED = Facts(record_id="i-1", participants=frozenset({"lakare.bup"}), received_here=True)
+RECEIVED_CALLERS: dict[str, tuple[Principal, str | None]] = {
+    "receiving coordinator": (person("samordnare.bvc", Role.COORDINATOR), "receiver"),
+    "receiving integration": (Principal(org="school", user="journal", roles=frozenset({Role.INTEGRATION}),
+                                        client=True), "receiver"),
+    "named participant": (person("lakare.bup", Role.PROFESSIONAL), "participant"),
+    "colleague not named": (person("annan.bup", Role.PROFESSIONAL), None),
+    "BBA": (person("bba.bvc", Role.BBA), None),
+    "auditor": (person("granskare", Role.AUDITOR), None),
+    "admin": (person("operatör", Role.ADMIN), None),
+    "participant's name on an integration": (Principal(org="school", user="lakare.bup",
+                                                       roles=frozenset({Role.INTEGRATION}), client=True), "receiver"),
+    "participant's name on an auditor": (person("lakare.bup", Role.AUDITOR), None),
+}
+RECEIVED_ACTIONS = [Action.RECEIVED_INVITATION_CALENDAR]
+
+
+@pytest.mark.parametrize("caller", sorted(RECEIVED_CALLERS))
+def test_received_invitation_rules(caller: str) -> None:
+    principal, expected = RECEIVED_CALLERS[caller]
+    access = decide(principal, Action.RECEIVED_INVITATION_CALENDAR, RECEIVED)
+    assert (access.basis if access else None) == expected
+
+
+def test_a_meeting_of_ours_is_no_received_invitation() -> None:
+    # The receiver relation needs a received invitation: a coordinator gets nothing from our own meeting by it.
+    assert decide(person("annan", Role.COORDINATOR), Action.RECEIVED_INVITATION_CALENDAR, MEETING) is None
+
+
 def test_every_action_has_exactly_one_rule() -> None:
     assert set(ROLE_TABLE) == set(ROLE_RULES)
-    assert set(ROLE_TABLE) | set(RECORD_ACTIONS) == set(Action)
+    assert set(ROLE_TABLE) | set(RECORD_ACTIONS) | set(RECEIVED_ACTIONS) == set(Action)
 
 
 @pytest.mark.parametrize("action", sorted(ROLE_TABLE))

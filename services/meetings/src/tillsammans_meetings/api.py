@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tillsammans_common.messaging.egress import request_permits
 from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, on_record
 from tillsammans_common.web import run_command, run_query
 from tillsammans_meetings import service
+from tillsammans_meetings.calendar import MEDIA_TYPE as CALENDAR
 from tillsammans_meetings.models import (
+    AcceptInvitation,
+    CancelMeeting,
     ConsultationCreate,
     ConsultationPublic,
     CoordinatorPut,
+    DeclineInvitation,
     FollowUpCreate,
     MeetingCreate,
     MeetingPublic,
@@ -24,6 +28,7 @@ from tillsammans_meetings.models import (
     ReceivedInvitationPublic,
     ReceivedInvitationSummary,
     ReviewCreate,
+    ScheduleMeeting,
 )
 
 router = APIRouter(tags=["meetings"])
@@ -39,6 +44,18 @@ Reviewer = Annotated[Access, allowed(Action.DISCLOSURE_REVIEW)]
 ConsultationAsker = Annotated[Access, allowed(Action.CONSULTATION_ASK)]
 ConsultationReader = Annotated[Access, allowed(Action.CONSULTATION_READ)]
 InvitationReader = Annotated[Access, allowed(Action.RECEIVED_INVITATIONS_READ)]
+# The invited organisation answers through its coordinators and integrations (who read its received
+# invitations); the calendar file is also for the people it named as participants.
+InvitationAnswerer = Annotated[Access, allowed(Action.INVITATION_ANSWER)]
+InvitationCalendarReader = Annotated[Access, on_record(Action.RECEIVED_INVITATION_CALENDAR,
+                                                       service.received_invitation_facts, param="invitation_id")]
+CALENDAR_RESPONSE = {200: {"description": "An iCalendar object (RFC 5545/5546) with no personal data in it.",
+                           "content": {CALENDAR: {"schema": {"type": "string"}}}}}
+
+
+def _calendar(body: bytes) -> Response:
+    return Response(content=body, media_type=CALENDAR,
+                    headers={"Content-Disposition": 'inline; filename="meeting.ics"'})
 
 
 @router.post("/meetings", status_code=201, response_model=MeetingPublic,
@@ -171,3 +188,78 @@ async def received_invitation(request: Request, invitation_id: RecordId,
     """Read one received invitation (audited); withdrawn ones no longer show the child."""
     return await run_query(request.app.state.infra.engine, lambda session: service.get_received_invitation(
         session, principal=access.principal, invitation_id=invitation_id))
+
+
+@router.put("/meetings/{meeting_id}/schedule", response_model=MeetingPublic,
+            summary="Move a meeting (time, room); every invited organisation is told")
+async def reschedule_meeting(request: Request, body: ScheduleMeeting, access: MeetingRunner) -> MeetingPublic:
+    """Reschedule: the meeting's sequence goes up and each invited organisation gets the change in order.
+
+    409 once the meeting is cancelled; 422 for a time in the past or not before the booked follow-up,
+    or a room that identifies the child. The same time and room again changes nothing.
+    """
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: service.reschedule_meeting(
+        session, settings=settings, access=access, data=body))
+
+
+@router.post("/meetings/{meeting_id}/cancel", response_model=MeetingPublic,
+             summary="Cancel a meeting; every invited organisation is told")
+async def cancel_meeting(request: Request, body: CancelMeeting, access: MeetingRunner,
+                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Cancel: the reason stays here, the invited organisations get the cancel; 409 if already cancelled."""
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, status_code=200, action=lambda session: service.cancel_meeting(
+            session, settings=settings, access=access, data=body),
+    )
+
+
+@router.get("/meetings/{meeting_id}/calendar.ics", response_class=Response, responses=CALENDAR_RESPONSE,  # type: ignore[arg-type]
+            summary="The meeting as a calendar invitation (iCalendar)")
+async def meeting_calendar(request: Request, access: MeetingReader) -> Response:
+    """METHOD:REQUEST with a stable UID and the meeting's sequence; METHOD:CANCEL once cancelled."""
+    settings = request.app.state.settings
+    return _calendar(await run_query(request.app.state.infra.engine, lambda session: service.meeting_calendar(
+        session, settings=settings, access=access)))
+
+
+@router.post("/received-invitations/{invitation_id}/accept", response_model=ReceivedInvitationPublic,
+             summary="Accept an invitation and name who comes")
+async def accept_invitation(request: Request, invitation_id: RecordId, body: AcceptInvitation,
+                            access: InvitationAnswerer, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Accept; the answer and the participants (role and user) go back to the inviter, naming no child.
+
+    An answer may be changed until the meeting begins (409 after it, or once cancelled or withdrawn).
+    """
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, status_code=200, action=lambda session: service.answer_invitation(
+            session, settings=settings, principal=access.principal, invitation_id=invitation_id, data=body),
+    )
+
+
+@router.post("/received-invitations/{invitation_id}/decline", response_model=ReceivedInvitationPublic,
+             summary="Decline an invitation with a reason")
+async def decline_invitation(request: Request, invitation_id: RecordId, body: DeclineInvitation,
+                             access: InvitationAnswerer, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Decline; the reason goes back to the inviter and is screened (422 if it identifies the child)."""
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, status_code=200, action=lambda session: service.answer_invitation(
+            session, settings=settings, principal=access.principal, invitation_id=invitation_id, data=body),
+    )
+
+
+@router.get("/received-invitations/{invitation_id}/calendar.ics", response_class=Response,
+            responses=CALENDAR_RESPONSE,  # type: ignore[arg-type]
+            summary="A received invitation's meeting as a calendar invitation (iCalendar)")
+async def received_invitation_calendar(request: Request, access: InvitationCalendarReader) -> Response:
+    """For the receiving coordinators and integrations and the participants named; the inviter's UID."""
+    settings = request.app.state.settings
+    return _calendar(await run_query(request.app.state.infra.engine,
+                                     lambda session: service.received_invitation_calendar(
+                                         session, settings=settings, access=access)))

@@ -9,7 +9,13 @@ from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
 from tillsammans_common.events.intake import ConcernRaised
 from tillsammans_common.events.mapping import MappingCompleted
-from tillsammans_common.events.meetings import ConsultationRequested, InvitationSent
+from tillsammans_common.events.meetings import (
+    ConsultationRequested,
+    InvitationReplied,
+    InvitationSent,
+    MeetingCancelled,
+    MeetingRescheduled,
+)
 from tillsammans_common.messaging.consent_replica import keep_replica
 from tillsammans_common.messaging.consumer import Reject, consume
 from tillsammans_common.service_app import Infrastructure
@@ -30,6 +36,12 @@ def register(infra: Infrastructure) -> None:
     def on_consultation(session: Session, envelope: Envelope, event: ConsultationRequested) -> None:
         service.receive_consultation(session, envelope=envelope, event=event)
 
+    def on_reply(session: Session, envelope: Envelope, event: InvitationReplied) -> None:
+        service.apply_reply(session, envelope=envelope, event=event)
+
+    def on_change(session: Session, envelope: Envelope, event: MeetingRescheduled | MeetingCancelled) -> None:
+        service.apply_meeting_change(session, envelope=envelope, event=event)
+
     def on_withdrawn(session: Session, event: ConsentWithdrawn) -> None:
         service.apply_withdrawal(session, settings=settings, event=event)
 
@@ -37,6 +49,14 @@ def register(infra: Infrastructure) -> None:
             durable="invitations-received", from_other_orgs=True)
     consume(infra.broker, infra.engine, settings, event=ConsultationRequested, handler=on_consultation,
             durable="consultations-received", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=InvitationReplied, handler=on_reply,
+            durable="invitation-replies", from_other_orgs=True)
+    # Reschedules and cancels come on two consumers and may be applied in any order: the inviter's
+    # sequence decides, so a stale one is ignored and the latest state wins.
+    consume(infra.broker, infra.engine, settings, event=MeetingRescheduled, handler=on_change,
+            durable="meetings-rescheduled", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=MeetingCancelled, handler=on_change,
+            durable="meetings-cancelled", from_other_orgs=True)
     def on_concern(session: Session, _: Envelope, event: ConcernRaised) -> None:
         service.apply_concern_raised(session, event=event)
 

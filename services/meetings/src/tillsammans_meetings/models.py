@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Integer, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -21,12 +21,17 @@ from tillsammans_common.wheel import AreaCode
 OrgId = Annotated[str, StringConstraints(pattern=ORG_ID.pattern)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 UserId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+# A participant's role as the invited organisation names it ("skolkurator", "BUP-läkare"): words, no digits,
+# so it can hold no identity number.
+ParticipantRole = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+                                                   pattern=r"^[^\W\d_]+([ .-][^\W\d_]+)*$")]
+Location = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
-def _enum_column(enum: type[StrEnum]) -> Column[Any]:
+def _enum_column(enum: type[StrEnum], *, nullable: bool = False) -> Column[Any]:
     # Store the values ("withdrawn"), not the member names, so the rows read the same as the API.
     return Column(SAEnum(enum, values_callable=lambda members: [m.value for m in members], native_enum=False,
-                         length=32), nullable=False)
+                         length=32), nullable=nullable)
 
 
 class MeetingKind(StrEnum):
@@ -42,6 +47,7 @@ class MeetingStatus(StrEnum):
 
     CALLED = "called"
     FOLLOW_UP_BOOKED = "follow_up_booked"
+    CANCELLED = "cancelled"
 
 
 class InvitationStatus(StrEnum):
@@ -51,6 +57,13 @@ class InvitationStatus(StrEnum):
     SENT = "sent"
     REVIEW_REJECTED = "review_rejected"
     CONSENT_WITHDRAWN = "consent_withdrawn"
+
+
+class Answer(StrEnum):
+    """An invited organisation's answer to an invitation."""
+
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
 
 
 class ReviewDecision(StrEnum):
@@ -106,6 +119,11 @@ class Meeting(SQLModel, table=True):
     special_reason: str | None = Field(default=None, max_length=1000)
     follow_up_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    location: str | None = Field(default=None, max_length=200)
+    sequence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"), description=(
+        "Counts the changes sent to the invited organisations (reschedules, the cancel): iCalendar's SEQUENCE."))
+    cancelled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    cancel_reason: str | None = Field(default=None, max_length=1000)
 
 
 class Invitation(SQLModel, table=True):
@@ -119,6 +137,12 @@ class Invitation(SQLModel, table=True):
     consent_id: str = Field(index=True, max_length=64)
     status: InvitationStatus = Field(default=InvitationStatus.SENT, sa_column=_enum_column(InvitationStatus))
     sent_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    answer: Answer | None = Field(default=None, sa_column=_enum_column(Answer, nullable=True))
+    answer_reason: str | None = Field(default=None, max_length=1000)
+    participants: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False,
+                                                                                      server_default="[]"))
+    answered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    reply_sequence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 class CompletedMapping(SQLModel, table=True):
@@ -203,6 +227,17 @@ class ReceivedInvitation(SQLModel, table=True):
     status: ReceivedStatus = Field(default=ReceivedStatus.RECEIVED, sa_column=_enum_column(ReceivedStatus))
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    location: str | None = Field(default=None, max_length=200)
+    sequence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"), description=(
+        "The inviter's change count last applied here; an older change is ignored."))
+    cancelled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    answer: Answer | None = Field(default=None, sa_column=_enum_column(Answer, nullable=True))
+    answer_reason: str | None = Field(default=None, max_length=1000)
+    participants: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False,
+                                                                                      server_default="[]"))
+    answered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    answered_by: str | None = Field(default=None, max_length=128)
+    reply_sequence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 class Consultation(SQLModel, table=True):
@@ -345,14 +380,67 @@ class ChildOut(BaseModel):
     protected_identity: bool
 
 
+class ParticipantIn(BaseModel):
+    """Someone the invited organisation sends to the meeting: a role and a user id of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: ParticipantRole
+    user: UserId
+
+
+class ParticipantOut(BaseModel):
+    """A participant an invited organisation named."""
+
+    role: str
+    user: str
+
+
+class AcceptInvitation(BaseModel):
+    """Accept an invitation and name who comes (sent back to the inviter; no child in it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    participants: list[ParticipantIn] = PydanticField(min_length=1, max_length=20)
+
+
+class DeclineInvitation(BaseModel):
+    """Decline an invitation with a reason (sent back to the inviter: screened, never the child's identity)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason = PydanticField(description=(
+        "Why, for the inviter (e.g. no time that week). It leaves this organisation: keep it neutral, say "
+        "nothing this organisation knows of the child; an identity number, e-mail, phone number or the child's "
+        "name is refused (422)."))
+
+
+class ScheduleMeeting(BaseModel):
+    """Move a meeting: a new time and, optionally, a room; every invited organisation is told."""
+
+    model_config = ConfigDict(extra="forbid")
+    scheduled_at: UtcInput
+    location: Location | None = PydanticField(
+        None, description="The room; sent to the invited organisations and put in the calendar, so it is "
+                          "screened (no identity number, e-mail, phone or the child's name).")
+
+
+class CancelMeeting(BaseModel):
+    """Cancel a meeting; the reason stays in this organisation (the invited ones are told only that it is off)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason
+
+
 class InvitationPublic(BaseModel):
-    """An invitation this organisation sent."""
+    """An invitation this organisation sent, with the invited organisation's latest answer."""
 
     id: str
     to_org: str
     consent_id: str
     status: InvitationStatus
     sent_at: UtcDatetime
+    answer: Answer | None
+    answer_reason: str | None
+    participants: list[ParticipantOut]
+    answered_at: UtcDatetime | None
 
 
 class PlanItemPublic(BaseModel):
@@ -403,6 +491,10 @@ class MeetingPublic(BaseModel):
     special_reason: str | None
     follow_up_at: UtcDatetime | None
     created_at: UtcDatetime
+    location: str | None
+    sequence: int
+    cancelled_at: UtcDatetime | None
+    cancel_reason: str | None
     invitations: list[InvitationPublic]
     plan_items: list[PlanItemPublic]
 
@@ -423,6 +515,14 @@ class ReceivedInvitationSummary(BaseModel):
     status: ReceivedStatus
     received_at: UtcDatetime
     withdrawn_at: UtcDatetime | None
+    location: str | None
+    sequence: int
+    cancelled_at: UtcDatetime | None
+    answer: Answer | None
+    answer_reason: str | None
+    participants: list[ParticipantOut]
+    answered_at: UtcDatetime | None
+    answered_by: str | None
 
 
 class ReceivedInvitationPublic(ReceivedInvitationSummary):

@@ -1,5 +1,6 @@
 """Meetings' domain operations: call a samverkansmöte, invite other organisations under consent, ask
-anonymously, appoint the samordningsperson, keep the plan and book the uppföljning."""
+anonymously, appoint the samordningsperson, keep the plan and book the uppföljning; answer a received
+invitation, move or cancel a meeting for everyone invited, and hand out both sides' calendar files."""
 
 from __future__ import annotations
 
@@ -26,8 +27,12 @@ from tillsammans_common.events.meetings import (
     CoordinatorAppointed,
     FollowUpBooked,
     InvitationReceived,
+    InvitationReplied,
     InvitationSent,
     MeetingCalled,
+    MeetingCancelled,
+    MeetingRescheduled,
+    Participant,
     PlanItemAdded,
     WithdrawalApplied,
 )
@@ -41,17 +46,24 @@ from tillsammans_common.messaging.egress import (
 )
 from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.messaging.outbox import record_event
+from tillsammans_common.messaging.refusals import Reject, Retry
 from tillsammans_common.personnummer import child_key, normalize, pair_key
+from tillsammans_common.screen import screen_fields
 from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.timestamps import as_utc
 from tillsammans_common.wheel import all_area_codes
+from tillsammans_meetings import calendar
 from tillsammans_meetings.models import (
+    AcceptInvitation,
+    Answer,
+    CancelMeeting,
     ChildOut,
     ChildRecord,
     CompletedMapping,
     Consultation,
     ConsultationCreate,
     CoordinatorPut,
+    DeclineInvitation,
     DisclosureReview,
     FollowUpCreate,
     Invitation,
@@ -73,6 +85,7 @@ from tillsammans_meetings.models import (
     ReceivedStatus,
     ReviewCreate,
     ReviewDecision,
+    ScheduleMeeting,
 )
 
 PURPOSE = "coordination_meeting"
@@ -278,6 +291,7 @@ def plan_review(session: Session, *, settings: ServiceSettings, principal: Princ
                 data: ReviewCreate) -> ReviewPlan:
     """Check that this reviewer may decide now, and rebuild the waiting invitations from the record."""
     meeting = _meeting(session, meeting_id)
+    _not_cancelled(meeting)
     if principal.user == meeting.called_by:
         raise Forbidden("four eyes: a disclosure is reviewed by another user than the one who asked for it")
     waiting = _awaiting_review(session, meeting.id)
@@ -295,7 +309,9 @@ def plan_review(session: Session, *, settings: ServiceSettings, principal: Princ
         purpose=purpose_of(meeting.kind), scheduled_at=as_utc(meeting.scheduled_at),
         child_key=pair_key(meeting.child_personnummer, settings.pair_secret(invitation.to_org)), child=child,
         flagged_areas=list(meeting.flagged_areas), concern_summary=meeting.concern_summary,
-        contact_user=meeting.called_by, requested_roles=roles.get(invitation.to_org, []),
+        # Never the room: for a child with protected identity it would say where the child is (DOMAIN.md).
+        contact_user=meeting.called_by, requested_roles=roles.get(invitation.to_org, []), location=None,
+        sequence=meeting.sequence,
     ), settings=settings, to_org=invitation.to_org, subject=meeting.id, principal=principal,
         child_ref=meeting.child_key) for invitation in waiting]
     return ReviewPlan(meeting_id=meeting.id, invitation_ids=[i.id for i in waiting], disclosures=disclosures)
@@ -366,6 +382,12 @@ def _meeting(session: Session, meeting_id: str) -> Meeting:
     return meeting
 
 
+def _not_cancelled(meeting: Meeting) -> None:
+    # A cancel has been sent to every invited organisation: nothing after it may contradict it.
+    if meeting.status == MeetingStatus.CANCELLED:
+        raise Conflict("the meeting is cancelled; it can no longer be changed")
+
+
 def meeting_facts(session: Session, meeting_id: str) -> policy.Facts:
     """The policy's view of a meeting: the child's case, who called it and who coordinates it."""
     meeting = _meeting(session, meeting_id)
@@ -414,6 +436,7 @@ def appoint_coordinator(session: Session, *, settings: ServiceSettings, access: 
                         data: CoordinatorPut) -> MeetingPublic:
     """Appoint (or re-appoint) the meeting's samordningsperson."""
     meeting = _meeting(session, access.facts.record_id or "")
+    _not_cancelled(meeting)
     matches = check_coordinator(data, participating=participants(session, settings=settings, meeting=meeting))
     meeting.child_wish_org = data.child_wish.org if data.child_wish else None
     meeting.child_wish_person = data.child_wish.person if data.child_wish else None
@@ -434,6 +457,7 @@ def add_plan_item(session: Session, *, settings: ServiceSettings, access: policy
                   data: PlanItemCreate) -> PlanItem:
     """Add an action to the plan; the responsible organisation must take part in the meeting."""
     meeting = _meeting(session, access.facts.record_id or "")
+    _not_cancelled(meeting)
     if data.responsible_org not in participants(session, settings=settings, meeting=meeting):
         raise InvalidField("responsible_org", "must be this organisation or one invited to the meeting")
     item = PlanItem(id=str(uuid.uuid4()), meeting_id=meeting.id, action=data.action,
@@ -452,6 +476,7 @@ def book_follow_up(session: Session, *, settings: ServiceSettings, access: polic
                    data: FollowUpCreate) -> MeetingPublic:
     """Book the uppföljning; the samordningsperson owns it, so one must be appointed first."""
     meeting = _meeting(session, access.facts.record_id or "")
+    _not_cancelled(meeting)
     if meeting.coordinator_org is None:
         raise Conflict("appoint a coordinator (samordningsperson) before booking the follow-up")
     if data.follow_up_at <= as_utc(meeting.scheduled_at):
@@ -510,7 +535,8 @@ def receive_invitation(session: Session, *, settings: ServiceSettings, envelope:
         child_personnummer=normalize(event.child.personnummer), child_name=event.child.name,
         protected_identity=event.child.protected_identity, child_key=event.child_key,
         flagged_areas=list(event.flagged_areas), concern_summary=event.concern_summary,
-        contact_user=event.contact_user, requested_roles=list(event.requested_roles),
+        contact_user=event.contact_user, requested_roles=list(event.requested_roles), location=event.location,
+        sequence=event.sequence,
     ))
     record_event(session, InvitationReceived(invitation_id=event.invitation_id, meeting_id=event.meeting_id,
                                              from_org=envelope.source_org),
@@ -573,6 +599,180 @@ def get_received_invitation(session: Session, *, principal: Principal, invitatio
         raise NotFound("no such invitation")
     audit(session, principal, "received_invitation.read", case_id=row.case_id or None, purpose=PURPOSE,
           record_id=row.id, basis="role:" + principal.role.value, protected=row.protected_identity)
+    return _received_view(row)
+
+
+def list_received_consultations(session: Session, *, principal: Principal) -> list[ReceivedConsultation]:
+    """Anonymous consultations from other organisations, newest first."""
+    rows = session.exec(select(ReceivedConsultation).order_by(col(ReceivedConsultation.received_at).desc())).all()
+    audit(session, principal, "received_consultation.list", purpose=CONSULTATION_PURPOSE)
+    return list(rows)
+
+
+# --- invitations both sides run: answers, reschedules, cancels, calendars ---------------------------
+
+
+def _sent_invitations(session: Session, meeting_id: str) -> list[Invitation]:
+    """The invitations of a meeting that reached their organisation and still stand under their consent."""
+    return list(session.exec(select(Invitation).where(
+        Invitation.meeting_id == meeting_id, Invitation.status == InvitationStatus.SENT)
+        .order_by(col(Invitation.to_org))).all())
+
+
+def reschedule_meeting(session: Session, *, settings: ServiceSettings, access: policy.Access,
+                       data: ScheduleMeeting) -> MeetingPublic:
+    """Move a meeting (time and room) and tell every invited organisation, with the next sequence.
+
+    The same time and room again changes nothing and sends nothing (a PUT may be repeated).
+    """
+    meeting = _meeting(session, access.facts.record_id or "")
+    _not_cancelled(meeting)
+    if data.scheduled_at <= utcnow():
+        raise InvalidField("scheduled_at", "must be in the future")
+    if meeting.follow_up_at is not None and data.scheduled_at >= as_utc(meeting.follow_up_at):
+        raise InvalidField("scheduled_at", "must be before the booked follow-up")
+    if as_utc(meeting.scheduled_at) == data.scheduled_at and meeting.location == data.location:
+        policy.audit_access(session, access, "meeting.schedule", purpose=PURPOSE)
+        return meeting_view(session, meeting)
+    # The room is free text that leaves without consent (and goes into calendar files): it must not
+    # identify the child. Only the free text is screened: a timestamp's digits can look like a phone number.
+    screen_fields({"location": data.location}, names=[meeting.child_name])
+    meeting.scheduled_at = data.scheduled_at
+    meeting.location = data.location
+    meeting.sequence += 1
+    session.add(meeting)
+    for invitation in _sent_invitations(session, meeting.id):
+        send_receipt(session, MeetingRescheduled(
+            invitation_id=invitation.id, meeting_id=meeting.id, inviting_org=settings.org,
+            invited_org=invitation.to_org, sequence=meeting.sequence, scheduled_at=data.scheduled_at,
+            location=_room_that_may_leave(meeting),
+        ), settings=settings, to_org=invitation.to_org, subject=meeting.id)
+    policy.audit_access(session, access, "meeting.schedule", purpose=PURPOSE)
+    return meeting_view(session, meeting)
+
+
+def _room_that_may_leave(meeting: Meeting) -> str | None:
+    """The room as it may appear outside this service: never for a child with protected identity.
+
+    The room names a school or unit, which for a protected child says where the child is; it stays
+    in the meeting record, and its participants learn it another way.
+    """
+    return None if meeting.protected_identity else meeting.location
+
+
+def cancel_meeting(session: Session, *, settings: ServiceSettings, access: policy.Access,
+                   data: CancelMeeting) -> MeetingPublic:
+    """Cancel a meeting and tell every invited organisation; the reason stays here.
+
+    What the invited organisations hold stays under the consent it arrived with: a cancel forgets
+    nothing there (the consent rules decide that).
+    """
+    meeting = _meeting(session, access.facts.record_id or "")
+    _not_cancelled(meeting)
+    meeting.status = MeetingStatus.CANCELLED
+    meeting.cancelled_at = utcnow()
+    meeting.cancel_reason = data.reason
+    meeting.sequence += 1
+    session.add(meeting)
+    for invitation in _sent_invitations(session, meeting.id):
+        send_receipt(session, MeetingCancelled(
+            invitation_id=invitation.id, meeting_id=meeting.id, inviting_org=settings.org,
+            invited_org=invitation.to_org, sequence=meeting.sequence, cancelled_at=meeting.cancelled_at,
+        ), settings=settings, to_org=invitation.to_org, subject=meeting.id)
+    policy.audit_access(session, access, "meeting.cancel", purpose=PURPOSE)
+    return meeting_view(session, meeting)
+
+
+def apply_reply(session: Session, *, envelope: Envelope, event: InvitationReplied) -> None:
+    """Keep an invited organisation's answer on the invitation it answers; an older answer is ignored.
+
+    Only the organisation the invitation was sent to may answer it: a reply from any other member
+    (which the broker lets write to our inbox, about an invitation it may have guessed) is refused.
+    """
+    invitation = session.get(Invitation, event.invitation_id)
+    if invitation is None or invitation.meeting_id != event.meeting_id:
+        raise Reject("no such invitation of this meeting", code="unknown_invitation")
+    if invitation.to_org != envelope.source_org:
+        raise Reject("the invitation was not sent to the replying organisation", code="not_invited")
+    if event.sequence <= invitation.reply_sequence:
+        return  # an answer that was already replaced by a later one
+    invitation.answer = Answer(event.answer)
+    invitation.answer_reason = event.reason
+    invitation.participants = [participant.model_dump() for participant in event.participants]
+    invitation.answered_at = event.replied_at
+    invitation.reply_sequence = event.sequence
+    session.add(invitation)
+
+
+def apply_meeting_change(session: Session, *, envelope: Envelope,
+                         event: MeetingRescheduled | MeetingCancelled) -> None:
+    """Apply the inviter's reschedule or cancel to the invitation it concerns, in the inviter's order.
+
+    A change with a sequence no higher than the one applied is stale and ignored; a change from an
+    organisation that did not send the invitation is refused.
+    """
+    row = session.get(ReceivedInvitation, event.invitation_id)
+    if row is None:
+        # The invitation itself may still be on its way (or waiting for its consent): try again later.
+        raise Retry("the invitation has not arrived here", code="invitation_not_here")
+    if row.from_org != envelope.source_org or row.meeting_id != event.meeting_id:
+        raise Reject("the sender did not send this invitation", code="not_the_inviter")
+    if event.sequence <= row.sequence:
+        return
+    row.sequence = event.sequence
+    if isinstance(event, MeetingRescheduled):
+        row.scheduled_at = as_utc(event.scheduled_at)
+        row.location = event.location
+    else:
+        row.cancelled_at = as_utc(event.cancelled_at)
+    session.add(row)
+
+
+def answer_invitation(session: Session, *, settings: ServiceSettings, principal: Principal, invitation_id: str,
+                      data: AcceptInvitation | DeclineInvitation) -> ReceivedInvitationPublic:
+    """Accept (naming who comes) or decline (with a reason) an invitation, and send the answer back.
+
+    An answer may be changed until the meeting begins; each change goes back with the next sequence.
+    The same answer again sends nothing. 409 once the meeting is cancelled, has begun, or the
+    consent behind the invitation was withdrawn.
+    """
+    row = session.get(ReceivedInvitation, invitation_id)
+    if row is None:
+        raise NotFound("no such invitation")
+    if row.status == ReceivedStatus.WITHDRAWN:
+        raise Conflict("the consent behind this invitation was withdrawn; it can no longer be answered")
+    if row.cancelled_at is not None:
+        raise Conflict("the meeting was cancelled")
+    if as_utc(row.scheduled_at) <= utcnow():
+        raise Conflict("the meeting has begun; an answer can be given or changed only before it")
+    if isinstance(data, AcceptInvitation):
+        answer, reason = Answer.ACCEPTED, None
+        people = [{"role": p.role, "user": p.user} for p in data.participants]
+        users = [p["user"] for p in people]
+        if len(set(users)) != len(users):
+            raise InvalidField("participants", "name each user once")
+    else:
+        answer, reason, people = Answer.DECLINED, data.reason, []
+    # The reason leaves this organisation without consent: it must not identify the child in any form.
+    screen_fields({"reason": reason}, names=[row.child_name])
+    audit(session, principal, f"received_invitation.{answer.value}", case_id=row.case_id or None, purpose=PURPOSE,
+          record_id=row.id, basis="role:" + principal.role.value, protected=row.protected_identity)
+    if (row.answer, row.answer_reason, row.participants) != (answer, reason, people):
+        row.answer, row.answer_reason, row.participants = answer, reason, people
+        row.answered_at = utcnow()
+        row.answered_by = principal.user
+        row.reply_sequence += 1
+        session.add(row)
+        # The reply names no child (its reason was screened above).
+        send_receipt(session, InvitationReplied(
+            invitation_id=row.id, meeting_id=row.meeting_id, inviting_org=row.from_org, replying_org=settings.org,
+            answer=answer.value, reason=reason, participants=[Participant(**p) for p in people],
+            sequence=row.reply_sequence, replied_at=row.answered_at,
+        ), settings=settings, to_org=row.from_org, subject=row.meeting_id)
+    return _received_view(row)
+
+
+def _received_view(row: ReceivedInvitation) -> ReceivedInvitationPublic:
     shown = row.status == ReceivedStatus.RECEIVED
     summary = ReceivedInvitationSummary.model_validate(row, from_attributes=True)
     return ReceivedInvitationPublic(
@@ -583,8 +783,47 @@ def get_received_invitation(session: Session, *, principal: Principal, invitatio
     )
 
 
-def list_received_consultations(session: Session, *, principal: Principal) -> list[ReceivedConsultation]:
-    """Anonymous consultations from other organisations, newest first."""
-    rows = session.exec(select(ReceivedConsultation).order_by(col(ReceivedConsultation.received_at).desc())).all()
-    audit(session, principal, "received_consultation.list", purpose=CONSULTATION_PURPOSE)
-    return list(rows)
+def received_invitation_facts(session: Session, invitation_id: str) -> policy.Facts:
+    """The policy's view of a received invitation: received here, and the people this organisation sends."""
+    row = session.get(ReceivedInvitation, invitation_id)
+    if row is None:
+        raise NotFound("no such invitation")
+    people = {participant["user"] for participant in row.participants}
+    return policy.Facts(record_id=row.id, participants=frozenset(people), received_here=True)
+
+
+def _organisation_name(settings: ServiceSettings, org: str) -> str:
+    member = settings.federation.get(org)
+    return member.name if member is not None else org
+
+
+def meeting_calendar(session: Session, *, settings: ServiceSettings, access: policy.Access) -> bytes:
+    """The meeting as an iCalendar object for this organisation's people (no personal data in it)."""
+    meeting = _meeting(session, access.facts.record_id or "")
+    policy.audit_access(session, access, "meeting.calendar", purpose=PURPOSE)
+    return calendar.build(calendar.CalendarEntry(
+        uid=calendar.uid_of(meeting.id), kind=meeting.kind.value, start=meeting.scheduled_at,
+        organizer_org=settings.org, organizer_name=_organisation_name(settings, settings.org),
+        sequence=meeting.sequence, location=_room_that_may_leave(meeting),
+        cancelled=meeting.status == MeetingStatus.CANCELLED,
+    ), stamp=utcnow())
+
+
+def received_invitation_calendar(session: Session, *, settings: ServiceSettings, access: policy.Access) -> bytes:
+    """A received invitation's meeting as an iCalendar object for the invited organisation's people.
+
+    The same UID as the inviter's file (both come from the inviter's meeting id). Cancelled, or no
+    longer ours because its consent was withdrawn: METHOD:CANCEL.
+    """
+    row = session.get(ReceivedInvitation, access.facts.record_id or "")
+    if row is None:
+        raise NotFound("no such invitation")
+    audit(session, access.principal, "received_invitation.calendar", case_id=row.case_id or None, purpose=PURPOSE,
+          record_id=row.id, basis=access.basis, protected=row.protected_identity)
+    off = row.cancelled_at is not None or row.status == ReceivedStatus.WITHDRAWN
+    return calendar.build(calendar.CalendarEntry(
+        uid=calendar.uid_of(row.meeting_id), kind=row.kind, start=row.scheduled_at, organizer_org=row.from_org,
+        organizer_name=_organisation_name(settings, row.from_org), sequence=row.sequence,
+        location=None if row.protected_identity else row.location,
+        cancelled=off,
+    ), stamp=utcnow())

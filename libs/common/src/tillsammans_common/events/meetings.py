@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -86,6 +86,10 @@ class InvitationSent(Event):
     def disclosure_purpose(self) -> str:
         """The purpose of this invitation's meeting kind."""
         return self.purpose
+    location: str | None = None
+    """The room, when one is booked (screened: no identity)."""
+    sequence: int = 0
+    """The meeting's change count when this was sent; later reschedules and a cancel carry higher ones."""
 
 
 class InvitationReceived(Event):
@@ -151,3 +155,61 @@ class WithdrawalApplied(Event):
     receiving_org: str
     purged_records: int
     purged_at: datetime
+
+
+class Participant(BaseModel):
+    """Someone an invited organisation sends to the meeting: a role and a user id, never a child."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    role: str
+    user: str
+
+
+class InvitationReplied(Event):
+    """The invited organisation's answer to an invitation: accepted with participants, or declined with a reason.
+
+    A reply naming no child (sent with ``send_receipt``); the ids are the inviter's own.
+    ``sequence`` counts the answers to this invitation, so the inviter keeps the latest one.
+    """
+
+    type: ClassVar[str] = "meetings.invitation.replied.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("replying_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("inviting_org",)
+    invitation_id: str
+    meeting_id: str
+    inviting_org: str
+    replying_org: str
+    answer: Literal["accepted", "declined"]
+    reason: str | None = None
+    participants: list[Participant] = []
+    sequence: int
+    replied_at: datetime
+
+
+class MeetingRescheduled(Event):
+    """The inviter moved a meeting (a new time or room); sent to each invited organisation, naming no child."""
+
+    type: ClassVar[str] = "meetings.meeting.rescheduled.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("inviting_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("invited_org",)
+    invitation_id: str
+    meeting_id: str
+    inviting_org: str
+    invited_org: str
+    sequence: int
+    scheduled_at: datetime
+    location: str | None = None
+
+
+class MeetingCancelled(Event):
+    """The inviter cancelled a meeting; sent to each invited organisation, naming no child and giving no reason."""
+
+    type: ClassVar[str] = "meetings.meeting.cancelled.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("inviting_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("invited_org",)
+    invitation_id: str
+    meeting_id: str
+    inviting_org: str
+    invited_org: str
+    sequence: int
+    cancelled_at: datetime
