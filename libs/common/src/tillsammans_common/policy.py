@@ -53,6 +53,10 @@ class Action(StrEnum):
     DISCLOSURE_ASK = "disclosure.ask"
     """Ask whether a disclosure is covered (the answer carries no identity)."""
     RECEIVED_INVITATIONS_READ = "received_invitations.read"
+    RECEIVED_PLANS_READ = "received_plans.read"
+    """Read the SIPs other organisations share here (the child may have no case here yet)."""
+    RECEIVED_PLAN_REPORT = "received_plans.report"
+    """Move this organisation's own items of another organisation's SIP on (reported to its holder)."""
     REPLICAS_READ = "replicas.read"
     CONSULTATION_ASK = "consultation.ask"
     CONSULTATION_READ = "consultation.read"
@@ -96,6 +100,8 @@ ROLE_RULES: dict[Action, frozenset[Role]] = {
     Action.DISCLOSURE_REVIEW: frozenset({Role.REVIEWER}),
     Action.DISCLOSURE_ASK: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
     Action.RECEIVED_INVITATIONS_READ: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
+    Action.RECEIVED_PLANS_READ: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
+    Action.RECEIVED_PLAN_REPORT: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
     Action.REPLICAS_READ: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_ASK: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_READ: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
