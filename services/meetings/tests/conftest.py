@@ -111,11 +111,11 @@ def grant() -> Grant:
     """Record a consent in the consent service beside a meetings app, as the case's BBA would.
 
     The case must be known there first (``seed``). With ``share=False`` its replication to the receivers
-    is dropped, as if it never arrived there.
+    is dropped, as if it never arrived there. ``purpose`` is the consent's (e.g. ``sip`` for sharing a plan).
     """
 
     def _grant(client: TestClient, *, receiving: list[str], categories: list[str] | None = None,
-               share: bool = True, case_id: str = "case-1") -> ConsentGranted:
+               share: bool = True, case_id: str = "case-1", purpose: str = "coordination_meeting") -> ConsentGranted:
         consent_client = _consent_of(client)
         settings: ConsentSettings = consent_client.app.state.settings  # type: ignore[attr-defined]
         now = datetime.now(UTC)
@@ -123,7 +123,7 @@ def grant() -> Grant:
             "case_id": case_id, "child": {"personnummer": CHILD["personnummer"]}, "custody": "sole",
             "grantors": [{"role": "guardian", "name": "Vårdnadshavare", "given_at": now.isoformat()}],
             "child_view": {"heard": True, "agrees": True}, "receiving_orgs": receiving,
-            "categories": categories or CATEGORIES, "purpose": "coordination_meeting",
+            "categories": categories or CATEGORIES, "purpose": purpose,
             "valid_from": (now - timedelta(minutes=1)).isoformat(),
             "valid_until": (now + timedelta(days=30)).isoformat(),
         })
