@@ -10,7 +10,8 @@ from tillsammans_meetings.sip import check_transition
 
 P, G, D, C = PlanItemStatus.PLANNED, PlanItemStatus.IN_PROGRESS, PlanItemStatus.DONE, PlanItemStatus.CANCELLED
 
-# P planned, G going (in progress), D done, C cancelled. (from, to): allowed? Written out by hand, every pair, so a change of ITEM_TRANSITIONS must change this too.
+# P planned, G going (in progress), D done, C cancelled. (from, to): allowed? Written out by hand, every
+# pair, so a change of ITEM_TRANSITIONS must change this too.
 TABLE: dict[tuple[PlanItemStatus, PlanItemStatus], bool] = {
     (P, P): False, (P, G): True, (P, D): True, (P, C): True,
     (G, P): False, (G, G): False, (G, D): True, (G, C): True,

@@ -1,0 +1,146 @@
+"""The SIP every principal holds: school holds it, region and social services each keep their own copy, each in
+its own database, over one broker with an account per organisation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from tillsammans_common.events.meetings import SipItemStatusReported
+from tillsammans_common.messaging.egress import send_receipt
+from tillsammans_common.models import DeadLetter
+from tillsammans_common.testing import Federation, bearer, engine_of, tables_containing, wait_for
+from tillsammans_meetings.config import MeetingsSettings
+from tillsammans_meetings.main import create_app
+
+SCHOOL_BBA = bearer("school", "bba", "bba.norrskolan")
+# Received plans name a child who may have no case at the receiver yet: its coordinators read them.
+REGION = bearer("region", "coordinator", "samordnare.bvc")
+SOCIAL = bearer("social", "coordinator", "samordnare.ifo")
+Factory = Callable[..., Any]
+
+
+@contextmanager
+def _orgs(federation: Federation, with_consent: Factory) -> Iterator[tuple[TestClient, TestClient, TestClient]]:
+    school = MeetingsSettings(**federation.settings("school"))  # type: ignore[arg-type]
+    region = MeetingsSettings(**federation.settings("region"))  # type: ignore[arg-type]
+    social = MeetingsSettings(**federation.settings("social"))  # type: ignore[arg-type]
+    with (TestClient(create_app(school)) as school_client, with_consent(school_client),
+          TestClient(create_app(region)) as region_client, TestClient(create_app(social)) as social_client):
+        yield school_client, region_client, social_client
+
+
+def _copy(client: TestClient, headers: dict[str, str], plan_id: str,
+          check: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    response = client.get(f"/received-plans/{plan_id}", headers=headers)
+    if response.status_code != 200:
+        return None
+    plan: dict[str, Any] = response.json()
+    return plan if check(plan) else None
+
+
+def _wait_copy(client: TestClient, headers: dict[str, str], plan_id: str, check: Callable[[dict[str, Any]], bool],
+               message: str) -> dict[str, Any]:
+    org = client.app.state.settings.org  # type: ignore[attr-defined]
+    return wait_for(lambda: _copy(client, headers, plan_id, check), message=f"{message} at {org}")
+
+
+def _statuses(plan: dict[str, Any]) -> dict[str, str]:
+    return {item["item_id"]: item["status"] for item in plan["items"]}
+
+
+def test_the_sip_reaches_each_participant_each_moves_only_its_own_items_and_withdrawal_purges_it(
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory, withdraw: Factory,
+        meeting_body: Factory) -> None:
+    with _orgs(federation, with_consent) as (school, region, social):
+        seed(school)
+        grant(school, receiving=["region", "social"])  # the invitations: purpose coordination_meeting
+        sip_consent = grant(school, receiving=["region", "social"], categories=["identity", "concern"],
+                            purpose="sip")
+        called = school.post("/meetings", json=meeting_body("region", "social", kind="sip"), headers=SCHOOL_BBA)
+        assert called.status_code == 201, called.text
+        plan_id = called.json()["id"]
+        url = f"/meetings/{plan_id}"
+        assert school.put(f"{url}/coordinator", headers=SCHOOL_BBA, json={
+            "child_wish": {"org": "school", "person": "bba.norrskolan"},
+            "appointed": {"org": "school", "user": "bba.norrskolan"}}).status_code == 200
+        assert school.put(f"{url}/overall-responsibility", headers=SCHOOL_BBA,
+                          json={"org": "social"}).status_code == 200
+        items = {}
+        for org, action in [("school", "Närvaroplan"), ("region", "Utredning hos BUP"),
+                            ("social", "Familjebehandling")]:
+            added = school.post(f"{url}/plan-items", headers=SCHOOL_BBA, json={
+                "action": action, "responsible_org": org, "responsible_person": f"ansvarig.{org}",
+                "due": "2030-01-31"})
+            assert added.status_code == 201, added.text
+            items[org] = added.json()["id"]
+        version = school.get(f"{url}/plan", headers=SCHOOL_BBA).json()["version"]
+
+        # The whole plan, newest version, at both participants, under the SIP consent.
+        for client, headers in ((region, REGION), (social, SOCIAL)):
+            copy = _wait_copy(client, headers, plan_id, lambda plan: plan["version"] == version,
+                              message=f"plan version {version}")
+            assert copy["from_org"] == "school" and copy["consent_id"] == sip_consent.consent_id
+            assert copy["child"]["name"] == "Testbarn Testsson"
+            assert copy["overall_responsible_org"] == "social" and copy["coordinator_org"] == "school"
+            assert [(i["responsible_org"], i["action"]) for i in copy["items"]] == [
+                ("school", "Närvaroplan"), ("region", "Utredning hos BUP"), ("social", "Familjebehandling")]
+            listed = client.get("/received-plans", headers=headers).json()
+            assert [p["id"] for p in listed] == [plan_id] and "child" not in listed[0]
+        assert region.get("/received-plans", headers=bearer("region", "bba", "bba.bvc")).status_code == 403
+
+        # Region moves its own item: accepted by school, which shares the plan again with both.
+        moved = region.post(f"/received-plans/{plan_id}/items/{items['region']}/status", headers=REGION,
+                            json={"status": "in_progress"})
+        assert moved.status_code == 202, moved.text
+        wait_for(lambda: {i["id"]: i["status"] for i in school.get(f"{url}/plan", headers=SCHOOL_BBA).json()
+                          ["items"]}[items["region"]] == "in_progress", message="school to apply region's report")
+        for client, headers in ((region, REGION), (social, SOCIAL)):
+            _wait_copy(client, headers, plan_id, lambda plan: _statuses(plan)[items["region"]] == "in_progress",
+                       message="the changed plan")
+
+        # Region may not move social's item: refused at region before anything leaves ...
+        refused = region.post(f"/received-plans/{plan_id}/items/{items['social']}/status", headers=REGION,
+                              json={"status": "done"})
+        assert refused.status_code == 403 and "social" in refused.json()["detail"]
+        # ... and at school, when a region that skips its own check sends it anyway.
+        region_settings: MeetingsSettings = region.app.state.settings  # type: ignore[attr-defined]
+        with Session(engine_of(region)) as session:
+            send_receipt(session, SipItemStatusReported(
+                plan_id=plan_id, item_id=items["social"], status="done", reporting_org="region",
+                holder_org="school"), settings=region_settings, to_org="school", subject=plan_id)
+            session.commit()
+
+        def dead_letters() -> list[DeadLetter]:
+            with Session(engine_of(school)) as session:
+                return list(session.exec(select(DeadLetter).where(
+                    DeadLetter.event_type == "meetings.sip.item_status.v1")).all())
+
+        letters = wait_for(dead_letters, message="school to refuse region's report on social's item")
+        assert letters[0].reason == "Reject: the item is another principal's"
+        statuses = {i["id"]: i["status"] for i in school.get(f"{url}/plan", headers=SCHOOL_BBA).json()["items"]}
+        assert statuses == {items["school"]: "planned", items["region"]: "in_progress", items["social"]: "planned"}
+
+        # Withdrawing the SIP consent purges the plan at both receivers: only that it arrived, and when, remains.
+        withdraw(school, sip_consent)
+        for client, headers in ((region, REGION), (social, SOCIAL)):
+            purged = _wait_copy(client, headers, plan_id, lambda plan: plan["status"] == "withdrawn",
+                                message="the plan purged")
+            assert purged["child"] is None and purged["items"] == [] and purged["coordinator_user"] is None
+            assert purged["withdrawn_at"] is not None
+            stored = tables_containing(engine_of(client), "Utredning hos BUP", "Familjebehandling")
+            assert stored == []
+            # The invitation under the other consent (coordination_meeting) still stands; the plan holds nothing.
+            assert [t for t in tables_containing(engine_of(client), "Testbarn", "20130412")
+                    if t.startswith("received_plan.")] == []
+
+        # A later change no longer leaves: the consent service refuses it for both.
+        assert school.post(f"{url}/plan-items/{items['school']}/status", headers=SCHOOL_BBA,
+                           json={"status": "done"}).status_code == 200
+        shared = school.get(f"{url}/plan", headers=SCHOOL_BBA).json()["shared_with"]
+        assert [(s["org"], s["consent_id"], bool(s["refused"])) for s in shared] == [
+            ("region", None, True), ("social", None, True)]
