@@ -301,6 +301,10 @@ def identity_matches_key(event: SipPlanShared, *, pair_secret: str) -> bool:
 
 def receive_plan(session: Session, *, envelope: Envelope, event: SipPlanShared) -> None:
     """Keep the newest version of a plan another organisation holds; an older or equal one changes nothing."""
+    known = {status.value for status in PlanItemStatus}
+    if any(item.status not in known for item in event.items):
+        # Stored items are read back as PlanItemStatus: one the holder could not have written is refused.
+        raise Reject("an item has an unknown status", code="invalid_status")
     row = session.get(ReceivedPlan, event.plan_id)
     if row is not None and row.from_org != envelope.source_org:
         raise Reject("the plan id belongs to another organisation's plan", code="other_holder")
