@@ -26,9 +26,9 @@ Factory = Callable[..., Any]
 
 @contextmanager
 def _orgs(federation: Federation, with_consent: Factory) -> Iterator[tuple[TestClient, TestClient, TestClient]]:
-    school = MeetingsSettings(**federation.settings("school"))  # type: ignore[arg-type]
-    region = MeetingsSettings(**federation.settings("region"))  # type: ignore[arg-type]
-    social = MeetingsSettings(**federation.settings("social"))  # type: ignore[arg-type]
+    school = MeetingsSettings(**federation.settings("school"))
+    region = MeetingsSettings(**federation.settings("region"))
+    social = MeetingsSettings(**federation.settings("social"))
     with (TestClient(create_app(school)) as school_client, with_consent(school_client),
           TestClient(create_app(region)) as region_client, TestClient(create_app(social)) as social_client):
         yield school_client, region_client, social_client
@@ -46,7 +46,8 @@ def _copy(client: TestClient, headers: dict[str, str], plan_id: str,
 def _wait_copy(client: TestClient, headers: dict[str, str], plan_id: str, check: Callable[[dict[str, Any]], bool],
                message: str) -> dict[str, Any]:
     org = client.app.state.settings.org  # type: ignore[attr-defined]
-    return wait_for(lambda: _copy(client, headers, plan_id, check), message=f"{message} at {org}")
+    found: dict[str, Any] = wait_for(lambda: _copy(client, headers, plan_id, check), message=f"{message} at {org}")
+    return found
 
 
 def _statuses(plan: dict[str, Any]) -> dict[str, str]:

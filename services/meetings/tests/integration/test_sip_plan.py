@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from tillsammans_common.db import make_engine
 from tillsammans_common.events import Envelope
@@ -39,7 +39,7 @@ def client(tmp_path: Path, nats_url: str, with_consent: Factory) -> Any:
 
 def _events(client: TestClient, event_type: str) -> list[Envelope]:
     with Session(engine_of(client)) as session:
-        rows = session.exec(select(OutboxMessage).order_by(OutboxMessage.seq)).all()  # type: ignore[arg-type]
+        rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.seq))).all()
     return [Envelope.from_bytes(row.body) for row in rows if row.nats_subject.endswith("." + event_type)]
 
 
@@ -192,7 +192,8 @@ def test_overdue_once_across_a_restart_and_listed_to_those_who_need_to_know(
     first = FollowUpScheduler(engine_of(client), settings, now=lambda: clock[0])
 
     def run(scheduler: FollowUpScheduler) -> int:
-        return client.portal.call(scheduler.run_once)  # type: ignore[union-attr]
+        marked: int = client.portal.call(scheduler.run_once)  # type: ignore[union-attr]
+        return marked
 
     assert run(first) == 0  # due the 10th: overdue once the day has passed, not during it
     clock[0] = datetime(2030, 1, 11, 0, 1, tzinfo=UTC)
