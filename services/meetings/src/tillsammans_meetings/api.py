@@ -223,9 +223,11 @@ async def mark_held(request: Request, access: MeetingRunner) -> MeetingPublic:
 async def list_follow_ups(request: Request, principal: CurrentPrincipal,
                           overdue: Annotated[bool, Query(description="Only those overdue.")] = False
                           ) -> FollowUpsPublic:
-    """The open follow-ups (or with overdue=true those whose time passed) and the overdue actions."""
+    """The open follow-ups (or with overdue=true those whose time passed), the overdue actions of plans held
+    here, and this organisation's own overdue actions in plans shared here (coordinators, integrations)."""
     return await run_query(request.app.state.infra.engine, lambda session: follow_ups.list_follow_ups(
-        session, principal=principal, overdue=overdue, facts=service.meeting_facts))
+        session, principal=principal, overdue=overdue, org=request.app.state.settings.org,
+        facts=service.meeting_facts))
 
 
 @router.get("/received-plans", response_model=list[ReceivedPlanSummary],

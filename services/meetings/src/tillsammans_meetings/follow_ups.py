@@ -8,12 +8,13 @@ row once, and a scheduler that restarts carries on where the database says it is
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from tillsammans_common import policy
+from tillsammans_common.audit import audit
 from tillsammans_common.auth import Principal
 from tillsammans_common.db import session_scope, utcnow
 from tillsammans_common.errors import Conflict, NotFound
@@ -29,8 +30,11 @@ from tillsammans_meetings.models import (
     MeetingKind,
     MeetingPublic,
     OverduePlanItem,
+    OverdueReceivedItem,
     PlanItem,
     PlanItemStatus,
+    ReceivedPlan,
+    ReceivedStatus,
 )
 
 Clock = Callable[[], datetime]
@@ -117,13 +121,16 @@ def mark_overdue(engine: Engine, *, settings: ServiceSettings, now: datetime) ->
     return marked
 
 
-def list_follow_ups(session: Session, *, principal: Principal, overdue: bool,
-                    facts: Callable[[Session, str], policy.Facts]) -> FollowUpsPublic:
+def list_follow_ups(session: Session, *, principal: Principal, overdue: bool, org: str,
+                    facts: Callable[[Session, str], policy.Facts], today: date | None = None) -> FollowUpsPublic:
     """The follow-ups (all open ones, or only the overdue) and the overdue actions of plans the caller may read.
 
     Each row is admitted by the same rule as reading its meeting (the case's BBA, delegates, the
     unit's integration, the one who booked it, the samordningsperson), and each admitted one is audited.
+    Coordinators and integrations also see this organisation's own open actions, past their due date,
+    in the plans other organisations share here.
     """
+    day = today or utcnow().date()
     query = select(Meeting).where(Meeting.kind == MeetingKind.FOLLOW_UP, col(Meeting.held_at).is_(None))
     if overdue:
         query = query.where(col(Meeting.overdue_at).is_not(None))
@@ -146,4 +153,27 @@ def list_follow_ups(session: Session, *, principal: Principal, overdue: bool,
                 id=item.id, meeting_id=meeting.id, case_id=meeting.case_id, responsible_org=item.responsible_org,
                 responsible_person=item.responsible_person, due=item.due, status=item.status,
                 overdue_at=as_utc(item.overdue_at)))
-    return FollowUpsPublic(follow_ups=follow_ups, overdue_plan_items=items)
+    return FollowUpsPublic(follow_ups=follow_ups, overdue_plan_items=items,
+                           overdue_in_received_plans=_overdue_in_received_plans(
+                               session, principal=principal, org=org, today=day))
+
+
+def _overdue_in_received_plans(session: Session, *, principal: Principal, org: str,
+                               today: date) -> list[OverdueReceivedItem]:
+    # This organisation's own actions in the plans others hold: the holder's scheduler watches them too,
+    # but the principal that must act sees them here, from its own copy.
+    if policy.decide(principal, policy.Action.RECEIVED_PLANS_READ) is None:
+        return []
+    overdue: list[OverdueReceivedItem] = []
+    for plan in session.exec(select(ReceivedPlan).where(ReceivedPlan.status == ReceivedStatus.RECEIVED)).all():
+        mine = [item for item in plan.items if item.get("responsible_org") == org and item.get("due")
+                and date.fromisoformat(item["due"]) < today
+                and PlanItemStatus(item["status"]) not in CLOSED_ITEM_STATUSES]
+        for item in mine:
+            overdue.append(OverdueReceivedItem(plan_id=plan.id, from_org=plan.from_org, item_id=item["item_id"],
+                                               responsible_person=item.get("responsible_person"),
+                                               due=date.fromisoformat(item["due"]), status=item["status"]))
+        if mine:
+            audit(session, principal, "received_plan.overdue.list", purpose="sip", record_id=plan.id,
+                  basis="role:" + principal.role.value, protected=plan.protected_identity)
+    return sorted(overdue, key=lambda item: item.due)

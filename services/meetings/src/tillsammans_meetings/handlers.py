@@ -23,7 +23,8 @@ from tillsammans_meetings import service, sip
 
 
 def register(infra: Infrastructure) -> None:
-    """Subscribe meetings' consumers: invitations and consultations from other organisations, and consents."""
+    """Subscribe meetings' consumers: invitations, consultations, SIPs and item reports from other organisations,
+    and consents."""
     settings = infra.settings
 
     def on_invitation(session: Session, envelope: Envelope, event: InvitationSent) -> None:

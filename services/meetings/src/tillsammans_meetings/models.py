@@ -550,11 +550,25 @@ class OverduePlanItem(BaseModel):
     overdue_at: UtcDatetime
 
 
+class OverdueReceivedItem(BaseModel):
+    """This organisation's own action in a plan another organisation holds, past its due date and still open."""
+
+    plan_id: str
+    from_org: str
+    item_id: str
+    responsible_person: str | None
+    due: date
+    status: PlanItemStatus
+
+
 class FollowUpsPublic(BaseModel):
     """The follow-ups (and overdue actions) of the plans the caller has a need to know of."""
 
     follow_ups: list[FollowUpPublic]
     overdue_plan_items: list[OverduePlanItem]
+    overdue_in_received_plans: list[OverdueReceivedItem] = PydanticField(
+        default_factory=list, description="This organisation's own open items of SIPs shared here whose due date "
+                                          "passed; for those who read received plans (coordinator, integration).")
 
 
 class ReceivedInvitationSummary(BaseModel):

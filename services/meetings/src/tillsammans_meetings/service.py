@@ -489,6 +489,7 @@ def apply_withdrawal(session: Session, *, settings: ServiceSettings, event: Cons
         for sent_invitation in sent:
             sent_invitation.status = InvitationStatus.CONSENT_WITHDRAWN
             session.add(sent_invitation)
+        sip.mark_shares_withdrawn(session, consent_id=event.consent_id, child_key=event.child_key)
         return
     received = session.exec(select(ReceivedInvitation).where(
         ReceivedInvitation.consent_id == event.consent_id, ReceivedInvitation.from_org == event.disclosing_org)).all()

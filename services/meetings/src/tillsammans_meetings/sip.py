@@ -332,6 +332,20 @@ def receive_plan(session: Session, *, envelope: Envelope, event: SipPlanShared) 
     session.add(row)
 
 
+def mark_shares_withdrawn(session: Session, *, consent_id: str, child_key: str) -> None:
+    """This organisation's consent was withdrawn: its plans no longer stand shared under it (the receivers purge)."""
+    meetings = session.exec(select(Meeting).where(Meeting.kind == MeetingKind.SIP,
+                                                  Meeting.child_key == child_key)).all()
+    for meeting in meetings:
+        shares = dict(meeting.plan_shares or {})
+        for org, share in shares.items():
+            if share.get("consent_id") == consent_id:
+                shares[org] = {"version": share["version"], "refused": "consent withdrawn"}
+        if shares != meeting.plan_shares:
+            meeting.plan_shares = shares
+            session.add(meeting)
+
+
 def purge_received_plans(session: Session, *, consent_id: str, disclosing_org: str,
                          withdrawn_at: datetime) -> int:
     """Forget the plans received under a withdrawn consent: only that one arrived, and when, remains."""

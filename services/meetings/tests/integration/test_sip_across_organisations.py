@@ -26,9 +26,9 @@ Factory = Callable[..., Any]
 
 @contextmanager
 def _orgs(federation: Federation, with_consent: Factory) -> Iterator[tuple[TestClient, TestClient, TestClient]]:
-    school = MeetingsSettings(**federation.settings("school"))
-    region = MeetingsSettings(**federation.settings("region"))
-    social = MeetingsSettings(**federation.settings("social"))
+    school = MeetingsSettings(**federation.settings("school"))  # type: ignore[arg-type]
+    region = MeetingsSettings(**federation.settings("region"))  # type: ignore[arg-type]
+    social = MeetingsSettings(**federation.settings("social"))  # type: ignore[arg-type]
     with (TestClient(create_app(school)) as school_client, with_consent(school_client),
           TestClient(create_app(region)) as region_client, TestClient(create_app(social)) as social_client):
         yield school_client, region_client, social_client
@@ -72,11 +72,11 @@ def test_the_sip_reaches_each_participant_each_moves_only_its_own_items_and_with
         assert school.put(f"{url}/overall-responsibility", headers=SCHOOL_BBA,
                           json={"org": "social"}).status_code == 200
         items = {}
-        for org, action in [("school", "Närvaroplan"), ("region", "Utredning hos BUP"),
-                            ("social", "Familjebehandling")]:
+        # Region's action is already past its due date: region's own list of follow-ups shows it.
+        for org, action, due in [("school", "Närvaroplan", "2030-01-31"), ("region", "Utredning hos BUP", "2024-01-31"),
+                                 ("social", "Familjebehandling", "2030-01-31")]:
             added = school.post(f"{url}/plan-items", headers=SCHOOL_BBA, json={
-                "action": action, "responsible_org": org, "responsible_person": f"ansvarig.{org}",
-                "due": "2030-01-31"})
+                "action": action, "responsible_org": org, "responsible_person": f"ansvarig.{org}", "due": due})
             assert added.status_code == 201, added.text
             items[org] = added.json()["id"]
         version = school.get(f"{url}/plan", headers=SCHOOL_BBA).json()["version"]
@@ -93,6 +93,12 @@ def test_the_sip_reaches_each_participant_each_moves_only_its_own_items_and_with
             listed = client.get("/received-plans", headers=headers).json()
             assert [p["id"] for p in listed] == [plan_id] and "child" not in listed[0]
         assert region.get("/received-plans", headers=bearer("region", "bba", "bba.bvc")).status_code == 403
+        overdue = region.get("/follow-ups?overdue=true", headers=REGION).json()["overdue_in_received_plans"]
+        assert [(o["plan_id"], o["from_org"], o["item_id"], o["due"]) for o in overdue] == [
+            (plan_id, "school", items["region"], "2024-01-31")]
+        assert social.get("/follow-ups?overdue=true", headers=SOCIAL).json()["overdue_in_received_plans"] == []
+        assert region.get("/follow-ups?overdue=true", headers=bearer("region", "professional", "lakare")).json()[
+            "overdue_in_received_plans"] == []
 
         # Region moves its own item: accepted by school, which shares the plan again with both.
         moved = region.post(f"/received-plans/{plan_id}/items/{items['region']}/status", headers=REGION,
@@ -139,7 +145,10 @@ def test_the_sip_reaches_each_participant_each_moves_only_its_own_items_and_with
             assert [t for t in tables_containing(engine_of(client), "Testbarn", "20130412")
                     if t.startswith("received_plan.")] == []
 
-        # A later change no longer leaves: the consent service refuses it for both.
+        # The holder shows the plan no longer shared under the withdrawn consent ...
+        wait_for(lambda: all(share["refused"] == "consent withdrawn" for share in school.get(
+            f"{url}/plan", headers=SCHOOL_BBA).json()["shared_with"]), message="school to mark its shares withdrawn")
+        # ... and a later change no longer leaves: the consent service refuses it for both.
         assert school.post(f"{url}/plan-items/{items['school']}/status", headers=SCHOOL_BBA,
                            json={"status": "done"}).status_code == 200
         shared = school.get(f"{url}/plan", headers=SCHOOL_BBA).json()["shared_with"]

@@ -216,13 +216,13 @@ def test_overdue_once_across_a_restart_and_listed_to_those_who_need_to_know(
     coordinator = client.get("/follow-ups?overdue=true", headers=bearer("school", "coordinator", "samordnare.eva"))
     assert [f["id"] for f in coordinator.json()["follow_ups"]] == [follow_up_id]
     stranger = client.get("/follow-ups?overdue=true", headers=bearer("school", "coordinator", "annan.samordnare"))
-    assert stranger.json() == {"follow_ups": [], "overdue_plan_items": []}
+    assert stranger.json() == {"follow_ups": [], "overdue_plan_items": [], "overdue_in_received_plans": []}
 
     # Done and held: no longer overdue, and nothing is announced again.
     client.post(f"/meetings/{meeting_id}/plan-items/{early['id']}/status", headers=BBA, json={"status": "done"})
     client.post(f"/meetings/{follow_up_id}/held", headers=BBA)
-    assert client.get("/follow-ups?overdue=true", headers=BBA).json() == {"follow_ups": [],
-                                                                          "overdue_plan_items": []}
+    assert client.get("/follow-ups?overdue=true", headers=BBA).json() == {
+        "follow_ups": [], "overdue_plan_items": [], "overdue_in_received_plans": []}
     clock[0] = datetime(2030, 3, 2, tzinfo=UTC)
     assert run(restarted) == 1  # only the late item, due the 1st of March
     assert [e.data["plan_item_id"] for e in _events(client, "meetings.plan_item.overdue.v1")] == [
