@@ -3,16 +3,21 @@ its own database, over one broker with an account per organisation."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from tillsammans_common.events.meetings import SipItemStatusReported
-from tillsammans_common.messaging.egress import send_receipt
+from tillsammans_common.auth import Principal, Role
+from tillsammans_common.events.meetings import ChildIdentity, SipItemStatusReported, SipPlanShared
+from tillsammans_common.messaging.egress import disclose, prepare_disclosure, send_receipt
+from tillsammans_common.messaging.gate import DisclosureVerdict
 from tillsammans_common.models import DeadLetter
+from tillsammans_common.personnummer import pair_key
 from tillsammans_common.testing import Federation, bearer, engine_of, tables_containing, wait_for
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
@@ -154,3 +159,43 @@ def test_the_sip_reaches_each_participant_each_moves_only_its_own_items_and_with
         shared = school.get(f"{url}/plan", headers=SCHOOL_BBA).json()["shared_with"]
         assert [(s["org"], s["consent_id"], bool(s["refused"])) for s in shared] == [
             ("region", None, True), ("social", None, True)]
+
+
+def test_region_refuses_a_plan_about_another_child_or_not_meant_for_it(
+        federation: Federation, with_consent: Factory, seed: Factory, grant: Factory) -> None:
+    with _orgs(federation, with_consent) as (school, region, _social):
+        seed(school)
+        consent = grant(school, receiving=["region"], categories=["identity", "concern"], purpose="sip")
+        settings: MeetingsSettings = school.app.state.settings  # type: ignore[attr-defined]
+        consented_key = pair_key("201304121237", settings.pair_secret("region"))
+
+        def forged(name: str, participants: list[str], personnummer: str) -> SipPlanShared:
+            return SipPlanShared(
+                plan_id=str(uuid.uuid4()), version=1, kind="sip", scheduled_at=datetime.now(UTC),
+                child_key=consented_key, child=ChildIdentity(personnummer=personnummer, name=name),
+                participants=participants, items=[])
+
+        # A sender bug or forgery, written past the first decision: the consented child's key with another
+        # child's identity, and a plan that does not name region among its participants.
+        plans = [forged("Annat Barn", ["region", "school"], "201001010006"),
+                 forged("Testbarn Testsson", ["school", "social"], "201304121237")]
+        with Session(engine_of(school)) as session:
+            for plan in plans:
+                disclosure = prepare_disclosure(plan, settings=settings, to_org="region", subject=plan.plan_id,
+                                                principal=Principal(org="school", user="bba", role=Role.BBA),
+                                                child_ref=consent.child_key)
+                disclose(session, disclosure, DisclosureVerdict(
+                    decision_id="none", event_id=disclosure.envelope_id, allowed=True, consent_id=consent.consent_id,
+                    reason="test", decided_at=datetime.now(UTC)), settings=settings)
+            session.commit()
+
+        def dead_letters() -> list[DeadLetter] | None:
+            with Session(engine_of(region)) as session:
+                letters = list(session.exec(select(DeadLetter).where(
+                    DeadLetter.event_type == "meetings.sip.plan.v1")).all())
+            return letters if len(letters) == 2 else None
+
+        reasons = sorted(letter.reason for letter in wait_for(dead_letters, message="region to refuse both plans"))
+        assert reasons[0].startswith("Reject: child key does not match")
+        assert reasons[1].startswith("Reject: participants does not name this organisation")
+        assert region.get("/received-plans", headers=REGION).json() == []
