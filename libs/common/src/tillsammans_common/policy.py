@@ -59,6 +59,10 @@ class Action(StrEnum):
     """Accept (naming participants) or decline an invitation another organisation sent."""
     RECEIVED_INVITATION_CALENDAR = "received_invitation.calendar"
     """Fetch a received invitation's meeting as a calendar file (no child data in it)."""
+    RECEIVED_PLANS_READ = "received_plans.read"
+    """Read the SIPs other organisations share here (the child may have no case here yet)."""
+    RECEIVED_PLAN_REPORT = "received_plans.report"
+    """Move this organisation's own items of another organisation's SIP on (reported to its holder)."""
     REPLICAS_READ = "replicas.read"
     CONSULTATION_ASK = "consultation.ask"
     CONSULTATION_READ = "consultation.read"
@@ -118,6 +122,8 @@ ROLE_RULES: dict[Action, frozenset[Role]] = {
     Action.DISCLOSURE_ASK: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
     Action.RECEIVED_INVITATIONS_READ: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
     Action.INVITATION_ANSWER: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
+    Action.RECEIVED_PLANS_READ: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
+    Action.RECEIVED_PLAN_REPORT: frozenset({Role.COORDINATOR, Role.INTEGRATION}),
     Action.REPLICAS_READ: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_ASK: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_READ: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlmodel import Session
 
 from tillsammans_common.messaging.egress import request_permits
 from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, on_record
 from tillsammans_common.web import run_command, run_query
-from tillsammans_meetings import service
+from tillsammans_meetings import follow_ups, service, sip
 from tillsammans_meetings.calendar import MEDIA_TYPE as CALENDAR
 from tillsammans_meetings.models import (
     AcceptInvitation,
@@ -20,17 +22,27 @@ from tillsammans_meetings.models import (
     CoordinatorPut,
     DeclineInvitation,
     FollowUpCreate,
+    FollowUpsPublic,
     MeetingCreate,
     MeetingPublic,
+    OverallResponsibilityPut,
     PlanItemCreate,
     PlanItemPublic,
+    PlanItemStatusPut,
     ReceivedConsultationPublic,
     ReceivedInvitationPublic,
     ReceivedInvitationSummary,
+    ReceivedPlanPublic,
+    ReceivedPlanSummary,
     ReviewCreate,
     ScheduleMeeting,
+    SipPlanPublic,
+)
+from tillsammans_meetings.models import (
+    Meeting as MeetingRow,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["meetings"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="Repeat-safe POSTs.")]
 
@@ -56,6 +68,32 @@ CALENDAR_RESPONSE = {200: {"description": "An iCalendar object (RFC 5545/5546) w
 def _calendar(body: bytes) -> Response:
     return Response(content=body, media_type=CALENDAR,
                     headers={"Content-Disposition": 'inline; filename="meeting.ics"'})
+
+
+ReceivedPlanReader = Annotated[Access, allowed(Action.RECEIVED_PLANS_READ)]
+ReceivedPlanReporter = Annotated[Access, allowed(Action.RECEIVED_PLAN_REPORT)]
+
+
+async def _share_plan(request: Request, access: Access) -> None:
+    """Put the meeting's changed plan (a SIP's) to its participants, under consent decided now.
+
+    After the change committed: a consent service that does not answer leaves the plan pending, and
+    the follow-up scheduler shares it on its next pass.
+    """
+    settings = request.app.state.settings
+    infra = request.app.state.infra
+
+    def participating(session: Session, meeting: MeetingRow) -> set[str]:
+        return service.participants(session, settings=settings, meeting=meeting)
+
+    try:
+        await sip.share_plans(engine=infra.engine, connection=infra.broker.connection, settings=settings,
+                              principal=access.principal, participating=participating,
+                              meeting_ids=[access.facts.record_id or ""])
+    except Exception as exc:
+        # The change is committed and its version pending: the scheduler's next pass shares it. The type
+        # only, a database error's text can quote the child's identity.
+        log.warning("plan not shared now; the scheduler retries", extra={"error_type": type(exc).__name__})
 
 
 @router.post("/meetings", status_code=201, response_model=MeetingPublic,
@@ -120,34 +158,125 @@ async def get_meeting(request: Request, access: MeetingReader) -> MeetingPublic:
 async def appoint_coordinator(request: Request, body: CoordinatorPut, access: MeetingRunner) -> MeetingPublic:
     """Appoint the coordinator; a choice other than the child's wish needs special_reason (422 otherwise)."""
     settings = request.app.state.settings
-    return await run_query(request.app.state.infra.engine, lambda session: service.appoint_coordinator(
+    appointed = await run_query(request.app.state.infra.engine, lambda session: service.appoint_coordinator(
         session, settings=settings, access=access, data=body))
+    await _share_plan(request, access)
+    return appointed
 
 
 @router.post("/meetings/{meeting_id}/plan-items", status_code=201, response_model=PlanItemPublic,
              summary="Add an action to the plan")
 async def add_plan_item(request: Request, body: PlanItemCreate, access: MeetingRunner,
                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    """Add a plan item; the responsible organisation must take part in the meeting."""
+    """Add a plan item: an organisation of the meeting, or 'others' with responsible_party (the family, ...)."""
     settings = request.app.state.settings
-    return await run_command(
+    added = await run_command(
         request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
         request=request, body=body, action=lambda session: PlanItemPublic.model_validate(service.add_plan_item(
             session, settings=settings, access=access, data=body), from_attributes=True),
     )
+    await _share_plan(request, access)
+    return added
 
 
 @router.post("/meetings/{meeting_id}/follow-up", status_code=200, response_model=MeetingPublic,
              summary="Book the uppföljning")
 async def book_follow_up(request: Request, body: FollowUpCreate, access: MeetingRunner,
                          idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    """Book the follow-up; 409 without a coordinator, 422 unless it is after the meeting."""
+    """Book the follow-up, a meeting of its own (kind follow_up, ``follow_up_id``); 409 without a coordinator,
+    422 unless it is after the meeting. Booking again moves it."""
     settings = request.app.state.settings
-    return await run_command(
+    booked = await run_command(
         request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
         request=request, body=body, status_code=200, action=lambda session: service.book_follow_up(
             session, settings=settings, access=access, data=body),
     )
+    await _share_plan(request, access)
+    return booked
+
+
+@router.get("/meetings/{meeting_id}/plan", response_model=SipPlanPublic,
+            summary="The plan (SIP): actions, responsible principals, actions by others, overall responsibility")
+async def get_plan(request: Request, access: MeetingReader) -> SipPlanPublic:
+    """Read the plan with its version and where it was shared (audited)."""
+    return await run_query(request.app.state.infra.engine, lambda session: sip.get_plan(session, access=access))
+
+
+@router.get("/meetings/{meeting_id}/plan.html", response_class=HTMLResponse,
+            summary="The plan as a printable document for the family")
+async def plan_document(request: Request, access: MeetingReader) -> HTMLResponse:
+    """The plan for the family to keep (it names the child; audited)."""
+    return HTMLResponse(await run_query(request.app.state.infra.engine, lambda session: sip.plan_document(
+        session, access=access)))
+
+
+@router.put("/meetings/{meeting_id}/overall-responsibility", response_model=SipPlanPublic,
+            summary="Name the principal with overall responsibility for the SIP")
+async def set_overall_responsibility(request: Request, body: OverallResponsibilityPut,
+                                     access: MeetingRunner) -> SipPlanPublic:
+    """This organisation or one whose invitation stands (422 otherwise); the plan is shared again."""
+    settings = request.app.state.settings
+    plan = await run_query(request.app.state.infra.engine, lambda session: sip.set_overall_responsibility(
+        session, settings=settings, access=access, data=body, participating=service.participants(
+            session, settings=settings, meeting=service.get_meeting_row(session, access))))
+    await _share_plan(request, access)
+    return plan
+
+
+@router.post("/meetings/{meeting_id}/plan-items/{item_id}/status", response_model=PlanItemPublic,
+             summary="Move one of this organisation's own plan items on")
+async def set_item_status(request: Request, item_id: RecordId, body: PlanItemStatusPut,
+                          access: MeetingRunner) -> PlanItemPublic:
+    """planned -> in_progress -> done, or cancelled; 409 for any other move, 403 for another principal's item."""
+    settings = request.app.state.settings
+    item = await run_query(request.app.state.infra.engine, lambda session: sip.set_item_status(
+        session, settings=settings, access=access, item_id=item_id, data=body))
+    await _share_plan(request, access)
+    return item
+
+
+@router.post("/meetings/{meeting_id}/held", response_model=MeetingPublic, summary="Record that the meeting was held")
+async def mark_held(request: Request, access: MeetingRunner) -> MeetingPublic:
+    """A follow-up held is no longer overdue; 409 when already recorded."""
+    return await run_query(request.app.state.infra.engine, lambda session: follow_ups.mark_held(
+        session, access=access, view=service.meeting_view))
+
+
+@router.get("/follow-ups", response_model=FollowUpsPublic,
+            summary="Follow-ups and overdue plan items of the plans the caller may read")
+async def list_follow_ups(request: Request, principal: CurrentPrincipal,
+                          overdue: Annotated[bool, Query(description="Only those overdue.")] = False
+                          ) -> FollowUpsPublic:
+    """The open follow-ups (or with overdue=true those whose time passed), the overdue actions of plans held
+    here, and this organisation's own overdue actions in plans shared here (coordinators, integrations)."""
+    return await run_query(request.app.state.infra.engine, lambda session: follow_ups.list_follow_ups(
+        session, principal=principal, overdue=overdue, org=request.app.state.settings.org,
+        facts=service.meeting_facts))
+
+
+@router.get("/received-plans", response_model=list[ReceivedPlanSummary],
+            summary="SIPs other organisations share here (without identities)")
+async def received_plans(request: Request, access: ReceivedPlanReader) -> list[ReceivedPlanSummary]:
+    """The newest version of each plan shared here, newest first; open one to see the child (audited)."""
+    return await run_query(request.app.state.infra.engine, lambda session: sip.list_received_plans(
+        session, principal=access.principal))
+
+
+@router.get("/received-plans/{plan_id}", response_model=ReceivedPlanPublic, summary="One SIP shared here")
+async def received_plan(request: Request, plan_id: RecordId, access: ReceivedPlanReader) -> ReceivedPlanPublic:
+    """Read one received plan (audited); once its consent is withdrawn, only that it arrived remains."""
+    return await run_query(request.app.state.infra.engine, lambda session: sip.get_received_plan(
+        session, principal=access.principal, plan_id=plan_id))
+
+
+@router.post("/received-plans/{plan_id}/items/{item_id}/status", response_model=ReceivedPlanPublic,
+             status_code=202, summary="Move this organisation's own item of a shared SIP on (reported to its holder)")
+async def report_item_status(request: Request, plan_id: RecordId, item_id: RecordId, body: PlanItemStatusPut,
+                             access: ReceivedPlanReporter) -> ReceivedPlanPublic:
+    """Sent to the plan's holder, who applies it and shares the plan again (202); 403 for another's item."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: sip.report_item_status(
+        session, settings=settings, principal=access.principal, plan_id=plan_id, item_id=item_id, data=body))
 
 
 @router.post("/consultations", status_code=201, response_model=ConsultationPublic,

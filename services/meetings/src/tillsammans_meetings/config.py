@@ -14,3 +14,5 @@ class MeetingsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TILLSAMMANS_MEETINGS_", extra="ignore")
 
     port: int = 8004
+    follow_up_scan_seconds: float = 60.0
+    """How often the scheduler looks for follow-ups and plan items whose time passed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlmodel import Session
 
 from tillsammans_common.cases import keep_cases
@@ -15,15 +17,18 @@ from tillsammans_common.events.meetings import (
     InvitationSent,
     MeetingCancelled,
     MeetingRescheduled,
+    SipItemStatusReported,
+    SipPlanShared,
 )
 from tillsammans_common.messaging.consent_replica import keep_replica
 from tillsammans_common.messaging.consumer import Reject, consume
 from tillsammans_common.service_app import Infrastructure
-from tillsammans_meetings import service
+from tillsammans_meetings import service, sip
 
 
 def register(infra: Infrastructure) -> None:
-    """Subscribe meetings' consumers: invitations and consultations from other organisations, and consents."""
+    """Subscribe meetings' consumers: invitations, consultations, SIPs and item reports from other organisations,
+    and consents."""
     settings = infra.settings
 
     def on_invitation(session: Session, envelope: Envelope, event: InvitationSent) -> None:
@@ -67,5 +72,33 @@ def register(infra: Infrastructure) -> None:
 
     consume(infra.broker, infra.engine, settings, event=MappingCompleted, handler=on_mapping_completed,
             durable="completed-mappings")
+
+    def on_plan(session: Session, envelope: Envelope, event: SipPlanShared) -> None:
+        # As for an invitation: the consent was checked for event.child_key, which must be this child's.
+        if not sip.identity_matches_key(event, pair_secret=settings.pair_secret(envelope.source_org)):
+            raise Reject("child key does not match the child in the plan", code="key_mismatch")
+        sip.receive_plan(session, envelope=envelope, event=event)
+
+    def on_item_status(session: Session, envelope: Envelope, event: SipItemStatusReported) -> None:
+        sip.apply_reported_status(session, settings=settings, envelope=envelope, event=event,
+                                  participating=lambda meeting: service.participants(
+                                      session, settings=settings, meeting=meeting))
+
+    sharing: set[asyncio.Task[None]] = set()
+
+    def share_again() -> None:
+        # The holder shares the changed plan once the report is committed, under consent decided now;
+        # a pass that fails is retried by the follow-up scheduler (the plan stays pending in the database).
+        task = asyncio.get_running_loop().create_task(sip.share_plans(
+            engine=infra.engine, connection=infra.broker.connection, settings=settings, principal=None,
+            participating=lambda session, meeting: service.participants(session, settings=settings,
+                                                                        meeting=meeting)))
+        sharing.add(task)
+        task.add_done_callback(sharing.discard)
+
+    consume(infra.broker, infra.engine, settings, event=SipPlanShared, handler=on_plan, durable="sip-plans-received",
+            from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=SipItemStatusReported, handler=on_item_status,
+            durable="sip-item-status-received", from_other_orgs=True, after_commit=share_again)
     keep_replica(infra, on_withdrawn=on_withdrawn)
     keep_cases(infra)

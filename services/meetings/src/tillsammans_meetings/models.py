@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
@@ -80,6 +80,30 @@ class ReceivedStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class PlanItemStatus(StrEnum):
+    """Where an action of the plan is: planned, in progress, done or cancelled."""
+
+    PLANNED = "planned"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+ITEM_TRANSITIONS: dict[PlanItemStatus, frozenset[PlanItemStatus]] = {
+    PlanItemStatus.PLANNED: frozenset({PlanItemStatus.IN_PROGRESS, PlanItemStatus.DONE, PlanItemStatus.CANCELLED}),
+    PlanItemStatus.IN_PROGRESS: frozenset({PlanItemStatus.DONE, PlanItemStatus.CANCELLED}),
+    PlanItemStatus.DONE: frozenset(),
+    PlanItemStatus.CANCELLED: frozenset(),
+}
+"""The status an item may move to from each status; done and cancelled are final (a new item is added instead)."""
+
+CLOSED_ITEM_STATUSES = frozenset({PlanItemStatus.DONE, PlanItemStatus.CANCELLED})
+
+OTHERS = "others"
+"""The responsible principal of an action by others than the participating organisations (the family, a
+voluntary organisation): named by ``responsible_party``."""
+
+
 class AgeBand(StrEnum):
     """The only thing an anonymous consultation says about the child's age."""
 
@@ -124,6 +148,16 @@ class Meeting(SQLModel, table=True):
         "Counts the changes sent to the invited organisations (reschedules, the cancel): iCalendar's SEQUENCE."))
     cancelled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     cancel_reason: str | None = Field(default=None, max_length=1000)
+    overall_responsible_org: str | None = Field(default=None, max_length=32, description=(
+        "The principal with overall responsibility for the SIP (SoL 2 kap. 7 §, HSL 16 kap. 4 §)."))
+    plan_version: int = Field(default=0, description="Raised by every change of the plan; receivers keep the newest.")
+    plan_shared_version: int = Field(default=0, description="The plan version last put to the participants.")
+    plan_shares: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    follow_up_of: str | None = Field(default=None, index=True, max_length=64, description=(
+        "For a follow-up (kind follow_up): the meeting whose plan it follows up."))
+    follow_up_id: str | None = Field(default=None, max_length=64, description="The follow-up meeting booked for it.")
+    held_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    overdue_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class Invitation(SQLModel, table=True):
@@ -203,6 +237,13 @@ class PlanItem(SQLModel, table=True):
     due: date | None = None
     created_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    responsible_party: str | None = Field(default=None, max_length=200, description=(
+        "Who, when the responsible principal is 'others' (e.g. vårdnadshavare, föreningen X)."))
+    responsible_person: str | None = Field(default=None, max_length=128)
+    status: PlanItemStatus = Field(default=PlanItemStatus.PLANNED, sa_column=_enum_column(PlanItemStatus))
+    status_changed_by: str | None = Field(default=None, max_length=160)
+    status_changed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    overdue_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class ReceivedInvitation(SQLModel, table=True):
@@ -238,6 +279,32 @@ class ReceivedInvitation(SQLModel, table=True):
     answered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     answered_by: str | None = Field(default=None, max_length=128)
     reply_sequence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+
+
+class ReceivedPlan(SQLModel, table=True):
+    """A SIP another organisation holds and shared here under a consent for purpose sip (its newest version)."""
+
+    __tablename__ = "received_plan"
+
+    id: str = Field(primary_key=True, max_length=64, description="The owner's meeting id (the plan's id).")
+    from_org: str = Field(max_length=32)
+    consent_id: str = Field(index=True, max_length=64)
+    version: int
+    kind: str = Field(max_length=32)
+    scheduled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    child_personnummer: str = Field(max_length=12)
+    child_name: str = Field(max_length=200)
+    protected_identity: bool = False
+    child_key: str = Field(max_length=64)
+    coordinator_org: str | None = Field(default=None, max_length=32)
+    coordinator_user: str | None = Field(default=None, max_length=128)
+    overall_responsible_org: str | None = Field(default=None, max_length=32)
+    follow_up_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    items: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    status: ReceivedStatus = Field(default=ReceivedStatus.RECEIVED, sa_column=_enum_column(ReceivedStatus))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class Consultation(SQLModel, table=True):
@@ -341,13 +408,32 @@ class CoordinatorPut(BaseModel):
 
 
 class PlanItemCreate(BaseModel):
-    """Add an action to the plan."""
+    """Add an action to the plan: what, which principal (or others, named), which person, by when."""
 
     model_config = ConfigDict(extra="forbid")
     action: str = PydanticField(min_length=1, max_length=1000)
-    responsible_org: OrgId
+    responsible_org: OrgId | Literal["others"] = PydanticField(
+        description="An organisation of the meeting, or 'others' for an action by the family, a voluntary "
+                    "organisation... (then responsible_party names them).")
+    responsible_party: str | None = PydanticField(None, min_length=1, max_length=200,
+                                                  description="Required with responsible_org 'others'.")
+    responsible_person: UserId | None = PydanticField(None, description="A user id or a role, e.g. 'mentor'.")
     responsible_role: str | None = PydanticField(None, min_length=1, max_length=64)
     due: date | None = None
+
+
+class PlanItemStatusPut(BaseModel):
+    """Move an item of the plan on: planned -> in_progress -> done, or cancelled."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: PlanItemStatus
+
+
+class OverallResponsibilityPut(BaseModel):
+    """Name the principal with overall responsibility for the SIP."""
+
+    model_config = ConfigDict(extra="forbid")
+    org: OrgId
 
 
 class FollowUpCreate(BaseModel):
@@ -451,7 +537,11 @@ class PlanItemPublic(BaseModel):
     action: str
     responsible_org: str
     responsible_role: str | None
+    responsible_party: str | None
+    responsible_person: str | None
     due: date | None
+    status: PlanItemStatus
+    overdue_at: UtcDatetime | None
     created_by: str
     created_at: UtcDatetime
 
@@ -495,8 +585,128 @@ class MeetingPublic(BaseModel):
     sequence: int
     cancelled_at: UtcDatetime | None
     cancel_reason: str | None
+    overall_responsible_org: str | None
+    plan_version: int
+    follow_up_of: str | None
+    follow_up_id: str | None
+    held_at: UtcDatetime | None
+    overdue_at: UtcDatetime | None
     invitations: list[InvitationPublic]
     plan_items: list[PlanItemPublic]
+
+
+class PlanShare(BaseModel):
+    """How the plan reached one participating organisation: the version sent and its consent, or why not."""
+
+    org: str
+    version: int
+    consent_id: str | None = None
+    refused: str | None = None
+
+
+class SipPlanPublic(BaseModel):
+    """The SIP as its holder sees it: the four things a SIP must state, and where it was shared."""
+
+    meeting_id: str
+    kind: MeetingKind
+    version: int
+    child: ChildOut
+    scheduled_at: UtcDatetime
+    coordinator_org: str | None
+    coordinator_user: str | None
+    child_wish_org: str | None
+    child_wish_person: str | None
+    special_reason: str | None
+    overall_responsible_org: str | None
+    follow_up_at: UtcDatetime | None
+    follow_up_id: str | None
+    items: list[PlanItemPublic]
+    shared_with: list[PlanShare]
+
+
+class ReceivedPlanItem(BaseModel):
+    """An item of a plan another organisation holds."""
+
+    item_id: str
+    action: str
+    responsible_org: str
+    responsible_party: str | None
+    responsible_person: str | None
+    due: date | None
+    status: PlanItemStatus
+
+
+class ReceivedPlanSummary(BaseModel):
+    """A received plan in a list: no identity, open one to see the child and the actions."""
+
+    id: str
+    from_org: str
+    consent_id: str
+    version: int
+    kind: str
+    scheduled_at: UtcDatetime
+    coordinator_org: str | None
+    overall_responsible_org: str | None
+    follow_up_at: UtcDatetime | None
+    status: ReceivedStatus
+    received_at: UtcDatetime
+    updated_at: UtcDatetime
+    withdrawn_at: UtcDatetime | None
+
+
+class ReceivedPlanPublic(ReceivedPlanSummary):
+    """One received plan; once its consent is withdrawn only that it arrived, and when, remains."""
+
+    child: ChildOut | None
+    coordinator_user: str | None
+    items: list[ReceivedPlanItem]
+
+
+class FollowUpPublic(BaseModel):
+    """A booked uppföljning, without the child's identity."""
+
+    id: str
+    case_id: str
+    follow_up_of: str | None
+    scheduled_at: UtcDatetime
+    coordinator_org: str | None
+    coordinator_user: str | None
+    held_at: UtcDatetime | None
+    overdue_at: UtcDatetime | None
+
+
+class OverduePlanItem(BaseModel):
+    """An action of a plan whose due date passed before it was done or cancelled."""
+
+    id: str
+    meeting_id: str
+    case_id: str
+    responsible_org: str
+    responsible_person: str | None
+    due: date | None
+    status: PlanItemStatus
+    overdue_at: UtcDatetime
+
+
+class OverdueReceivedItem(BaseModel):
+    """This organisation's own action in a plan another organisation holds, past its due date and still open."""
+
+    plan_id: str
+    from_org: str
+    item_id: str
+    responsible_person: str | None
+    due: date
+    status: PlanItemStatus
+
+
+class FollowUpsPublic(BaseModel):
+    """The follow-ups (and overdue actions) of the plans the caller has a need to know of."""
+
+    follow_ups: list[FollowUpPublic]
+    overdue_plan_items: list[OverduePlanItem]
+    overdue_in_received_plans: list[OverdueReceivedItem] = PydanticField(
+        default_factory=list, description="This organisation's own open items of SIPs shared here whose due date "
+                                          "passed; for those who read received plans (coordinator, integration).")
 
 
 class ReceivedInvitationSummary(BaseModel):

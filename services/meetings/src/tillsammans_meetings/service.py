@@ -52,8 +52,9 @@ from tillsammans_common.screen import screen_fields
 from tillsammans_common.settings import ServiceSettings
 from tillsammans_common.timestamps import as_utc
 from tillsammans_common.wheel import all_area_codes
-from tillsammans_meetings import calendar
+from tillsammans_meetings import calendar, sip
 from tillsammans_meetings.models import (
+    OTHERS,
     AcceptInvitation,
     Answer,
     CancelMeeting,
@@ -388,6 +389,11 @@ def _not_cancelled(meeting: Meeting) -> None:
         raise Conflict("the meeting is cancelled; it can no longer be changed")
 
 
+def get_meeting_row(session: Session, access: policy.Access) -> Meeting:
+    """The meeting an access was granted to (404 if it went meanwhile)."""
+    return _meeting(session, access.facts.record_id or "")
+
+
 def meeting_facts(session: Session, meeting_id: str) -> policy.Facts:
     """The policy's view of a meeting: the child's case, who called it and who coordinates it."""
     meeting = _meeting(session, meeting_id)
@@ -444,6 +450,7 @@ def appoint_coordinator(session: Session, *, settings: ServiceSettings, access: 
     meeting.coordinator_org = data.appointed.org
     meeting.coordinator_user = data.appointed.user
     meeting.special_reason = data.special_reason
+    sip.changed(meeting)
     session.add(meeting)
     record_event(session, CoordinatorAppointed(
         meeting_id=meeting.id, case_id=meeting.case_id, coordinator_org=data.appointed.org,
@@ -458,12 +465,21 @@ def add_plan_item(session: Session, *, settings: ServiceSettings, access: policy
     """Add an action to the plan; the responsible organisation must take part in the meeting."""
     meeting = _meeting(session, access.facts.record_id or "")
     _not_cancelled(meeting)
-    if data.responsible_org not in participants(session, settings=settings, meeting=meeting):
+    if data.responsible_org == OTHERS:
+        # An action by others (SoL 2 kap. 7 §): the family, a voluntary organisation... named, not an org id.
+        if data.responsible_party is None:
+            raise InvalidField("responsible_party", "name who does it when responsible_org is 'others'")
+    elif data.responsible_org not in participants(session, settings=settings, meeting=meeting):
         raise InvalidField("responsible_org", "must be this organisation or one invited to the meeting")
+    elif data.responsible_party is not None:
+        raise InvalidField("responsible_party", "only for an action by others (responsible_org 'others')")
     item = PlanItem(id=str(uuid.uuid4()), meeting_id=meeting.id, action=data.action,
                     responsible_org=data.responsible_org, responsible_role=data.responsible_role, due=data.due,
+                    responsible_party=data.responsible_party, responsible_person=data.responsible_person,
                     created_by=access.principal.user)
     session.add(item)
+    sip.changed(meeting)
+    session.add(meeting)
     record_event(session, PlanItemAdded(
         meeting_id=meeting.id, case_id=meeting.case_id, plan_item_id=item.id, responsible_org=item.responsible_org,
     ), source=settings.source, org=settings.org, subject=meeting.case_id)
@@ -483,6 +499,22 @@ def book_follow_up(session: Session, *, settings: ServiceSettings, access: polic
         raise InvalidField("follow_up_at", "must be after the meeting")
     meeting.follow_up_at = data.follow_up_at
     meeting.status = MeetingStatus.FOLLOW_UP_BOOKED
+    # The follow-up is a meeting of its own (its own id and calendar), linked to the plan it follows up;
+    # booking again moves it, and a moved follow-up is no longer overdue.
+    follow_up = session.get(Meeting, meeting.follow_up_id) if meeting.follow_up_id else None
+    if follow_up is None or follow_up.held_at is not None:
+        follow_up = Meeting(
+            id=str(uuid.uuid4()), case_id=meeting.case_id, kind=MeetingKind.FOLLOW_UP, scheduled_at=data.follow_up_at,
+            called_by=access.principal.user, child_personnummer=meeting.child_personnummer,
+            child_name=meeting.child_name, protected_identity=meeting.protected_identity, child_key=meeting.child_key,
+            flagged_areas=list(meeting.flagged_areas), concern_summary=meeting.concern_summary,
+            coordinator_org=meeting.coordinator_org, coordinator_user=meeting.coordinator_user,
+            follow_up_of=meeting.id)
+        meeting.follow_up_id = follow_up.id
+    follow_up.scheduled_at = data.follow_up_at
+    follow_up.overdue_at = None
+    session.add(follow_up)
+    sip.changed(meeting)
     session.add(meeting)
     record_event(session, FollowUpBooked(meeting_id=meeting.id, case_id=meeting.case_id,
                                          follow_up_at=data.follow_up_at),
@@ -555,7 +587,7 @@ def receive_consultation(session: Session, *, envelope: Envelope, event: Consult
 def apply_withdrawal(session: Session, *, settings: ServiceSettings, event: ConsentWithdrawn) -> None:
     """A consent was withdrawn: forget what was received under it, or mark what was sent (with the replica update).
 
-    Received invitations keep only the fact that they arrived and when (public records are archived),
+    Received invitations and plans keep only the fact that they arrived and when (public records are archived),
     never the child's identity, key or the concern's free text; the discloser gets a receipt.
     """
     if event.disclosing_org == settings.org:
@@ -564,9 +596,12 @@ def apply_withdrawal(session: Session, *, settings: ServiceSettings, event: Cons
         for sent_invitation in sent:
             sent_invitation.status = InvitationStatus.CONSENT_WITHDRAWN
             session.add(sent_invitation)
+        sip.mark_shares_withdrawn(session, consent_id=event.consent_id, child_key=event.child_key)
         return
     received = session.exec(select(ReceivedInvitation).where(
         ReceivedInvitation.consent_id == event.consent_id, ReceivedInvitation.from_org == event.disclosing_org)).all()
+    plans = sip.purge_received_plans(session, consent_id=event.consent_id, disclosing_org=event.disclosing_org,
+                                     withdrawn_at=event.withdrawn_at)
     for invitation in received:
         invitation.status = ReceivedStatus.WITHDRAWN
         invitation.withdrawn_at = invitation.withdrawn_at or event.withdrawn_at
@@ -577,7 +612,7 @@ def apply_withdrawal(session: Session, *, settings: ServiceSettings, event: Cons
         session.add(invitation)
     send_receipt(session, WithdrawalApplied(
         consent_id=event.consent_id, disclosing_org=event.disclosing_org, receiving_org=settings.org,
-        purged_records=len(received), purged_at=utcnow(),
+        purged_records=len(received) + plans, purged_at=utcnow(),
     ), settings=settings, to_org=event.disclosing_org, subject=event.consent_id)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -213,3 +213,95 @@ class MeetingCancelled(Event):
     invited_org: str
     sequence: int
     cancelled_at: datetime
+
+
+class SharedPlanItem(BaseModel):
+    """One action of a shared SIP: what, which principal (or others, named), which person, by when, and where it is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    item_id: str
+    action: str
+    responsible_org: str
+    """An organisation of the federation, or ``others`` (then ``responsible_party`` names who)."""
+    responsible_party: str | None = None
+    responsible_person: str | None = None
+    due: date | None = None
+    status: str
+
+
+class SipPlanShared(Event):
+    """The whole SIP (samordnad individuell plan) as its holder keeps it, sent to every participating organisation.
+
+    Sent after each change with a higher ``version``; a receiver keeps only the newest. Identifies the
+    child, so it crosses only under a consent for purpose ``sip``.
+    """
+
+    type: ClassVar[str] = "meetings.sip.plan.v1"
+    identifying: ClassVar[bool] = True
+    consent_categories: ClassVar[tuple[str, ...]] = ("identity", "concern")
+    consent_purpose: ClassVar[str] = "sip"
+    receiver_fields: ClassVar[tuple[str, ...]] = ("participants",)
+    plan_id: str
+    """The holder's meeting id."""
+    version: int
+    kind: str
+    scheduled_at: datetime
+    child_key: str
+    """The pair key of the holder and this receiver."""
+    child: ChildIdentity
+    participants: list[str]
+    coordinator_org: str | None = None
+    coordinator_user: str | None = None
+    overall_responsible_org: str | None = None
+    follow_up_at: datetime | None = None
+    items: list[SharedPlanItem]
+
+
+class SipItemStatusReported(Event):
+    """A participating principal moved one of its own items of another organisation's SIP on.
+
+    Names no child: only the holder's plan and item ids. The holder applies it only when the item is
+    the sender's own, then shares the plan again.
+    """
+
+    type: ClassVar[str] = "meetings.sip.item_status.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("reporting_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("holder_org",)
+    plan_id: str
+    item_id: str
+    status: str
+    reporting_org: str
+    holder_org: str
+
+
+class PlanItemStatusChanged(Event):
+    """An item of the plan moved on (by this organisation, or as reported by its responsible principal)."""
+
+    type: ClassVar[str] = "meetings.plan_item.status_changed.v1"
+    meeting_id: str
+    case_id: str
+    plan_item_id: str
+    responsible_org: str
+    status: str
+
+
+class FollowUpOverdue(Event):
+    """A booked follow-up's time passed without it being held."""
+
+    type: ClassVar[str] = "meetings.follow_up.overdue.v1"
+    meeting_id: str
+    follow_up_of: str | None
+    case_id: str
+    scheduled_at: datetime
+    coordinator_org: str | None
+
+
+class PlanItemOverdue(Event):
+    """An action's due date passed without it being done or cancelled."""
+
+    type: ClassVar[str] = "meetings.plan_item.overdue.v1"
+    meeting_id: str
+    case_id: str
+    plan_item_id: str
+    responsible_org: str
+    due: date
