@@ -8,11 +8,17 @@ from tillsammans_common.cases import keep_cases
 from tillsammans_common.events import Envelope
 from tillsammans_common.events.consent import ConsentWithdrawn
 from tillsammans_common.events.intake import ConcernRaised
-from tillsammans_common.events.meetings import ConsultationRequested, InvitationSent
+from tillsammans_common.events.meetings import (
+    AgendaItemPlaced,
+    ConsultationAnswered,
+    ConsultationRequested,
+    ForumDefined,
+    InvitationSent,
+)
 from tillsammans_common.messaging.consent_replica import keep_replica
 from tillsammans_common.messaging.consumer import Reject, consume
 from tillsammans_common.service_app import Infrastructure
-from tillsammans_meetings import service
+from tillsammans_meetings import forums, service
 
 
 def register(infra: Infrastructure) -> None:
@@ -40,5 +46,27 @@ def register(infra: Infrastructure) -> None:
         service.apply_concern_raised(session, event=event)
 
     consume(infra.broker, infra.engine, settings, event=ConcernRaised, handler=on_concern, durable="child-records")
+    # Forums, their agendas and the answers to consultations (decision 0027): anonymous, screened by the sender.
+    consume(infra.broker, infra.engine, settings, event=ForumDefined, handler=on_forum_defined,
+            durable="forums-received", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=AgendaItemPlaced, handler=on_agenda_item,
+            durable="agenda-items-received", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=ConsultationAnswered, handler=on_answer,
+            durable="consultation-answers", from_other_orgs=True)
     keep_replica(infra, on_withdrawn=on_withdrawn)
     keep_cases(infra)
+
+
+def on_forum_defined(session: Session, envelope: Envelope, event: ForumDefined) -> None:
+    """A forum of another organisation's, with this one as a member."""
+    forums.receive_forum(session, envelope=envelope, event=event)
+
+
+def on_agenda_item(session: Session, envelope: Envelope, event: AgendaItemPlaced) -> None:
+    """An anonymous consultation on the agenda of a forum this organisation is a member of."""
+    forums.receive_agenda_item(session, envelope=envelope, event=event)
+
+
+def on_answer(session: Session, envelope: Envelope, event: ConsultationAnswered) -> None:
+    """An answer to one of this organisation's anonymous consultations."""
+    forums.receive_answer(session, envelope=envelope, event=event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -116,3 +116,55 @@ class WithdrawalApplied(Event):
     receiving_org: str
     purged_records: int
     purged_at: datetime
+
+
+class ForumDefined(Event):
+    """A recurring forum (elevhälsoteam, barnhälsogrupp) and its members; carries no child data.
+
+    Sent anonymously (screened) to each member, again whenever the owner changes it; the newest wins.
+    """
+
+    type: ClassVar[str] = "meetings.forum.defined.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("owner_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("member_orgs",)
+    forum_id: str
+    owner_org: str
+    member_orgs: list[str]
+    name: str
+    kind: str
+    rrule: str
+    starts_at: datetime
+    duration_minutes: int
+    location: str
+
+
+class AgendaItemPlaced(Event):
+    """An anonymous consultation on the agenda of one occurrence of a forum: no identity, only what is needed."""
+
+    type: ClassVar[str] = "meetings.agenda_item.placed.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("owner_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("member_orgs",)
+    agenda_item_id: str
+    forum_id: str
+    occurrence_date: date
+    owner_org: str
+    member_orgs: list[str]
+    consultation_id: str
+    age_band: str
+    wheel_areas: list[AreaCode]
+    question: str
+
+
+class ConsultationAnswered(Event):
+    """An organisation's answer to an anonymous consultation it was asked: advice, or "we can help"."""
+
+    type: ClassVar[str] = "meetings.consultation.answered.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("answering_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("asking_org",)
+    answer_id: str
+    consultation_id: str
+    answering_org: str
+    asking_org: str
+    kind: str
+    text: str
+    answered_at: datetime
