@@ -211,8 +211,10 @@ def receive_forum(session: Session, *, envelope: Envelope, event: ForumDefined) 
         raise Reject("the forum id belongs to another organisation's forum", code="foreign_record")
     try:
         kind = ForumKind(event.kind)
-    except ValueError:
-        raise Reject("unknown forum kind", code="invalid_message") from None
+        # The same rules as the owner's: a member never expands a rule its own API would refuse.
+        recurrence.parse(event.rrule, starts_at=as_utc(event.starts_at))
+    except (ValueError, InvalidField):
+        raise Reject("not a forum this service accepts (kind or rrule)", code="invalid_message") from None
     forum = forum or ReceivedForum(id=event.forum_id, from_org=envelope.source_org, name="", kind=kind,
                                    member_orgs=[], rrule="", starts_at=event.starts_at, duration_minutes=0,
                                    location="")

@@ -5,6 +5,7 @@ real nats-server with an account each."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from icalendar import Calendar
 from sqlmodel import Session, select
 
-from tillsammans_common.events.meetings import ConsultationAnswered
+from tillsammans_common.events.meetings import AgendaItemPlaced, ConsultationAnswered, ForumDefined
 from tillsammans_common.messaging.egress import send_anonymous
 from tillsammans_common.models import DeadLetter, OutboxMessage
 from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, tables_containing, wait_for
@@ -217,8 +218,17 @@ def test_a_forged_answer_is_refused_by_the_asker(federation: Federation) -> None
         assert [answer["org"] for answer in detail["answers"]] == ["region"]
 
 
-def test_forum_and_agenda_rules(federation: Federation) -> None:
+def test_forum_and_agenda_rules(federation: Federation, seed: Any) -> None:
     with _federation_of_three(federation) as (school, region, _social):
+        # A consultation about a case of school's is read only by those on the case (the link is who the child is).
+        seed(school)
+        about_case = school.post("/consultations", headers=SCHOOL_BBA, json={
+            "invited_orgs": ["region"], "age_band": "10-12", "wheel_areas": ["trygghet"], "case_id": "case-1",
+            "question": "Hur stöttar vi en elev med oro?"}).json()
+        assert school.get(f"/consultations/{about_case['id']}", headers=SCHOOL_BBA).status_code == 200
+        other_bba = bearer("school", "bba", "bba.solrosen", units=["solrosen"])
+        assert school.get(f"/consultations/{about_case['id']}", headers=other_bba).status_code == 403
+
         outbox = count_rows(school, OutboxMessage)
         for rule in ("FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO,WE", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "nonsense"):
             refused = school.post("/forums", headers=SCHOOL_BBA, json=_forum_body(rrule=rule))
@@ -259,3 +269,50 @@ def test_forum_and_agenda_rules(federation: Federation) -> None:
             subjects = session.exec(select(OutboxMessage.nats_subject)).all()
         assert "inbox.region.school.meetings.forum.defined.v1" in subjects
         assert not [subject for subject in subjects if subject.startswith("inbox.social.")]
+
+
+def test_a_member_refuses_forged_forums_and_agenda_items(federation: Federation) -> None:
+    with _federation_of_three(federation) as (school, region, social):
+        forum = school.post("/forums", headers=SCHOOL_BBA, json=_forum_body()).json()
+        wait_for(lambda: _forum_at(region, REGION_BUP, forum["id"]), message="the forum at region")
+        occurrence = school.get(f"/forums/{forum['id']}/occurrences", headers=SCHOOL_BBA).json()[0]["date"]
+        social_settings: MeetingsSettings = social.app.state.settings  # type: ignore[attr-defined]
+        starts_at = datetime.fromisoformat(forum["starts_at"])
+
+        def defined(**overrides: Any) -> ForumDefined:
+            fields: dict[str, Any] = {
+                "forum_id": str(uuid.uuid4()), "owner_org": "social", "member_orgs": ["region"], "name": "Forum",
+                "kind": "other", "rrule": "FREQ=MONTHLY", "starts_at": starts_at, "duration_minutes": 60,
+                "location": "Rum 1"}
+            fields.update(overrides)
+            return ForumDefined(**fields)
+
+        forgeries = [
+            # Social, a member of school's forum, over its real broker account:
+            defined(forum_id=forum["id"], name="Kapat"),  # takes over school's forum id
+            defined(owner_org="school"),  # claims to be school
+            defined(rrule="FREQ=SECONDLY"),  # a rule region's own API would refuse
+            AgendaItemPlaced(  # puts a question on school's forum
+                agenda_item_id=str(uuid.uuid4()), forum_id=forum["id"], occurrence_date=occurrence,
+                owner_org="social", member_orgs=["region"], consultation_id=str(uuid.uuid4()), age_band="10-12",
+                wheel_areas=["trygghet"], question="Planterad fråga"),
+        ]
+        with Session(engine_of(social)) as session:
+            for event in forgeries:
+                send_anonymous(session, event, settings=social_settings, to_org="region", subject=str(uuid.uuid4()))
+            session.commit()
+
+        def refused() -> list[str]:
+            with Session(engine_of(region)) as session:
+                return sorted(letter.reason for letter in session.exec(select(DeadLetter)).all())
+
+        reasons = wait_for(lambda: len(found := refused()) == 4 and found, message="region to refuse all four")
+        assert reasons == [
+            "Reject: not a forum this service accepts (kind or rrule)",
+            "Reject: owner_org names another organisation than the sender",
+            "Reject: the forum belongs to another organisation",
+            "Reject: the forum id belongs to another organisation's forum"]
+        # School's forum is as school defined it, with an empty agenda, and none of the forgeries was stored.
+        assert _forum_at(region, REGION_BUP, forum["id"]) == forum
+        assert region.get(f"/forums/{forum['id']}/occurrences/{occurrence}/agenda", headers=REGION_BUP).json() == []
+        assert [f["id"] for f in region.get("/forums", headers=REGION_BUP).json()] == [forum["id"]]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tillsammans_common.events import Event
 from tillsammans_common.wheel import AreaCode
@@ -118,24 +118,29 @@ class WithdrawalApplied(Event):
     purged_at: datetime
 
 
+# Bounds of what another organisation may send: its receiver's columns hold no more (refused, not truncated).
+_Short = Annotated[str, Field(min_length=1, max_length=200)]
+_OrgId = Annotated[str, Field(min_length=1, max_length=32)]
+
+
 class ForumDefined(Event):
     """A recurring forum (elevhälsoteam, barnhälsogrupp) and its members; carries no child data.
 
-    Sent anonymously (screened) to each member, again whenever the owner changes it; the newest wins.
+    Sent anonymously (screened) to each member when the owner defines it.
     """
 
     type: ClassVar[str] = "meetings.forum.defined.v1"
     sender_fields: ClassVar[tuple[str, ...]] = ("owner_org",)
     receiver_fields: ClassVar[tuple[str, ...]] = ("member_orgs",)
-    forum_id: str
-    owner_org: str
-    member_orgs: list[str]
-    name: str
-    kind: str
-    rrule: str
+    forum_id: str = Field(min_length=1, max_length=64)
+    owner_org: _OrgId
+    member_orgs: list[_OrgId] = Field(min_length=1, max_length=10)
+    name: _Short
+    kind: str = Field(max_length=32)
+    rrule: str = Field(min_length=1, max_length=300)
     starts_at: datetime
-    duration_minutes: int
-    location: str
+    duration_minutes: int = Field(ge=15, le=480)
+    location: _Short
 
 
 class AgendaItemPlaced(Event):
@@ -144,15 +149,15 @@ class AgendaItemPlaced(Event):
     type: ClassVar[str] = "meetings.agenda_item.placed.v1"
     sender_fields: ClassVar[tuple[str, ...]] = ("owner_org",)
     receiver_fields: ClassVar[tuple[str, ...]] = ("member_orgs",)
-    agenda_item_id: str
-    forum_id: str
+    agenda_item_id: str = Field(min_length=1, max_length=64)
+    forum_id: str = Field(min_length=1, max_length=64)
     occurrence_date: date
-    owner_org: str
-    member_orgs: list[str]
-    consultation_id: str
-    age_band: str
+    owner_org: _OrgId
+    member_orgs: list[_OrgId] = Field(min_length=1, max_length=10)
+    consultation_id: str = Field(min_length=1, max_length=64)
+    age_band: str = Field(min_length=1, max_length=8)
     wheel_areas: list[AreaCode]
-    question: str
+    question: str = Field(min_length=1, max_length=1000)
 
 
 class ConsultationAnswered(Event):
@@ -161,10 +166,10 @@ class ConsultationAnswered(Event):
     type: ClassVar[str] = "meetings.consultation.answered.v1"
     sender_fields: ClassVar[tuple[str, ...]] = ("answering_org",)
     receiver_fields: ClassVar[tuple[str, ...]] = ("asking_org",)
-    answer_id: str
-    consultation_id: str
-    answering_org: str
-    asking_org: str
-    kind: str
-    text: str
+    answer_id: str = Field(min_length=1, max_length=64)
+    consultation_id: str = Field(min_length=1, max_length=64)
+    answering_org: _OrgId
+    asking_org: _OrgId
+    kind: str = Field(max_length=32)
+    text: str = Field(min_length=1, max_length=2000)
     answered_at: datetime
