@@ -221,6 +221,15 @@ async def define_forum(request: Request, body: ForumCreate, access: ForumManager
     )
 
 
+@router.put("/forums/{forum_id}", response_model=ForumPublic,
+            summary="Change a forum: members get the new revision, a member taken out forgets it")
+async def change_forum(request: Request, forum_id: RecordId, body: ForumCreate, access: ForumManager) -> ForumPublic:
+    """Replace the forum's definition (the owner only: 403 at a member); the same rules as defining it."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: forums.change_forum(
+        session, settings=settings, principal=access.principal, forum_id=forum_id, data=body))
+
+
 @router.get("/forums", response_model=list[ForumPublic],
             summary="Forums this organisation holds or is a member of")
 async def list_forums(request: Request, access: ForumReader) -> list[ForumPublic]:

@@ -34,7 +34,8 @@ def forum_calendar(forum: ForumPublic, *, organiser_name: str, now: datetime) ->
     event = Event()
     event.add("uid", forum_uid(forum))
     event.add("dtstamp", now)
-    event.add("sequence", 0)
+    # RFC 5546: a higher SEQUENCE tells the calendar this request replaces the one it holds.
+    event.add("sequence", forum.revision - 1)
     event.add("summary", SUMMARIES[forum.kind])
     event.add("location", forum.location)
     event.add("dtstart", forum.starts_at.astimezone(FORUM_TIMEZONE))

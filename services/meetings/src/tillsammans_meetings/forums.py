@@ -17,9 +17,15 @@ from tillsammans_common import policy
 from tillsammans_common.audit import audit
 from tillsammans_common.auth import Principal
 from tillsammans_common.cases import get_case
+from tillsammans_common.db import utcnow
 from tillsammans_common.errors import Conflict, Forbidden, InvalidField, NotFound
 from tillsammans_common.events import Envelope
-from tillsammans_common.events.meetings import AgendaItemPlaced, ConsultationAnswered, ForumDefined
+from tillsammans_common.events.meetings import (
+    AgendaItemPlaced,
+    ConsultationAnswered,
+    ForumDefined,
+    ForumMembershipEnded,
+)
 from tillsammans_common.messaging.egress import send_anonymous
 from tillsammans_common.messaging.refusals import Reject, Retry
 from tillsammans_common.settings import ServiceSettings
@@ -56,30 +62,72 @@ def forum_view(forum: Forum | ReceivedForum, *, owner_org: str) -> ForumPublic:
     """A forum as its owner and its members see it."""
     return ForumPublic(id=forum.id, owner_org=owner_org, name=forum.name, kind=forum.kind,
                        member_orgs=list(forum.member_orgs), rrule=forum.rrule, starts_at=as_utc(forum.starts_at),
-                       duration_minutes=forum.duration_minutes, location=forum.location)
+                       duration_minutes=forum.duration_minutes, location=forum.location, revision=forum.revision)
 
 
-def define_forum(session: Session, *, settings: ServiceSettings, principal: Principal,
-                 data: ForumCreate) -> ForumPublic:
-    """Define a recurring forum and share its definition (no child data) with each member organisation."""
+def _checked(settings: ServiceSettings, principal: Principal, data: ForumCreate) -> tuple[list[str], str]:
+    """The members and the rule of a forum definition, by the rules of decision 27 (422 otherwise)."""
     if data.unit_id is not None:
         policy.check_unit_scope(principal, data.unit_id)
     members = _invited_orgs(settings, data.member_orgs, field="member_orgs")
     rule_text = data.rrule.strip().removeprefix("RRULE:")
     recurrence.parse(rule_text, starts_at=data.starts_at)
+    return members, rule_text
+
+
+def _share(session: Session, forum: Forum, *, settings: ServiceSettings) -> None:
+    event = ForumDefined(forum_id=forum.id, owner_org=settings.org, member_orgs=list(forum.member_orgs),
+                         name=forum.name, kind=forum.kind.value, rrule=forum.rrule, starts_at=as_utc(forum.starts_at),
+                         duration_minutes=forum.duration_minutes, location=forum.location, revision=forum.revision)
+    for org in forum.member_orgs:
+        # Screened like any anonymous text: a name or room must not smuggle an identity out.
+        send_anonymous(session, event, settings=settings, to_org=org, subject=forum.id)
+
+
+def define_forum(session: Session, *, settings: ServiceSettings, principal: Principal,
+                 data: ForumCreate) -> ForumPublic:
+    """Define a recurring forum and share its definition (no child data) with each member organisation."""
+    members, rule_text = _checked(settings, principal, data)
     forum = Forum(id=str(uuid.uuid4()), name=data.name, kind=data.kind, unit_id=data.unit_id, member_orgs=members,
                   rrule=rule_text, starts_at=data.starts_at, duration_minutes=data.duration_minutes,
                   location=data.location, created_by=principal.user)
     session.add(forum)
-    event = ForumDefined(forum_id=forum.id, owner_org=settings.org, member_orgs=members, name=forum.name,
-                         kind=forum.kind.value, rrule=forum.rrule, starts_at=data.starts_at,
-                         duration_minutes=forum.duration_minutes, location=forum.location)
-    for org in members:
-        # Screened like any anonymous text: a name or room must not smuggle an identity out.
-        send_anonymous(session, event, settings=settings, to_org=org, subject=forum.id)
+    _share(session, forum, settings=settings)
     audit(session, principal, "forum.define", purpose=FORUM_PURPOSE, record_id=forum.id)
     session.flush()
     return forum_view(forum, owner_org=settings.org)
+
+
+def change_forum(session: Session, *, settings: ServiceSettings, principal: Principal, forum_id: str,
+                 data: ForumCreate) -> ForumPublic:
+    """Replace a forum's definition; members get the new revision, a member taken out is told to forget it.
+
+    The agenda stays as it is: an item on a date the new rule no longer meets is still listed under that date.
+    """
+    forum = _owned(session, forum_id)
+    members, rule_text = _checked(settings, principal, data)
+    removed = [org for org in forum.member_orgs if org not in members]
+    forum.name, forum.kind, forum.unit_id, forum.member_orgs = data.name, data.kind, data.unit_id, members
+    forum.rrule, forum.starts_at, forum.duration_minutes = rule_text, data.starts_at, data.duration_minutes
+    forum.location, forum.revision, forum.updated_at = data.location, forum.revision + 1, utcnow()
+    session.add(forum)
+    _share(session, forum, settings=settings)
+    for org in removed:
+        send_anonymous(session, ForumMembershipEnded(forum_id=forum.id, owner_org=settings.org, member_org=org,
+                                                     revision=forum.revision),
+                       settings=settings, to_org=org, subject=forum.id)
+    audit(session, principal, "forum.change", purpose=FORUM_PURPOSE, record_id=forum.id)
+    session.flush()
+    return forum_view(forum, owner_org=settings.org)
+
+
+def _owned(session: Session, forum_id: str) -> Forum:
+    forum = session.get(Forum, forum_id)
+    if forum is None:
+        if session.get(ReceivedForum, forum_id) is not None:
+            raise Forbidden("only the organisation that holds a forum changes it or sets its agenda")
+        raise NotFound("no such forum")
+    return forum
 
 
 def _own_or_received(session: Session, *, settings: ServiceSettings,
@@ -88,7 +136,7 @@ def _own_or_received(session: Session, *, settings: ServiceSettings,
     if forum is not None:
         return forum, settings.org
     forum = session.get(ReceivedForum, forum_id)
-    if forum is None:
+    if forum is None or forum.ended_at is not None:
         raise NotFound("no such forum")
     return forum, forum.from_org
 
@@ -103,7 +151,8 @@ def get_forum(session: Session, *, settings: ServiceSettings, principal: Princip
 def list_forums(session: Session, *, settings: ServiceSettings, principal: Principal) -> list[ForumPublic]:
     """The forums this organisation holds, then those it is a member of, each by name."""
     own = session.exec(select(Forum).order_by(col(Forum.name), col(Forum.id))).all()
-    received = session.exec(select(ReceivedForum).order_by(col(ReceivedForum.name), col(ReceivedForum.id))).all()
+    received = session.exec(select(ReceivedForum).where(col(ReceivedForum.ended_at).is_(None))
+                            .order_by(col(ReceivedForum.name), col(ReceivedForum.id))).all()
     audit(session, principal, "forum.list", purpose=FORUM_PURPOSE)
     return ([forum_view(forum, owner_org=settings.org) for forum in own]
             + [forum_view(forum, owner_org=forum.from_org) for forum in received])
@@ -131,11 +180,7 @@ def _names_of_case(session: Session, case_id: str | None) -> list[str]:
 def place_on_agenda(session: Session, *, settings: ServiceSettings, principal: Principal, forum_id: str,
                     occurrence_date: date, data: AgendaItemCreate, now: datetime) -> AgendaItemPublic:
     """Put one of this organisation's anonymous consultations on a future occurrence of its own forum."""
-    forum = session.get(Forum, forum_id)
-    if forum is None:
-        if session.get(ReceivedForum, forum_id) is not None:
-            raise Forbidden("only the organisation that holds a forum sets its agenda")
-        raise NotFound("no such forum")
+    forum = _owned(session, forum_id)
     consultation = session.get(Consultation, data.consultation_id)
     if consultation is None:
         raise InvalidField("consultation_id", "is not an anonymous consultation of this organisation")
@@ -154,7 +199,7 @@ def place_on_agenda(session: Session, *, settings: ServiceSettings, principal: P
             AgendaItem.consultation_id == consultation.id)).first() is not None:
         raise Conflict("the consultation is already on that occurrence's agenda")
     item = AgendaItem(id=str(uuid.uuid4()), forum_id=forum.id, occurrence_date=occurrence_date,
-                      consultation_id=consultation.id, placed_by=principal.user)
+                      consultation_id=consultation.id, put_to=list(forum.member_orgs), placed_by=principal.user)
     session.add(item)
     event = AgendaItemPlaced(agenda_item_id=item.id, forum_id=forum.id, occurrence_date=occurrence_date,
                              owner_org=settings.org, member_orgs=list(forum.member_orgs),
@@ -205,7 +250,10 @@ def get_agenda(session: Session, *, settings: ServiceSettings, principal: Princi
 
 
 def receive_forum(session: Session, *, envelope: Envelope, event: ForumDefined) -> None:
-    """Store (or update) the definition of a forum another organisation holds with this one as a member."""
+    """Store (or update) the definition of a forum another organisation holds with this one as a member.
+
+    The highest revision wins: an older definition arriving late changes nothing.
+    """
     forum = session.get(ReceivedForum, event.forum_id)
     if forum is not None and forum.from_org != envelope.source_org:
         raise Reject("the forum id belongs to another organisation's forum", code="foreign_record")
@@ -215,13 +263,35 @@ def receive_forum(session: Session, *, envelope: Envelope, event: ForumDefined) 
         recurrence.parse(event.rrule, starts_at=as_utc(event.starts_at))
     except (ValueError, InvalidField):
         raise Reject("not a forum this service accepts (kind or rrule)", code="invalid_message") from None
+    if forum is not None and forum.revision >= event.revision:
+        return
     forum = forum or ReceivedForum(id=event.forum_id, from_org=envelope.source_org, name="", kind=kind,
                                    member_orgs=[], rrule="", starts_at=event.starts_at, duration_minutes=0,
                                    location="")
     forum.name, forum.kind, forum.member_orgs = event.name, kind, list(event.member_orgs)
     forum.rrule, forum.starts_at = event.rrule, as_utc(event.starts_at)
     forum.duration_minutes, forum.location = event.duration_minutes, event.location
+    forum.revision, forum.ended_at = event.revision, None
     session.add(forum)
+
+
+def receive_membership_ended(session: Session, *, envelope: Envelope, event: ForumMembershipEnded) -> None:
+    """This organisation was taken out of a forum: keep only that it was a member, and of which revision."""
+    forum = session.get(ReceivedForum, event.forum_id)
+    if forum is not None and forum.from_org != envelope.source_org:
+        raise Reject("the forum id belongs to another organisation's forum", code="foreign_record")
+    if forum is not None and forum.revision > event.revision:
+        return  # taken back in since: the newer definition stands
+    # A stand-in when the end overtook the definition, so that the older definition cannot bring the forum back.
+    forum = forum or ReceivedForum(id=event.forum_id, from_org=envelope.source_org, name="",
+                                   kind=ForumKind.OTHER, member_orgs=[], rrule="", starts_at=utcnow(),
+                                   duration_minutes=0, location="")
+    forum.name = forum.location = forum.rrule = ""
+    forum.member_orgs = []
+    forum.revision, forum.ended_at = event.revision, utcnow()
+    session.add(forum)
+    for item in session.exec(select(ReceivedAgendaItem).where(ReceivedAgendaItem.forum_id == forum.id)).all():
+        session.delete(item)
 
 
 def receive_agenda_item(session: Session, *, envelope: Envelope, event: AgendaItemPlaced) -> None:
@@ -233,6 +303,8 @@ def receive_agenda_item(session: Session, *, envelope: Envelope, event: AgendaIt
         raise Retry("the forum's definition has not arrived", code="forum_unknown")
     if forum.from_org != sender:
         raise Reject("the forum belongs to another organisation", code="foreign_record")
+    if forum.ended_at is not None:
+        raise Reject("this organisation is no longer a member of the forum", code="not_a_member")
     consultation = session.get(ReceivedConsultation, event.consultation_id)
     if consultation is not None and consultation.from_org != sender:
         raise Reject("the consultation id belongs to another organisation's consultation", code="foreign_record")
@@ -267,9 +339,9 @@ def answer_consultation(session: Session, *, settings: ServiceSettings, principa
 
 
 def asked_orgs(session: Session, consultation: Consultation) -> list[str]:
-    """The organisations a consultation was put to: those invited, and the members of forums whose agenda holds it."""
-    members = session.exec(select(Forum.member_orgs).where(
-        Forum.id == AgendaItem.forum_id, AgendaItem.consultation_id == consultation.id)).all()
+    """The organisations a consultation was put to: those invited, and the forum members when it went on an agenda."""
+    members = session.exec(select(AgendaItem.put_to).where(AgendaItem.consultation_id == consultation.id)
+                           .order_by(col(AgendaItem.placed_at), col(AgendaItem.id))).all()
     return list(dict.fromkeys([*consultation.invited_orgs, *(org for orgs in members for org in orgs)]))
 
 

@@ -13,6 +13,7 @@ from tillsammans_common.events.meetings import (
     ConsultationAnswered,
     ConsultationRequested,
     ForumDefined,
+    ForumMembershipEnded,
     InvitationSent,
 )
 from tillsammans_common.messaging.consent_replica import keep_replica
@@ -49,6 +50,8 @@ def register(infra: Infrastructure) -> None:
     # Forums, their agendas and the answers to consultations (decision 0027): anonymous, screened by the sender.
     consume(infra.broker, infra.engine, settings, event=ForumDefined, handler=on_forum_defined,
             durable="forums-received", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=ForumMembershipEnded, handler=on_membership_ended,
+            durable="forum-memberships-ended", from_other_orgs=True)
     consume(infra.broker, infra.engine, settings, event=AgendaItemPlaced, handler=on_agenda_item,
             durable="agenda-items-received", from_other_orgs=True)
     consume(infra.broker, infra.engine, settings, event=ConsultationAnswered, handler=on_answer,
@@ -60,6 +63,11 @@ def register(infra: Infrastructure) -> None:
 def on_forum_defined(session: Session, envelope: Envelope, event: ForumDefined) -> None:
     """A forum of another organisation's, with this one as a member."""
     forums.receive_forum(session, envelope=envelope, event=event)
+
+
+def on_membership_ended(session: Session, envelope: Envelope, event: ForumMembershipEnded) -> None:
+    """The owner of a forum took this organisation out of it."""
+    forums.receive_membership_ended(session, envelope=envelope, event=event)
 
 
 def on_agenda_item(session: Session, envelope: Envelope, event: AgendaItemPlaced) -> None:

@@ -441,8 +441,10 @@ class Forum(SQLModel, table=True):
     starts_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     duration_minutes: int
     location: str = Field(max_length=200)
+    revision: int = Field(default=1, description="One higher with each change; members keep the highest.")
     created_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class AgendaItem(SQLModel, table=True):
@@ -455,6 +457,8 @@ class AgendaItem(SQLModel, table=True):
     forum_id: str = Field(foreign_key="forum.id", index=True, max_length=64)
     occurrence_date: date
     consultation_id: str = Field(foreign_key="consultation.id", index=True, max_length=64)
+    put_to: list[str] = Field(sa_column=Column(JSON, nullable=False), description=(
+        "The forum's members when the item was placed: the organisations the consultation was put to."))
     placed_by: str = Field(max_length=128)
     placed_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -473,6 +477,9 @@ class ReceivedForum(SQLModel, table=True):
     starts_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     duration_minutes: int
     location: str = Field(max_length=200)
+    revision: int = 1
+    ended_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True),
+                                      description="When the owner took this organisation out of the forum.")
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
@@ -550,6 +557,7 @@ class ForumPublic(BaseModel):
     starts_at: UtcDatetime
     duration_minutes: int
     location: str
+    revision: int
 
 
 class OccurrencePublic(BaseModel):

@@ -16,10 +16,12 @@ from fastapi.testclient import TestClient
 from icalendar import Calendar
 from sqlmodel import Session, select
 
+from tillsammans_common.events import Envelope
 from tillsammans_common.events.meetings import AgendaItemPlaced, ConsultationAnswered, ForumDefined
 from tillsammans_common.messaging.egress import send_anonymous
 from tillsammans_common.models import DeadLetter, OutboxMessage
 from tillsammans_common.testing import Federation, bearer, count_rows, engine_of, tables_containing, wait_for
+from tillsammans_meetings import forums
 from tillsammans_meetings.config import MeetingsSettings
 from tillsammans_meetings.main import create_app
 from tillsammans_meetings.models import AgendaItem, Forum, GivenAnswer, ReceivedAnswer
@@ -316,3 +318,50 @@ def test_a_member_refuses_forged_forums_and_agenda_items(federation: Federation)
         assert _forum_at(region, REGION_BUP, forum["id"]) == forum
         assert region.get(f"/forums/{forum['id']}/occurrences/{occurrence}/agenda", headers=REGION_BUP).json() == []
         assert [f["id"] for f in region.get("/forums", headers=REGION_BUP).json()] == [forum["id"]]
+
+
+def test_a_changed_forum_reaches_its_members_and_a_member_taken_out_forgets_it(federation: Federation) -> None:
+    with _federation_of_three(federation) as (school, region, social):
+        forum = school.post("/forums", headers=SCHOOL_BBA, json=_forum_body()).json()
+        first = school.get(f"/forums/{forum['id']}/occurrences", headers=SCHOOL_BBA).json()[0]["date"]
+        consultation = _consultation(school, "Hur stöttar vi en elev med oro?", invited=["region"])
+        placed = school.post(f"/forums/{forum['id']}/occurrences/{first}/agenda", headers=SCHOOL_BBA,
+                             json={"consultation_id": consultation["id"]})
+        assert placed.status_code == 201, placed.text
+        agenda_url = f"/forums/{forum['id']}/occurrences/{first}/agenda"
+        wait_for(lambda: social.get(agenda_url, headers=SOCIAL_IFO).json() if _forum_at(
+            social, SOCIAL_IFO, forum["id"]) else None, message="the agenda at social")
+
+        assert region.put(f"/forums/{forum['id']}", headers=bearer("region", "bba", "bba.bvc"),
+                          json=_forum_body()).status_code == 403
+        too_often = school.put(f"/forums/{forum['id']}", headers=SCHOOL_BBA, json=_forum_body(rrule="FREQ=DAILY"))
+        assert too_often.status_code == 422
+        changed = school.put(f"/forums/{forum['id']}", headers=SCHOOL_BBA, json=_forum_body(
+            member_orgs=["region"], rrule="FREQ=MONTHLY;INTERVAL=2;BYDAY=1TU", location="Rum 3"))
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["revision"], changed.json()["member_orgs"]) == (2, ["region"])
+
+        at_region = wait_for(lambda: (f := _forum_at(region, REGION_BUP, forum["id"])) and f["revision"] == 2 and f,
+                             message="the new revision at region")
+        assert at_region == changed.json()
+        wait_for(lambda: _forum_at(social, SOCIAL_IFO, forum["id"]) is None, message="social to forget the forum")
+        assert social.get(f"/forums/{forum['id']}", headers=SOCIAL_IFO).status_code == 404
+        assert social.get(agenda_url, headers=SOCIAL_IFO).status_code == 404
+        assert tables_containing(engine_of(social), "Konferensrum 2") == []
+        # The question was put to social while it was a member: it may still answer, and school accepts it.
+        answered = social.post(f"/consultations/received/{consultation['id']}/answer", headers=SOCIAL_IFO,
+                               json={"kind": "advice", "text": "Ta kontakt med familjebehandlarna."})
+        assert answered.status_code == 201, answered.text
+        wait_for(lambda: school.get(f"/consultations/{consultation['id']}", headers=SCHOOL_BBA).json()["answers"],
+                 message="social's answer at school")
+
+        # Out of order: an older definition arriving after the end changes nothing.
+        old = ForumDefined(forum_id=forum["id"], owner_org="school", member_orgs=["region", "social"], name="Gammal",
+                           kind="elevhalsoteam", rrule="FREQ=MONTHLY;BYDAY=1TU",
+                           starts_at=datetime.fromisoformat(forum["starts_at"]), duration_minutes=90,
+                           location="Konferensrum 2", revision=1)
+        with Session(engine_of(social)) as session:
+            forums.receive_forum(session, envelope=Envelope.wrap(old, source="/orgs/school/meetings",
+                                                                 subject=forum["id"]), event=old)
+            session.commit()
+        assert _forum_at(social, SOCIAL_IFO, forum["id"]) is None

@@ -82,13 +82,14 @@ def test_the_calendar_has_the_rrule_a_neutral_summary_and_no_personal_data() -> 
     forum = ForumPublic(id="0b9f3f64-8a43-4d4a-9a4e-2f1d6c9b7e10", owner_org="school", name="EHT Norrskolan åk 4-6",
                         kind=ForumKind.ELEVHALSOTEAM, member_orgs=["region", "social"],
                         rrule="FREQ=MONTHLY;BYDAY=1TU", starts_at=START, duration_minutes=90,
-                        location="Konferensrum 2, Norrskolan")
+                        location="Konferensrum 2, Norrskolan", revision=2)
     body = forum_calendar(forum, organiser_name="Eskilstuna kommun, förskola och skola", now=START)
     calendar = Calendar.from_ical(body)
     assert calendar["METHOD"] == "REQUEST"
     [event] = calendar.walk("VEVENT")
     assert event["UID"] == forum_uid(forum) == f"forum-{forum.id}@school.tillsammans"
     assert event["SUMMARY"] == "Elevhälsoteam"
+    assert event["SEQUENCE"] == 1  # the second revision replaces the first
     assert event["LOCATION"] == "Konferensrum 2, Norrskolan"
     assert event["RRULE"].to_ical() == b"FREQ=MONTHLY;BYDAY=1TU"
     assert event.decoded("DTSTART") == START

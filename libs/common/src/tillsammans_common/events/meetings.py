@@ -126,7 +126,8 @@ _OrgId = Annotated[str, Field(min_length=1, max_length=32)]
 class ForumDefined(Event):
     """A recurring forum (elevhälsoteam, barnhälsogrupp) and its members; carries no child data.
 
-    Sent anonymously (screened) to each member when the owner defines it.
+    Sent anonymously (screened) to each member when the owner defines or changes it; a member keeps
+    the highest ``revision`` (messages on different subjects may arrive out of order).
     """
 
     type: ClassVar[str] = "meetings.forum.defined.v1"
@@ -141,6 +142,19 @@ class ForumDefined(Event):
     starts_at: datetime
     duration_minutes: int = Field(ge=15, le=480)
     location: _Short
+    revision: int = Field(1, ge=1)
+
+
+class ForumMembershipEnded(Event):
+    """The owner took this organisation out of a forum (at ``revision``); the member forgets the forum."""
+
+    type: ClassVar[str] = "meetings.forum.membership_ended.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("owner_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("member_org",)
+    forum_id: str = Field(min_length=1, max_length=64)
+    owner_org: _OrgId
+    member_org: _OrgId
+    revision: int = Field(ge=1)
 
 
 class AgendaItemPlaced(Event):

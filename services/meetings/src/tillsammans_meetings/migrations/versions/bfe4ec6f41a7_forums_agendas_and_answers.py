@@ -26,8 +26,10 @@ def upgrade() -> None:
     sa.Column('starts_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('duration_minutes', sa.Integer(), nullable=False),
     sa.Column('location', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('received_forum',
@@ -40,6 +42,8 @@ def upgrade() -> None:
     sa.Column('starts_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('duration_minutes', sa.Integer(), nullable=False),
     sa.Column('location', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
@@ -48,6 +52,7 @@ def upgrade() -> None:
     sa.Column('forum_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('occurrence_date', sa.Date(), nullable=False),
     sa.Column('consultation_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('put_to', sa.JSON(), nullable=False),
     sa.Column('placed_by', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('placed_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['consultation_id'], ['consultation.id'], ),
