@@ -254,4 +254,18 @@ def test_meetings_contract(tmp_path: Path, nats_url: str, apps: None) -> None:
             "scheduled_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
             "child": {"personnummer": PERSONNUMMER, "name": "Testbarn Testsson"}, "invited_orgs": ["region"],
             "flagged_areas": ["trygghet", "hemmet"], "concern_summary": "Ökad frånvaro, oro i hemmet."}))
-    _fuzz("meetings", app, {"meeting_id": meeting["id"]}, started, consent_app)
+        # A forum and a consultation on its agenda (decision 0027), so the fuzzing reaches real records.
+        forum = _created(client.post("/forums", headers=CALLERS["bba"], json={
+            "name": "Elevhälsoteam", "kind": "elevhalsoteam", "member_orgs": ["region"],
+            "rrule": "FREQ=MONTHLY;BYDAY=1TU", "starts_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+            "duration_minutes": 60, "location": "Konferensrum 2"}))
+        consultation = _created(client.post("/consultations", headers=CALLERS["bba"], json={
+            "invited_orgs": ["region"], "age_band": "10-12", "wheel_areas": ["trygghet"],
+            "question": "Hur stöttar vi en elev med oro?"}))
+        occurrences = client.get(f"/forums/{forum['id']}/occurrences", headers=CALLERS["bba"])
+        assert occurrences.status_code == 200, occurrences.text
+        occurrence = occurrences.json()[0]
+        _created(client.post(f"/forums/{forum['id']}/occurrences/{occurrence['date']}/agenda", headers=CALLERS["bba"],
+                             json={"consultation_id": consultation["id"]}))
+    _fuzz("meetings", app, {"meeting_id": meeting["id"], "forum_id": forum["id"], "consultation_id": consultation["id"],
+                            "occurrence_date": occurrence["date"]}, started, consent_app)

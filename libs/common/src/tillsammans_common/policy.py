@@ -66,6 +66,12 @@ class Action(StrEnum):
     REPLICAS_READ = "replicas.read"
     CONSULTATION_ASK = "consultation.ask"
     CONSULTATION_READ = "consultation.read"
+    CONSULTATION_ANSWER = "consultation.answer"
+    """Answer an anonymous consultation another organisation asked (advice, or "we can help")."""
+    FORUM_MANAGE = "forum.manage"
+    """Define a recurring forum and put this organisation's anonymous consultations on its agenda."""
+    FORUM_READ = "forum.read"
+    """See a forum, its occurrences, its agenda (anonymous) and its calendar."""
     OPERATE = "operate"
     """Dead letters and other operations of the service itself (no child data)."""
     REPORT_FILE = "report.file"
@@ -127,6 +133,9 @@ ROLE_RULES: dict[Action, frozenset[Role]] = {
     Action.REPLICAS_READ: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_ASK: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
     Action.CONSULTATION_READ: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
+    Action.CONSULTATION_ANSWER: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
+    Action.FORUM_MANAGE: frozenset({Role.BBA, Role.COORDINATOR, Role.INTEGRATION}),
+    Action.FORUM_READ: frozenset({Role.BBA, Role.PROFESSIONAL, Role.COORDINATOR, Role.INTEGRATION}),
     Action.OPERATE: frozenset({Role.ADMIN}),
     Action.RECEIVED_REPORTS_READ: frozenset({Role.BBA, Role.COORDINATOR, Role.PROFESSIONAL, Role.INTEGRATION}),
 }

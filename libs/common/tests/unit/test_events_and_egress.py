@@ -149,3 +149,15 @@ def test_a_generated_id_that_looks_like_an_identity_number_is_not_refused(sessio
                                question="Hur stöttar vi ett barn med ökad frånvaro?")
     envelope = send_anonymous(session, ok, settings=SETTINGS, to_org="social", subject=digit_heavy_id)
     assert envelope.data["consultation_id"] == digit_heavy_id
+
+
+def test_a_timestamp_is_not_screened_as_text(session: Session) -> None:
+    # As JSON "…T06:19:03.071234+00:00": its fraction of a second reads like a phone number (0 and 7 digits).
+    stamp = utcnow().replace(hour=6, minute=19, second=3, microsecond=71234)
+    ok = ConsultationRequested(consultation_id="q1", age_band="10-12", wheel_areas=["trygghet"],
+                               question="Hur stöttar vi ett barn med ökad frånvaro?", proposed_at=stamp)
+    envelope = send_anonymous(session, ok, settings=SETTINGS, to_org="social", subject="q1")
+    assert envelope.data["proposed_at"].endswith("06:19:03.071234Z")
+    with pytest.raises(InvalidField):  # the free text is screened as before
+        send_anonymous(session, ok.model_copy(update={"question": "Ring 070-123 45 67"}), settings=SETTINGS,
+                       to_org="social", subject="q1")

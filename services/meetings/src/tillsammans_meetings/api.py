@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session
 
+from tillsammans_common.db import utcnow
 from tillsammans_common.messaging.egress import request_permits
 from tillsammans_common.policy import Access, Action, CurrentPrincipal, RecordId, allowed, on_record
+from tillsammans_common.timestamps import UtcInput
 from tillsammans_common.web import run_command, run_query
-from tillsammans_meetings import follow_ups, service, sip
+from tillsammans_meetings import follow_ups, forums, service, sip
 from tillsammans_meetings.calendar import MEDIA_TYPE as CALENDAR
+from tillsammans_meetings.forum_calendar import forum_calendar
 from tillsammans_meetings.models import (
     AcceptInvitation,
+    AgendaItemCreate,
+    AgendaItemPublic,
+    AnswerCreate,
+    AnswerPublic,
     CancelMeeting,
     ConsultationCreate,
+    ConsultationDetail,
     ConsultationPublic,
     CoordinatorPut,
     DeclineInvitation,
     FollowUpCreate,
     FollowUpsPublic,
+    ForumCreate,
+    ForumPublic,
     MeetingCreate,
     MeetingPublic,
+    OccurrencePublic,
     OverallResponsibilityPut,
     PlanItemCreate,
     PlanItemPublic,
@@ -94,6 +106,14 @@ async def _share_plan(request: Request, access: Access) -> None:
         # The change is committed and its version pending: the scheduler's next pass shares it. The type
         # only, a database error's text can quote the child's identity.
         log.warning("plan not shared now; the scheduler retries", extra={"error_type": type(exc).__name__})
+
+
+# Forums and answers carry no child's identity: role rules, like consultations (decision 0027).
+ForumManager = Annotated[Access, allowed(Action.FORUM_MANAGE)]
+ForumReader = Annotated[Access, allowed(Action.FORUM_READ)]
+ConsultationAnswerer = Annotated[Access, allowed(Action.CONSULTATION_ANSWER)]
+OccurrenceDate = Annotated[date, Path(description="The occurrence's date (Europe/Stockholm), as listed by "
+                                                  "GET /forums/{forum_id}/occurrences.")]
 
 
 @router.post("/meetings", status_code=201, response_model=MeetingPublic,
@@ -392,3 +412,114 @@ async def received_invitation_calendar(request: Request, access: InvitationCalen
     return _calendar(await run_query(request.app.state.infra.engine,
                                      lambda session: service.received_invitation_calendar(
                                          session, settings=settings, access=access)))
+
+
+@router.get("/consultations/{consultation_id}", response_model=ConsultationDetail,
+            summary="One of this organisation's anonymous consultations, with the answers that came back")
+async def get_consultation(request: Request, consultation_id: RecordId,
+                           access: ConsultationReader) -> ConsultationDetail:
+    """Read a consultation this organisation asked and its answers; one naming a case only for those on the case."""
+    return await run_query(request.app.state.infra.engine, lambda session: forums.get_consultation(
+        session, principal=access.principal, consultation_id=consultation_id))
+
+
+@router.post("/consultations/received/{consultation_id}/answer", status_code=201, response_model=AnswerPublic,
+             summary="Answer an anonymous consultation (advice, or 'we can help: ask for consent and invite us')")
+async def answer_consultation(request: Request, consultation_id: RecordId, body: AnswerCreate,
+                              access: ConsultationAnswerer, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Answer a received consultation; the answer travels back to the asker. Anything identifying is refused (422)."""
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: forums.answer_consultation(
+            session, settings=settings, principal=access.principal, consultation_id=consultation_id, data=body),
+    )
+
+
+@router.post("/forums", status_code=201, response_model=ForumPublic,
+             summary="Define a recurring forum (elevhälsoteam, barnhälsogrupp) with its member organisations")
+async def define_forum(request: Request, body: ForumCreate, access: ForumManager,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Define a forum; an RRULE more often than weekly, or with no occurrence, is refused (422 naming rrule)."""
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: forums.define_forum(
+            session, settings=settings, principal=access.principal, data=body),
+    )
+
+
+@router.put("/forums/{forum_id}", response_model=ForumPublic,
+            summary="Change a forum: members get the new revision, a member taken out forgets it")
+async def change_forum(request: Request, forum_id: RecordId, body: ForumCreate, access: ForumManager) -> ForumPublic:
+    """Replace the forum's definition (the owner only: 403 at a member); the same rules as defining it."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: forums.change_forum(
+        session, settings=settings, principal=access.principal, forum_id=forum_id, data=body))
+
+
+@router.get("/forums", response_model=list[ForumPublic],
+            summary="Forums this organisation holds or is a member of")
+async def list_forums(request: Request, access: ForumReader) -> list[ForumPublic]:
+    """The forums this organisation holds, then those of other organisations it is a member of."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: forums.list_forums(
+        session, settings=settings, principal=access.principal))
+
+
+@router.get("/forums/{forum_id}", response_model=ForumPublic, summary="One forum")
+async def get_forum(request: Request, forum_id: RecordId, access: ForumReader) -> ForumPublic:
+    """A forum this organisation holds or is a member of."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: forums.get_forum(
+        session, settings=settings, principal=access.principal, forum_id=forum_id))
+
+
+@router.get("/forums/{forum_id}/occurrences", response_model=list[OccurrencePublic],
+            summary="When a forum meets, in a window of at most 366 days")
+async def list_occurrences(request: Request, forum_id: RecordId, access: ForumReader,
+                           start: Annotated[UtcInput | None, Query(alias="from")] = None,
+                           end: Annotated[UtcInput | None, Query(alias="to")] = None) -> list[OccurrencePublic]:
+    """The occurrences starting in [from, to]: from now for 180 days unless given."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: forums.list_occurrences(
+        session, settings=settings, forum_id=forum_id, start=start, end=end, now=utcnow()))
+
+
+@router.post("/forums/{forum_id}/occurrences/{occurrence_date}/agenda", status_code=201,
+             response_model=AgendaItemPublic, summary="Put an anonymous consultation on an occurrence's agenda")
+async def place_on_agenda(request: Request, forum_id: RecordId, occurrence_date: OccurrenceDate,
+                          body: AgendaItemCreate, access: ForumManager,
+                          idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Place one of this organisation's consultations on a future occurrence of its own forum (422 otherwise)."""
+    settings = request.app.state.settings
+    return await run_command(
+        request.app.state.infra.engine, principal=access.principal, idempotency_key=idempotency_key,
+        request=request, body=body, action=lambda session: forums.place_on_agenda(
+            session, settings=settings, principal=access.principal, forum_id=forum_id,
+            occurrence_date=occurrence_date, data=body, now=utcnow()),
+    )
+
+
+@router.get("/forums/{forum_id}/occurrences/{occurrence_date}/agenda", response_model=list[AgendaItemPublic],
+            summary="An occurrence's agenda: anonymous consultations, never an identity")
+async def get_agenda(request: Request, forum_id: RecordId, occurrence_date: OccurrenceDate,
+                     access: ForumReader) -> list[AgendaItemPublic]:
+    """The consultations on an occurrence's agenda, for the forum's owner and members."""
+    settings = request.app.state.settings
+    return await run_query(request.app.state.infra.engine, lambda session: forums.get_agenda(
+        session, settings=settings, principal=access.principal, forum_id=forum_id, occurrence_date=occurrence_date))
+
+
+@router.get("/forums/{forum_id}/calendar.ics", response_class=Response,
+            responses={200: {"content": {"text/calendar": {"schema": {"type": "string"}}}}},
+            summary="The forum's series as iCalendar (RRULE; no personal data)")
+async def forum_calendar_file(request: Request, forum_id: RecordId, access: ForumReader) -> Response:
+    """An iCalendar file (METHOD:REQUEST) with the forum's RRULE, its kind as summary, its room and organiser."""
+    settings = request.app.state.settings
+    forum = await run_query(request.app.state.infra.engine, lambda session: forums.get_forum(
+        session, settings=settings, principal=access.principal, forum_id=forum_id))
+    member = settings.federation.get(forum.owner_org)
+    body = forum_calendar(forum, organiser_name=member.name if member else forum.owner_org, now=utcnow())
+    return Response(content=body, media_type="text/calendar; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="forum-{forum.id}.ics"'})

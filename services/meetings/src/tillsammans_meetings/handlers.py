@@ -12,7 +12,11 @@ from tillsammans_common.events.consent import ConsentWithdrawn
 from tillsammans_common.events.intake import ConcernRaised
 from tillsammans_common.events.mapping import MappingCompleted
 from tillsammans_common.events.meetings import (
+    AgendaItemPlaced,
+    ConsultationAnswered,
     ConsultationRequested,
+    ForumDefined,
+    ForumMembershipEnded,
     InvitationReplied,
     InvitationSent,
     MeetingCancelled,
@@ -23,7 +27,7 @@ from tillsammans_common.events.meetings import (
 from tillsammans_common.messaging.consent_replica import keep_replica
 from tillsammans_common.messaging.consumer import Reject, consume
 from tillsammans_common.service_app import Infrastructure
-from tillsammans_meetings import service, sip
+from tillsammans_meetings import forums, service, sip
 
 
 def register(infra: Infrastructure) -> None:
@@ -100,5 +104,35 @@ def register(infra: Infrastructure) -> None:
             from_other_orgs=True)
     consume(infra.broker, infra.engine, settings, event=SipItemStatusReported, handler=on_item_status,
             durable="sip-item-status-received", from_other_orgs=True, after_commit=share_again)
+
+    # Forums, their agendas and the answers to consultations (decision 0027): anonymous, screened by the sender.
+    consume(infra.broker, infra.engine, settings, event=ForumDefined, handler=on_forum_defined,
+            durable="forums-received", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=ForumMembershipEnded, handler=on_membership_ended,
+            durable="forum-memberships-ended", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=AgendaItemPlaced, handler=on_agenda_item,
+            durable="agenda-items-received", from_other_orgs=True)
+    consume(infra.broker, infra.engine, settings, event=ConsultationAnswered, handler=on_answer,
+            durable="consultation-answers", from_other_orgs=True)
     keep_replica(infra, on_withdrawn=on_withdrawn)
     keep_cases(infra)
+
+
+def on_forum_defined(session: Session, envelope: Envelope, event: ForumDefined) -> None:
+    """A forum of another organisation's, with this one as a member."""
+    forums.receive_forum(session, envelope=envelope, event=event)
+
+
+def on_membership_ended(session: Session, envelope: Envelope, event: ForumMembershipEnded) -> None:
+    """The owner of a forum took this organisation out of it."""
+    forums.receive_membership_ended(session, envelope=envelope, event=event)
+
+
+def on_agenda_item(session: Session, envelope: Envelope, event: AgendaItemPlaced) -> None:
+    """An anonymous consultation on the agenda of a forum this organisation is a member of."""
+    forums.receive_agenda_item(session, envelope=envelope, event=event)
+
+
+def on_answer(session: Session, envelope: Envelope, event: ConsultationAnswered) -> None:
+    """An answer to one of this organisation's anonymous consultations."""
+    forums.receive_answer(session, envelope=envelope, event=event)

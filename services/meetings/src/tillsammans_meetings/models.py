@@ -766,3 +766,208 @@ class ReceivedConsultationPublic(BaseModel):
     question: str
     proposed_at: UtcDatetime | None
     received_at: UtcDatetime
+
+
+# --- forums and answers (decision 0027) -------------------------------------------------------
+
+
+class ForumKind(StrEnum):
+    """What kind of recurring forum: the calendar's neutral summary says this, never more."""
+
+    ELEVHALSOTEAM = "elevhalsoteam"
+    BARNHALSOGRUPP = "barnhalsogrupp"
+    OTHER = "other"
+
+
+class AnswerKind(StrEnum):
+    """How a receiving organisation answers an anonymous consultation."""
+
+    ADVICE = "advice"
+    CAN_HELP = "can_help"
+    """We can help: ask the guardians for consent and invite us (a samverkansmöte)."""
+
+
+class Forum(SQLModel, table=True):
+    """A recurring forum this organisation holds (an elevhälsoteam, a barnhälsogrupp); no child data."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    kind: ForumKind = Field(sa_column=_enum_column(ForumKind))
+    unit_id: str | None = Field(default=None, max_length=64, description="This organisation's unit; never sent.")
+    member_orgs: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    rrule: str = Field(max_length=300)
+    starts_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    duration_minutes: int
+    location: str = Field(max_length=200)
+    revision: int = Field(default=1, description="One higher with each change; members keep the highest.")
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class AgendaItem(SQLModel, table=True):
+    """One of this organisation's anonymous consultations on an occurrence of one of its forums."""
+
+    __tablename__ = "agenda_item"
+    __table_args__ = (UniqueConstraint("forum_id", "occurrence_date", "consultation_id", name="uq_agenda_item"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    forum_id: str = Field(foreign_key="forum.id", index=True, max_length=64)
+    occurrence_date: date
+    consultation_id: str = Field(foreign_key="consultation.id", index=True, max_length=64)
+    put_to: list[str] = Field(sa_column=Column(JSON, nullable=False), description=(
+        "The forum's members when the item was placed: the organisations the consultation was put to."))
+    placed_by: str = Field(max_length=128)
+    placed_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ReceivedForum(SQLModel, table=True):
+    """A forum of another organisation that this organisation is a member of."""
+
+    __tablename__ = "received_forum"
+
+    id: str = Field(primary_key=True, max_length=64, description="The owner's forum id.")
+    from_org: str = Field(max_length=32)
+    name: str = Field(max_length=200)
+    kind: ForumKind = Field(sa_column=_enum_column(ForumKind))
+    member_orgs: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    rrule: str = Field(max_length=300)
+    starts_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    duration_minutes: int
+    location: str = Field(max_length=200)
+    revision: int = 1
+    ended_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True),
+                                      description="When the owner took this organisation out of the forum.")
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ReceivedAgendaItem(SQLModel, table=True):
+    """An anonymous consultation another organisation put on the agenda of a forum this one is a member of."""
+
+    __tablename__ = "received_agenda_item"
+
+    id: str = Field(primary_key=True, max_length=64, description="The owner's agenda item id.")
+    forum_id: str = Field(foreign_key="received_forum.id", index=True, max_length=64)
+    from_org: str = Field(max_length=32)
+    occurrence_date: date
+    consultation_id: str = Field(index=True, max_length=64)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class GivenAnswer(SQLModel, table=True):
+    """An answer this organisation gave to an anonymous consultation it received."""
+
+    __tablename__ = "given_answer"
+
+    id: str = Field(primary_key=True, max_length=64)
+    consultation_id: str = Field(foreign_key="receivedconsultation.id", index=True, max_length=64)
+    to_org: str = Field(max_length=32)
+    kind: AnswerKind = Field(sa_column=_enum_column(AnswerKind))
+    text: str = Field(max_length=2000)
+    answered_by: str = Field(max_length=128)
+    answered_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ReceivedAnswer(SQLModel, table=True):
+    """An answer another organisation gave to one of this organisation's anonymous consultations."""
+
+    __tablename__ = "received_answer"
+
+    id: str = Field(primary_key=True, max_length=64, description="The answering organisation's answer id.")
+    consultation_id: str = Field(foreign_key="consultation.id", index=True, max_length=64)
+    from_org: str = Field(max_length=32)
+    kind: AnswerKind = Field(sa_column=_enum_column(AnswerKind))
+    text: str = Field(max_length=2000)
+    answered_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ForumCreate(BaseModel):
+    """Define a recurring forum: who takes part, how often (RRULE) and where; never anything about a child."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name = PydanticField(description="E.g. 'Elevhälsoteam Norrskolan'; shared with the member organisations.")
+    kind: ForumKind
+    unit_id: str | None = PydanticField(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+                                        description="This organisation's unit holding the forum; kept here.")
+    member_orgs: list[OrgId] = PydanticField(min_length=1, max_length=10,
+                                             description="Other organisations of the federation taking part.")
+    rrule: str = PydanticField(min_length=1, max_length=300,
+                               description="RFC 5545 RRULE, at most weekly, e.g. FREQ=MONTHLY;BYDAY=1TU.")
+    starts_at: UtcInput = PydanticField(description="The first meeting (DTSTART); the rule repeats its wall-clock "
+                                                    "time in Europe/Stockholm.")
+    duration_minutes: int = PydanticField(ge=15, le=480)
+    location: Name = PydanticField(description="Room or address of the organisation, e.g. 'Konferensrum 2'.")
+
+
+class ForumPublic(BaseModel):
+    """A forum, as its owner and its members see it."""
+
+    id: str
+    owner_org: str
+    name: str
+    kind: ForumKind
+    member_orgs: list[str]
+    rrule: str
+    starts_at: UtcDatetime
+    duration_minutes: int
+    location: str
+    revision: int
+
+
+class OccurrencePublic(BaseModel):
+    """One meeting of a forum; ``date`` (local, Europe/Stockholm) names it in the agenda's path."""
+
+    date: date
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+
+
+class AgendaItemCreate(BaseModel):
+    """Put one of this organisation's anonymous consultations on a forum occurrence's agenda."""
+
+    model_config = ConfigDict(extra="forbid")
+    consultation_id: str = PydanticField(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+
+
+class AgendaItemPublic(BaseModel):
+    """A consultation on an occurrence's agenda: age band, wheel areas and the question, never an identity."""
+
+    id: str
+    forum_id: str
+    occurrence_date: date
+    consultation_id: str
+    from_org: str
+    age_band: str
+    wheel_areas: list[str]
+    question: str
+
+
+class AnswerCreate(BaseModel):
+    """Answer an anonymous consultation: advice, or 'we can help: ask for consent and invite us'."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: AnswerKind
+    text: str = PydanticField(min_length=1, max_length=2000)
+
+
+class AnswerPublic(BaseModel):
+    """An answer to an anonymous consultation (given here, or received from ``org``)."""
+
+    id: str
+    consultation_id: str
+    org: str = PydanticField(description="The organisation that answered.")
+    kind: AnswerKind
+    text: str
+    answered_at: UtcDatetime
+
+
+class ConsultationDetail(ConsultationPublic):
+    """One of this organisation's consultations with the answers that came back."""
+
+    asked_orgs: list[str] = PydanticField(description="Organisations asked: invited, or members of a forum whose "
+                                                      "agenda holds it. Only their answers are accepted.")
+    answers: list[AnswerPublic]

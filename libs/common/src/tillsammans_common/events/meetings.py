@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tillsammans_common.events import Event
 from tillsammans_common.wheel import AreaCode, RoleCode
@@ -305,3 +305,74 @@ class PlanItemOverdue(Event):
     plan_item_id: str
     responsible_org: str
     due: date
+
+
+# Bounds of what another organisation may send: its receiver's columns hold no more (refused, not truncated).
+_Short = Annotated[str, Field(min_length=1, max_length=200)]
+_OrgId = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class ForumDefined(Event):
+    """A recurring forum (elevhälsoteam, barnhälsogrupp) and its members; carries no child data.
+
+    Sent anonymously (screened) to each member when the owner defines or changes it; a member keeps
+    the highest ``revision`` (messages on different subjects may arrive out of order).
+    """
+
+    type: ClassVar[str] = "meetings.forum.defined.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("owner_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("member_orgs",)
+    forum_id: str = Field(min_length=1, max_length=64)
+    owner_org: _OrgId
+    member_orgs: list[_OrgId] = Field(min_length=1, max_length=10)
+    name: _Short
+    kind: str = Field(max_length=32)
+    rrule: str = Field(min_length=1, max_length=300)
+    starts_at: datetime
+    duration_minutes: int = Field(ge=15, le=480)
+    location: _Short
+    revision: int = Field(1, ge=1)
+
+
+class ForumMembershipEnded(Event):
+    """The owner took this organisation out of a forum (at ``revision``); the member forgets the forum."""
+
+    type: ClassVar[str] = "meetings.forum.membership_ended.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("owner_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("member_org",)
+    forum_id: str = Field(min_length=1, max_length=64)
+    owner_org: _OrgId
+    member_org: _OrgId
+    revision: int = Field(ge=1)
+
+
+class AgendaItemPlaced(Event):
+    """An anonymous consultation on the agenda of one occurrence of a forum: no identity, only what is needed."""
+
+    type: ClassVar[str] = "meetings.agenda_item.placed.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("owner_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("member_orgs",)
+    agenda_item_id: str = Field(min_length=1, max_length=64)
+    forum_id: str = Field(min_length=1, max_length=64)
+    occurrence_date: date
+    owner_org: _OrgId
+    member_orgs: list[_OrgId] = Field(min_length=1, max_length=10)
+    consultation_id: str = Field(min_length=1, max_length=64)
+    age_band: str = Field(min_length=1, max_length=8)
+    wheel_areas: list[AreaCode]
+    question: str = Field(min_length=1, max_length=1000)
+
+
+class ConsultationAnswered(Event):
+    """An organisation's answer to an anonymous consultation it was asked: advice, or "we can help"."""
+
+    type: ClassVar[str] = "meetings.consultation.answered.v1"
+    sender_fields: ClassVar[tuple[str, ...]] = ("answering_org",)
+    receiver_fields: ClassVar[tuple[str, ...]] = ("asking_org",)
+    answer_id: str = Field(min_length=1, max_length=64)
+    consultation_id: str = Field(min_length=1, max_length=64)
+    answering_org: _OrgId
+    asking_org: _OrgId
+    kind: str = Field(max_length=32)
+    text: str = Field(min_length=1, max_length=2000)
+    answered_at: datetime

@@ -122,7 +122,9 @@ def send_anonymous(session: Session, event: Event, *, settings: ServiceSettings,
     if event.identifying:
         raise TypeError(f"{event.type} identifies a child; use disclose()")
     texts: dict[str, list[str]] = {}
-    for field, value in event.model_dump(mode="json").items():
+    # Typed values (timestamps, dates, numbers) are not text anyone wrote: only strings are screened. Rendered
+    # as JSON, a timestamp's fraction of a second ("06:19:03.071234") reads like a phone number.
+    for field, value in event.model_dump().items():
         values = value if isinstance(value, list) else [value]
         texts[field] = [text for text in values if isinstance(text, str) and not _UUID.fullmatch(text)]
     screen_fields(texts, names=names)
