@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from icalendar import Calendar
 
 from tests.otlp_collector import Collector
 from tillsammans_common.testing import wait_for
@@ -29,6 +30,55 @@ def test_concern_is_routed_and_mapping_points_to_region_and_social(journey: Jour
     assert journey.mapping["status"] == "completed"
     # In wheel order: hemmet (social) comes before relationer (region).
     assert journey.mapping["suggested_orgs"] == ["social", "region"]
+
+
+def test_the_orosanmalan_from_the_mapping_reaches_social_services_only_without_consent(
+        stack: Stack, journey: JourneyResult) -> None:
+    assert (journey.report["status"], journey.report["to_org"], journey.report["legal_basis"]) == (
+        "acknowledged", "social", "SoL 14 kap. 1 §")
+    assert journey.report["mapping_id"] == journey.mapping["id"]
+    # Filed before any consent existed, naming the mapping it came from.
+    rows = _rows(stack, "social", "intake", "SELECT from_org, report_id, legal_basis FROM received_report")
+    assert ("school", journey.report["id"], "SoL 14 kap. 1 §") in rows
+    assert journey.received_report["child_personnummer"] == CHILD["personnummer"].replace("-", "")
+    assert _rows(stack, "region", "intake", "SELECT count(*) FROM received_report") == [(0,)]
+
+
+def test_the_mapping_suggests_real_members_with_roles_and_the_meeting_carries_them(journey: JourneyResult) -> None:
+    suggested = {s["org"]: s for s in journey.mapping["suggestions"]}
+    assert suggested["region"]["kind"] == "health_care" and suggested["region"]["roles"]
+    assert suggested["social"]["kind"] == "social_services"
+    assert journey.meeting["mapping_id"] == journey.mapping["id"]
+    assert sorted(i["to_org"] for i in journey.meeting["invitations"]) == ["region", "social"]
+
+
+def test_the_anonymous_consultation_is_answered(journey: JourneyResult) -> None:
+    assert [(a["org"], a["kind"]) for a in journey.consultation_answers] == [("social", "can_help")]
+
+
+def test_each_invited_organisation_accepted_and_the_calendars_hold_no_identity(journey: JourneyResult) -> None:
+    assert sorted((i["to_org"], i["answer"]) for i in journey.answers) == [("region", "accepted"),
+                                                                           ("social", "accepted")]
+    for raw in (journey.calendar, journey.received_calendar):
+        calendar = Calendar.from_ical(raw)
+        assert str(calendar["METHOD"]) == "REQUEST"
+        event = calendar.walk("VEVENT")[0]
+        assert str(event["UID"]) == f"meeting-{journey.meeting['id']}@tillsammans"
+        text = raw.decode()
+        assert not [value for value in PERSONAL_DATA if value in text]
+
+
+def test_the_sip_reaches_region_which_moves_its_own_action_and_the_unheld_follow_up_turns_overdue(
+        stack: Stack, journey: JourneyResult) -> None:
+    plan = journey.sip_plan
+    assert plan["overall_responsible_org"] == "school"
+    assert sorted(item["responsible_org"] for item in plan["items"]) == ["others", "region", "school"]
+    assert {item["responsible_org"]: item["status"] for item in plan["items"]}["region"] == "in_progress"
+    rows = _rows(stack, "region", "meetings", "SELECT from_org, consent_id FROM received_plan "
+                 f"WHERE id = '{journey.sip_meeting['id']}'")
+    assert rows == [("school", journey.sip_consent["id"])]
+    assert journey.overdue["id"] == journey.sip_follow_up["follow_up_id"] and journey.overdue["overdue_at"]
+    assert journey.overdue["held_at"] is None
 
 
 def test_without_consent_the_invitation_is_refused_with_a_reason(journey: JourneyResult) -> None:

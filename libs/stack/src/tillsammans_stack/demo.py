@@ -94,6 +94,19 @@ class JourneyResult:
     coordinator: dict[str, Any] = field(default_factory=dict)
     plan_items: list[dict[str, Any]] = field(default_factory=list)
     follow_up: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    received_report: dict[str, Any] = field(default_factory=dict)
+    consultation_answers: list[dict[str, Any]] = field(default_factory=list)
+    sip_consent: dict[str, Any] = field(default_factory=dict)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    calendar: bytes = b""
+    received_calendar: bytes = b""
+    sip_meeting: dict[str, Any] = field(default_factory=dict)
+    sip_items: list[dict[str, Any]] = field(default_factory=list)
+    received_plan: dict[str, Any] = field(default_factory=dict)
+    sip_plan: dict[str, Any] = field(default_factory=dict)
+    sip_follow_up: dict[str, Any] = field(default_factory=dict)
+    overdue: dict[str, Any] = field(default_factory=dict)
     withdrawn: dict[str, Any] = field(default_factory=dict)
     refused_after_withdrawal: dict[str, Any] = field(default_factory=dict)
     receipts: list[dict[str, Any]] = field(default_factory=list)
@@ -118,16 +131,29 @@ def _received_invitation(fed: FederationClient, org: str, meeting_id: str) -> di
     return next((item for item in listed if item["meeting_id"] == meeting_id), None)
 
 
-def _once_the_case_is_known(send: Callable[[], httpx.Response]) -> Callable[[], httpx.Response | None]:
-    """A probe for ``until``: the response, or None while the service has not yet learned the case from intake."""
+def _once_the_case_is_known(send: Callable[[], httpx.Response],
+                            fields: tuple[str, ...] = ("case_id",)) -> Callable[[], httpx.Response | None]:
+    """A probe for ``until``: the response, or None while the service has not yet learned the case (or the
+    mapping, with ``fields``) from the event that tells it."""
 
     def probe() -> httpx.Response | None:
         response = send()
-        unknown_case = response.status_code == 422 and any(
-            error.get("field") == "case_id" for error in response.json().get("errors", []))
-        return None if unknown_case else response
+        unknown = response.status_code == 422 and any(
+            error.get("field") in fields for error in response.json().get("errors", []))
+        return None if unknown else response
 
     return probe
+
+
+def _saved(out_dir: Path | None, name: str, body: bytes, out: Printer) -> Path | None:
+    """Write ``body`` to ``out_dir/name`` (for the family or a calendar), when the demo keeps files."""
+    if out_dir is None:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    path.write_bytes(body)
+    out(f"   saved {path}")
+    return path
 
 
 def _has_status(fed: FederationClient, org: str, path: str, caller: dict[str, str], status: str) -> bool:
@@ -141,8 +167,11 @@ def _all_purged(fed: FederationClient, consent_path: str, bba: dict[str, str]) -
     return receivers if all(receiver["state"] == "purged" for receiver in receivers) else None
 
 
-def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResult:
-    """Walk the whole journey; raises on the first step that does not behave."""
+def run_journey(fed: FederationClient, *, withdraw: bool = True, out_dir: Path | None = None) -> JourneyResult:
+    """Walk the whole journey; raises on the first step that does not behave.
+
+    ``out_dir`` keeps what a family or a calendar would get: the meeting's .ics files and the printed SIP.
+    """
     result = JourneyResult()
     mentor = {"role": "professional", "user": "mentor.anna"}
     run = uuid.uuid4().hex[:8]
@@ -186,28 +215,55 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
     result.mapping = _ok(fed.call("school", "mapping", "POST", f"/mappings/{mapping['id']}/complete", **bba,
                                   idempotency_key=f"{run}-mc", body={"trappan_step": 2}, step="mapping completed"))
     invited = [org for org in result.mapping["suggested_orgs"] if org in fed.urls]
-    fed.out(f"   the flagged areas call for: {', '.join(invited)}")
+    for suggestion in result.mapping["suggestions"]:
+        fed.out(f"   suggested: {suggestion['org']} ({suggestion['name']}), roles {', '.join(suggestion['roles'])}, "
+                f"for {', '.join(suggestion['areas'])}")
 
-    meeting_body = {"case_id": case_id, "kind": "samverkansmote",
+    fed.out("   Orosanmälan from the mapping: to social services at once, with no consent (SoL 14 kap. 1 §)")
+    report = _ok(fed.until("intake to learn the mapping", _once_the_case_is_known(partial(
+        fed.call, "school", "intake", "POST", f"/cases/{case_id}/reports", **bba, idempotency_key=f"{run}-r",
+        body={"grounds": "Eleven berättar om bråk och oro hemma på kvällarna; sömnen och närvaron påverkas.",
+              "mapping_id": mapping["id"]}, step="orosanmälan filed"), fields=("mapping_id",))))
+    result.report = fed.until("social services' acknowledgement", lambda: (
+        lambda found: found if found["status"] == "acknowledged" else None)(
+        fed.call("school", "intake", "GET", f"/reports/{report['id']}", **bba).json()))
+    fed.call("school", "intake", "GET", f"/reports/{report['id']}", **bba,
+             step=f"acknowledged by {result.report['to_org']}")
+    desk = {"role": "bba", "user": "mottagning.ifo"}
+    received_path = f"/received-reports/{result.report['receiver_reference']}"
+    result.received_report = _ok(fed.call("social", "intake", "GET", received_path, **desk,
+                                          step="social services' intake desk reads it"))
+
+    meeting_body = {"case_id": case_id, "kind": "samverkansmote", "mapping_id": mapping["id"], "child": CHILD,
                     "scheduled_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
-                    "child": CHILD, "invited_orgs": invited, "flagged_areas": ["trygghet", "hemmet", "relationer"],
                     "concern_summary": "Ökad frånvaro, oro i hemmet. Kartläggning klar, Trappan steg 2."}
 
-    fed.out("3. Without consent the invitation is refused; an anonymous consultation goes instead")
-    refused = fed.until("meetings to learn the case", _once_the_case_is_known(partial(
-        fed.call, "school", "meetings", "POST", "/meetings", **bba, body=meeting_body, step="meeting refused")))
+    fed.out("3. Without consent the invitation is refused; an anonymous consultation goes instead, and is answered")
+    refused = fed.until("meetings to learn the case and the mapping", _once_the_case_is_known(partial(
+        fed.call, "school", "meetings", "POST", "/meetings", **bba, body=meeting_body, step="meeting refused"),
+        fields=("case_id", "mapping_id")))
     result.refused = _ok(refused, 403)
     fed.out(f"   reason: {result.refused['detail']}")
     result.consultation = _ok(fed.call("school", "meetings", "POST", "/consultations", **bba,
                                        idempotency_key=f"{run}-q", body={
         "invited_orgs": ["social"], "age_band": "10-12", "wheel_areas": ["trygghet", "hemmet"],
         "question": "Hur kan vi stötta en elev med ökande frånvaro och oro hemma?"}, step="anonymous consultation"))
-    fed.until("the consultation at social services", lambda: fed.call(
-        "social", "meetings", "GET", "/consultations/received", role="bba", user="bba.ifo").json())
-    fed.call("social", "meetings", "GET", "/consultations/received", role="bba", user="bba.ifo",
+    social_staff = {"role": "bba", "user": "bba.ifo"}
+    received = fed.until("the consultation at social services", lambda: next((
+        item for item in fed.call("social", "meetings", "GET", "/consultations/received", **social_staff).json()
+        if item["id"] == result.consultation["id"]), None))
+    fed.call("social", "meetings", "GET", "/consultations/received", **social_staff,
              step="social services received it (no identity)")
+    _ok(fed.call("social", "meetings", "POST", f"/consultations/received/{received['id']}/answer", **social_staff,
+                 idempotency_key=f"{run}-qa", body={
+        "kind": "can_help", "text": "Vi kan hjälpa till: be om samtycke och bjud in oss till ett samverkansmöte."},
+        step="social services answer"))
+    result.consultation_answers = fed.until("the answer at the school", lambda: fed.call(
+        "school", "meetings", "GET", f"/consultations/{result.consultation['id']}", **bba).json()["answers"])
+    fed.call("school", "meetings", "GET", f"/consultations/{result.consultation['id']}", **bba,
+             step=f"the answer arrived: {result.consultation_answers[0]['kind']}")
 
-    fed.out("4. Samtycke: both guardians consent, and the child's view is recorded")
+    fed.out("4. Samtycke: both guardians consent, for the meeting and for a SIP, and the child's view is recorded")
     now = datetime.now(UTC)
     consent_body = {
         "case_id": case_id, "child": {"personnummer": CHILD["personnummer"]}, "custody": "joint",
@@ -219,19 +275,23 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
         "valid_until": (now + timedelta(days=180)).isoformat()}
     result.consent = _ok(fed.until("consent to learn the case", _once_the_case_is_known(partial(
         fed.call, "school", "consent", "POST", "/consents", **bba, idempotency_key=f"{run}-s", body=consent_body,
-        step="consent recorded"))))
+        step="consent recorded: samverkansmöte"))))
+    result.sip_consent = _ok(fed.call("school", "consent", "POST", "/consents", **bba, idempotency_key=f"{run}-sip",
+                                      body={**consent_body, "purpose": "sip"}, step="consent recorded: SIP"))
 
-    fed.out("5. Samarbeta: the samverkansmöte is called; each organisation stores its invitation")
+    fed.out("5. Samarbeta: the samverkansmöte is called from the mapping; each organisation answers")
     # The meetings service learns of the consent by event; until it has, the call is refused (403)
     # and writes nothing, so repeating it with the same Idempotency-Key is safe.
-    def call_meeting() -> httpx.Response | None:
-        response = fed.call("school", "meetings", "POST", "/meetings", **bba, idempotency_key=f"{run}-meet",
-                            body=meeting_body)
-        return response if response.status_code != 403 else None
+    def call(body: dict[str, Any], key: str) -> Callable[[], httpx.Response | None]:
+        def attempt() -> httpx.Response | None:
+            response = fed.call("school", "meetings", "POST", "/meetings", **bba, idempotency_key=key, body=body)
+            return response if response.status_code != 403 else None
+        return attempt
 
-    response = fed.until("meetings to see the consent", call_meeting)
+    response = fed.until("meetings to see the consent", call(meeting_body, f"{run}-meet"))
     result.meeting = _ok(response, 201)
     result.meeting_trace_id = response.headers.get("X-Trace-Id", "")
+    meeting_path = f"/meetings/{result.meeting['id']}"
     fed.out(f"[school meetings] {'POST':<4} {'/meetings':<44} -> {response.status_code}  "
             f"trace {result.meeting_trace_id}  meeting called; the receivers handle it in this trace")
     for org in invited:
@@ -240,25 +300,48 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
         result.received[org] = found
         fed.call(org, "meetings", "GET", "/received-invitations", **receiver,
                  step=f"{org} stored the invitation in its own database")
+    for org, participant in (("region", {"role": "BUP-läkare", "user": "lakare.bup"}),
+                             ("social", {"role": "familjebehandlare", "user": "familjebehandlare.kim"})):
+        if org in invited:
+            _ok(fed.call(org, "meetings", "POST", f"/received-invitations/{result.received[org]['id']}/accept",
+                         **_receiving_bba(org), idempotency_key=f"{run}-acc-{org}",
+                         body={"participants": [participant]}, step=f"{org} accepts, sending {participant['role']}"))
+    result.answers = fed.until("both answers at the school", lambda: (
+        lambda invitations: invitations if all(i.get("answer") == "accepted" for i in invitations) else None)(
+        fed.call("school", "meetings", "GET", meeting_path, **bba).json()["invitations"]))
+    fed.call("school", "meetings", "GET", meeting_path, **bba, step="the meeting shows each organisation's answer")
+    calendar = fed.call("school", "meetings", "GET", f"{meeting_path}/calendar.ics", **bba,
+                        step="the meeting as a calendar invitation")
+    result.calendar = calendar.content
+    _saved(out_dir, "samverkansmote.ics", calendar.content, fed.out)
+    if "region" in invited:
+        region_calendar = fed.call("region", "meetings", "GET",
+                                   f"/received-invitations/{result.received['region']['id']}/calendar.ics",
+                                   role="professional", user="lakare.bup", step="the BUP doctor's own calendar file")
+        result.received_calendar = region_calendar.content
+        _saved(out_dir, "samverkansmote-region.ics", region_calendar.content, fed.out)
 
     fed.out("6. At the meeting: coordinator (the child's wish first), plan and follow-up")
     wish = {"org": "social", "person": "familjebehandlare.kim"}
-    result.coordinator = _ok(fed.call("school", "meetings", "PUT", f"/meetings/{result.meeting['id']}/coordinator",
+    result.coordinator = _ok(fed.call("school", "meetings", "PUT", f"{meeting_path}/coordinator",
                                       **bba, body={"child_wish": wish, "appointed": {"org": "social",
                                                    "user": "familjebehandlare.kim"}},
                                       step="coordinator as the child wished"))
     for action, org in (("Närvaroplan och anpassningar i skolan", "school"),
                         ("Bedömning av psykisk hälsa", "region")):
         result.plan_items.append(_ok(fed.call(
-            "school", "meetings", "POST", f"/meetings/{result.meeting['id']}/plan-items", **bba,
+            "school", "meetings", "POST", f"{meeting_path}/plan-items", **bba,
             idempotency_key=f"{run}-p-{org}", body={"action": action, "responsible_org": org},
             step=f"plan item for {org}")))
-    result.follow_up = _ok(fed.call("school", "meetings", "POST", f"/meetings/{result.meeting['id']}/follow-up",
+    result.follow_up = _ok(fed.call("school", "meetings", "POST", f"{meeting_path}/follow-up",
                                     **bba, idempotency_key=f"{run}-f", body={
         "follow_up_at": (datetime.now(UTC) + timedelta(days=49)).isoformat()}, step="follow-up booked"))
 
+    _sip(fed, result, bba=bba, case_id=case_id, mapping_id=mapping["id"], invited=invited, run=run,
+         out_dir=out_dir)
+
     if withdraw:
-        fed.out("7. The guardians withdraw consent: nothing more leaves, receivers forget the child and confirm")
+        fed.out("8. The guardians withdraw consent: nothing more leaves, receivers forget the child and confirm")
         result.withdrawn = _ok(fed.call("school", "consent", "POST", f"/consents/{result.consent['id']}/withdraw",
                                         **bba, body={"withdrawn_by": "guardian"}, step="consent withdrawn"))
         for org in invited:
@@ -279,6 +362,69 @@ def run_journey(fed: FederationClient, *, withdraw: bool = True) -> JourneyResul
     return result
 
 
+def _sip(fed: FederationClient, result: JourneyResult, *, bba: dict[str, str], case_id: str, mapping_id: str,
+         invited: list[str], run: str, out_dir: Path | None) -> None:
+    """Step 7: a SIP that region and the school both hold, and a follow-up that turns overdue.
+
+    The SIP meeting runs on the demo's second clock: it is set a few seconds ahead, and its follow-up a
+    few seconds after it, so the scheduler (which a development stack runs every second) is seen to
+    mark the follow-up overdue when nobody records it held, as it would weeks later in real life.
+    """
+    fed.out("7. SIP: the plan with two principals reaches region, which moves its own action on; the follow-up "
+            "turns overdue")
+    starts = datetime.now(UTC) + timedelta(seconds=3)
+    sip_body = {"case_id": case_id, "kind": "sip", "mapping_id": mapping_id, "child": CHILD,
+                "scheduled_at": starts.isoformat(), "invited_orgs": [org for org in invited if org == "region"],
+                "concern_summary": "SIP: närvaro, oro hemma, psykisk hälsa."}
+    result.sip_meeting = _ok(fed.call("school", "meetings", "POST", "/meetings", **bba, idempotency_key=f"{run}-sip-m",
+                                      body=sip_body, step="SIP meeting called (under the SIP consent)"), 201)
+    path = f"/meetings/{result.sip_meeting['id']}"
+    _ok(fed.call("school", "meetings", "PUT", f"{path}/coordinator", **bba, body={
+        "child_wish": {"org": "school", "person": bba["user"]}, "appointed": {"org": "school", "user": bba["user"]}},
+        step="samordningsperson: the BBA, as the child wished"))
+    _ok(fed.call("school", "meetings", "PUT", f"{path}/overall-responsibility", **bba, body={"org": "school"},
+                 step="overall responsibility: the school"))
+    today = datetime.now(UTC).date()
+    items = [("Närvaroplan med anpassningar", "school", {"responsible_person": "mentor.anna"}, 30),
+             ("Bedömning hos BUP", "region", {"responsible_person": "lakare.bup"}, 60),
+             ("Läxhjälp två kvällar i veckan", "others", {"responsible_party": "Föreningen Läxhjälpen"}, 90)]
+    for action, org, who, days in items:
+        result.sip_items.append(_ok(fed.call("school", "meetings", "POST", f"{path}/plan-items", **bba,
+                                             idempotency_key=f"{run}-sip-{org}", body={
+            "action": action, "responsible_org": org, **who, "due": (today + timedelta(days=days)).isoformat()},
+            step=f"SIP action for {org}")))
+    region_item = next(item for item in result.sip_items if item["responsible_org"] == "region")
+    coordinator = _receiving_bba("region")
+    result.received_plan = fed.until("the SIP at region", lambda: (
+        lambda response: response.json() if response.status_code == 200 and len(response.json()["items"]) == 3
+        else None)(fed.call("region", "meetings", "GET", f"/received-plans/{result.sip_meeting['id']}",
+                            **coordinator)))
+    fed.call("region", "meetings", "GET", f"/received-plans/{result.sip_meeting['id']}", **coordinator,
+             step="region holds the SIP in its own database")
+    _ok(fed.call("region", "meetings", "POST",
+                 f"/received-plans/{result.sip_meeting['id']}/items/{region_item['id']}/status",
+                 **coordinator, body={"status": "in_progress"}, step="region moves its own action on"), 200, 202)
+    result.sip_plan = fed.until("region's report at the school", lambda: (
+        lambda plan: plan if any(item["id"] == region_item["id"] and item["status"] == "in_progress"
+                                 for item in plan["items"]) else None)(
+        fed.call("school", "meetings", "GET", f"{path}/plan", **bba).json()))
+    fed.call("school", "meetings", "GET", f"{path}/plan", **bba, step="the school's plan shows region's progress")
+    printed = fed.call("school", "meetings", "GET", f"{path}/plan.html", **bba, step="the SIP printed for the family")
+    _saved(out_dir, "sip.html", printed.content, fed.out)
+    result.sip_follow_up = _ok(fed.call("school", "meetings", "POST", f"{path}/follow-up", **bba,
+                                        idempotency_key=f"{run}-sip-f", body={
+        "follow_up_at": (starts + timedelta(seconds=2)).isoformat()}, step="follow-up booked, seconds later"))
+    follow_up_id = result.sip_follow_up["follow_up_id"]
+    result.overdue = fed.until("the follow-up to turn overdue", lambda: next((
+        follow_up for follow_up in fed.call("school", "meetings", "GET", "/follow-ups?overdue=true", **bba).json()[
+            "follow_ups"] if follow_up["id"] == follow_up_id), None), timeout=30.0)
+    fed.call("school", "meetings", "GET", "/follow-ups?overdue=true", **bba,
+             step="the follow-up nobody held is overdue")
+    calendar = fed.call("school", "meetings", "GET", f"/meetings/{follow_up_id}/calendar.ics", **bba,
+                        step="the follow-up as a calendar invitation")
+    _saved(out_dir, "uppfoljning.ics", calendar.content, fed.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``tillsammans demo``: run the journey against the stack described by stack.json."""
     parser = argparse.ArgumentParser(prog="tillsammans demo", description=__doc__.splitlines()[0])
@@ -288,6 +434,6 @@ def main(argv: list[str] | None = None) -> int:
     if not stack_file.exists():
         print(f"no running stack: {stack_file} not found; start one with `make up`")
         return 1
-    run_journey(FederationClient.from_stack_file(stack_file))
+    run_journey(FederationClient.from_stack_file(stack_file), out_dir=args.root / "demo")
     print("journey complete")
     return 0
