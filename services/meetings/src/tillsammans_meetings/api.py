@@ -17,7 +17,7 @@ from tillsammans_common.timestamps import UtcInput
 from tillsammans_common.web import run_command, run_query
 from tillsammans_meetings import follow_ups, forums, service, sip
 from tillsammans_meetings.calendar import MEDIA_TYPE as CALENDAR
-from tillsammans_meetings.forum_calendar import forum_calendar
+from tillsammans_meetings.calendar import forum_calendar
 from tillsammans_meetings.models import (
     AcceptInvitation,
     AgendaItemCreate,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.rrule import rrulestr
@@ -87,3 +89,21 @@ def test_the_builder_has_no_field_for_a_person_or_the_concern() -> None:
     body = build(entry(), stamp=STAMP)
     for property_name in (b"DESCRIPTION", b"ATTENDEE", b"COMMENT", b"CONTACT"):
         assert property_name not in body
+
+
+def test_a_series_in_a_zone_invites_organisations_with_its_duration_and_timezone() -> None:
+    body = build(entry(kind="forum:elevhalsoteam", rrule="FREQ=MONTHLY;BYDAY=1TU", length=timedelta(minutes=90)),
+                 stamp=STAMP, attendee_orgs=["region", "social"], zone=ZoneInfo("Europe/Stockholm"))
+    calendar, event = parsed(body)
+    assert str(event["summary"]) == "Elevhälsoteam"
+    assert event.decoded("dtstart") == START  # type: ignore[attr-defined]
+    assert str(event["dtstart"].params["TZID"]) == "Europe/Stockholm"  # type: ignore[attr-defined]
+    assert event.decoded("duration") == timedelta(minutes=90) and "dtend" not in event  # type: ignore[attr-defined]
+    assert calendar.walk("VTIMEZONE")
+    attendees = event["attendee"]
+    assert [str(a) for a in attendees] == ["urn:tillsammans:org:region", "urn:tillsammans:org:social"]  # type: ignore[attr-defined]
+    assert all(a.params["cutype"] == "GROUP" for a in attendees)  # type: ignore[attr-defined]
+
+
+def test_the_builder_takes_nothing_beside_the_entry_but_the_stamp_organisations_and_a_zone() -> None:
+    assert list(inspect.signature(build).parameters) == ["entry", "stamp", "attendee_orgs", "zone"]

@@ -9,7 +9,7 @@ from icalendar import Calendar
 
 from tillsammans_common.errors import InvalidField
 from tillsammans_meetings import recurrence
-from tillsammans_meetings.forum_calendar import forum_calendar, forum_uid
+from tillsammans_meetings.calendar import forum_calendar, forum_uid
 from tillsammans_meetings.models import ForumKind, ForumPublic
 
 # Tuesday 5 January 2027, 09:00 in Stockholm (winter time, UTC+1).
