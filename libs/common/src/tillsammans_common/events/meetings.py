@@ -65,6 +65,10 @@ class InvitationSent(Event):
     requested_roles: list[RoleCode] = []
     """Roles the meeting's mapping suggests at this receiver (e.g. ``bup``): whom it is asked to send. Empty for a
     meeting called without a mapping, and in invitations from before decision 24."""
+    location: str | None = None
+    """The room, when one is booked (screened: no identity)."""
+    sequence: int = 0
+    """The meeting's change count when this was sent; later reschedules and a cancel carry higher ones."""
 
     @model_validator(mode="before")
     @classmethod
@@ -86,10 +90,6 @@ class InvitationSent(Event):
     def disclosure_purpose(self) -> str:
         """The purpose of this invitation's meeting kind."""
         return self.purpose
-    location: str | None = None
-    """The room, when one is booked (screened: no identity)."""
-    sequence: int = 0
-    """The meeting's change count when this was sent; later reschedules and a cancel carry higher ones."""
 
 
 class InvitationReceived(Event):
