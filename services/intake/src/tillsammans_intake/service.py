@@ -271,15 +271,16 @@ def transfer_case(session: Session, *, settings: IntakeSettings, access: policy.
         session.add(concern)
         # Into the new BBA's inbox, by the same event and consumer as a concern routed when raised.
         record_event(session, ConcernRouted(concern_id=concern.id, case_id=case.case_id, unit_id=shown_unit,
-                                            bba_user=unit.bba_user),
+                                            bba_user=unit.bba_user, handed_over=True),
                      source=settings.source, org=settings.org, subject=case.case_id)
     return TransferPublic(case_id=case.case_id, unit_id=shown_unit, bba_user=unit.bba_user, transferred=True,
                           moved_concerns=len(concerns))
 
 
 def deliver_to_inbox(session: Session, *, event: ConcernRouted) -> None:
-    """Put a routed concern in its BBA's inbox (applied once per event by the consumer); routed again, it moves."""
-    item = session.exec(select(InboxItem).where(InboxItem.concern_id == event.concern_id)).first()
+    """Put a routed concern in its BBA's inbox (applied once per event by the consumer); handed over, it moves."""
+    item = session.exec(select(InboxItem).where(InboxItem.concern_id == event.concern_id)).first() if (
+        event.handed_over) else None  # a new concern's first routing, the busy path, needs no read
     if item is None:
         session.add(InboxItem(bba_user=event.bba_user, concern_id=event.concern_id, case_id=event.case_id))
         return

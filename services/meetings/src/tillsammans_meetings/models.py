@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, DateTime, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -119,6 +119,9 @@ class AgeBand(StrEnum):
 
 class Meeting(SQLModel, table=True):
     """A samverkansmöte (or SIP meeting) this organisation called; the child's identity is its own data."""
+
+    # The scheduler looks for follow-ups and SIPs by kind every pass: an index, not a read of every meeting.
+    __table_args__ = (Index("ix_meeting_kind", "kind"),)
 
     id: str = Field(primary_key=True, max_length=64)
     case_id: str = Field(index=True, max_length=64)
@@ -234,7 +237,7 @@ class PlanItem(SQLModel, table=True):
     action: str = Field(max_length=1000)
     responsible_org: str = Field(max_length=32)
     responsible_role: str | None = Field(default=None, max_length=64)
-    due: date | None = None
+    due: date | None = Field(default=None, index=True)
     created_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     responsible_party: str | None = Field(default=None, max_length=200, description=(

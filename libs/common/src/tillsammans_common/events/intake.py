@@ -38,6 +38,8 @@ class ConcernRouted(Event):
     unit_id: str | None
     """None for a child with protected identity."""
     bba_user: str
+    handed_over: bool = False
+    """True when the case was handed to another unit (the concern moves to the new BBA's inbox)."""
 
 
 class CaseRecorded(Event):
