@@ -72,7 +72,8 @@ from tillsammans_intake.models import (
 
 # Only the BBA is needed: two columns, not a whole ORM object, on the busiest write there is; the
 # statement is built once so SQLAlchemy reuses its compiled form.
-_UNIT_BBA = select(col(Unit.id), col(Unit.bba_user)).where(col(Unit.id) == bindparam("unit_id"))
+_UNIT_BBA = select(col(Unit.id), col(Unit.bba_user), col(Unit.municipality_code)).where(
+    col(Unit.id) == bindparam("unit_id"))
 _CHILDS_CASE = select(col(CaseChild.case_id)).where(col(CaseChild.child_personnummer) == bindparam("personnummer"))
 PURPOSE = "early_support"
 MAX_DELEGATION = timedelta(days=366)
@@ -82,11 +83,11 @@ def raise_concern(session: Session, *, settings: IntakeSettings, principal: Prin
                   data: ConcernCreate) -> ConcernPublic:
     """Store a concern in the child's case (opened if the child has none) and route it to the case's BBA."""
     wheel_id = _check_wheel_areas(data, settings)
-    unit_id, bba_user, routed_by = _find_unit(session, settings, data)
+    unit_id, bba_user, routed_by, unit_municipality = _find_unit(session, settings, data)
     policy.check_unit_scope(principal, unit_id)
     key = child_key(data.child.personnummer, settings.child_key_secret.get_secret_value())
     case, changed = _childs_case(session, data, unit_id=unit_id, bba_user=bba_user, key=key,
-                                 municipality=_childs_municipality(session, data, unit_id))
+                                 municipality=data.home_municipality or unit_municipality)
     concern = Concern(
         id=str(uuid.uuid4()), case_id=case.case_id, unit_id=unit_id, routed_by=routed_by, wheel_id=wheel_id,
         child_personnummer=data.child.personnummer, child_name=data.child.name,
@@ -124,17 +125,19 @@ def _check_wheel_areas(data: ConcernCreate, settings: IntakeSettings) -> str:
     return wheel_id
 
 
-def _find_unit(session: Session, settings: IntakeSettings, data: ConcernCreate) -> tuple[str, str, RoutedBy]:
-    """The unit and BBA a concern goes to: the named unit, the child's case's, the routing rules', or the desk's."""
+def _find_unit(session: Session, settings: IntakeSettings,
+               data: ConcernCreate) -> tuple[str, str, RoutedBy, str | None]:
+    """The unit and BBA a concern goes to (the named unit, the child's case's, the routing rules', or the desk's)
+    and the municipality the unit serves (the child's, when the raiser did not say)."""
     if data.unit_id is not None:
         unit = session.connection().execute(_UNIT_BBA, {"unit_id": data.unit_id}).first()
         if unit is None:
             raise InvalidField("unit_id", "no such unit in this organisation's directory")
-        return unit.id, unit.bba_user, RoutedBy.NAMED_UNIT
+        return unit.id, unit.bba_user, RoutedBy.NAMED_UNIT, unit.municipality_code
     existing = session.connection().execute(_CHILDS_CASE, {"personnummer": data.child.personnummer}).first()
     case = get_case(session, existing.case_id) if existing is not None else None
     if case is not None and case.unit_id is not None:
-        return case.unit_id, case.bba_user, RoutedBy.CHILDS_CASE
+        return case.unit_id, case.bba_user, RoutedBy.CHILDS_CASE, case.municipality_code
     # Only units that could hold the BBA of some child of the municipality are read.
     candidates = session.exec(select(Unit).where(
         Unit.municipality_code == data.home_municipality,
@@ -145,7 +148,7 @@ def _find_unit(session: Session, settings: IntakeSettings, data: ConcernCreate) 
     found = session.get(Unit, unit_id)
     if found is None:
         raise InvalidField("unit_id", "the configured intake desk is not in the directory: name the child's unit")
-    return found.id, found.bba_user, decision.routed_by
+    return found.id, found.bba_user, decision.routed_by, found.municipality_code
 
 
 def _intake_desk(session: Session, settings: IntakeSettings) -> str:
@@ -157,15 +160,6 @@ def _intake_desk(session: Session, settings: IntakeSettings) -> str:
         raise InvalidField("unit_id", "no rule found the child's unit and this organisation's directory has "
                                       "no intake desk: name the child's unit")
     return desk
-
-
-def _childs_municipality(session: Session, data: ConcernCreate, unit_id: str) -> str | None:
-    """The municipality whose members serve the child: the child's home municipality, else the unit's."""
-    # The home municipality comes first: social services' responsibility follows where the child lives.
-    if data.home_municipality is not None:
-        return data.home_municipality
-    unit = session.get(Unit, unit_id)
-    return unit.municipality_code if unit is not None else None
 
 
 def _childs_case(session: Session, data: ConcernCreate, *, unit_id: str, bba_user: str,
