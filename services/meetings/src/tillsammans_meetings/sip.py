@@ -45,6 +45,7 @@ from tillsammans_meetings.models import (
     ChildOut,
     Meeting,
     MeetingKind,
+    MeetingStatus,
     OverallResponsibilityPut,
     PlanItem,
     PlanItemPublic,
@@ -110,6 +111,14 @@ def _meeting(session: Session, access: policy.Access) -> Meeting:
     return meeting
 
 
+def _running(session: Session, access: policy.Access) -> Meeting:
+    # A cancel was sent to every invited organisation: the plan of a cancelled meeting no longer changes.
+    meeting = _meeting(session, access)
+    if meeting.status == MeetingStatus.CANCELLED:
+        raise Conflict("the meeting is cancelled; its plan can no longer be changed")
+    return meeting
+
+
 def get_plan(session: Session, *, access: policy.Access) -> SipPlanPublic:
     """Read the plan (audited)."""
     meeting = _meeting(session, access)
@@ -120,7 +129,7 @@ def get_plan(session: Session, *, access: policy.Access) -> SipPlanPublic:
 def set_overall_responsibility(session: Session, *, settings: ServiceSettings, access: policy.Access,
                                data: OverallResponsibilityPut, participating: set[str]) -> SipPlanPublic:
     """Name the principal with overall responsibility: this organisation or one whose invitation stands."""
-    meeting = _meeting(session, access)
+    meeting = _running(session, access)
     if data.org not in participating:
         raise InvalidField("org", "must be this organisation or one invited to the meeting")
     if meeting.overall_responsible_org != data.org:
@@ -152,7 +161,7 @@ def set_item_status(session: Session, *, settings: ServiceSettings, access: poli
 
     Another principal's item is refused (403): that organisation reports its own items from its copy.
     """
-    meeting = _meeting(session, access)
+    meeting = _running(session, access)
     item = session.get(PlanItem, item_id)
     if item is None or item.meeting_id != meeting.id:
         raise NotFound("no such item in this plan")

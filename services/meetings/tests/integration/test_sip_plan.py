@@ -154,6 +154,14 @@ def test_each_principal_moves_only_its_own_items(
     changed = [e.data for e in _events(client, "meetings.plan_item.status_changed.v1")]
     assert [(c["plan_item_id"], c["status"]) for c in changed] == [
         (own["id"], "in_progress"), (own["id"], "done"), (others["id"], "done")]
+    # A cancelled meeting's plan no longer changes (the cancel reached every invited organisation).
+    assert client.post(f"/meetings/{meeting_id}/cancel", headers=BBA,
+                       json={"reason": "Familjen flyttar"}).status_code == 200
+    assert client.put(f"/meetings/{meeting_id}/overall-responsibility", headers=BBA,
+                      json={"org": "school"}).status_code == 409
+    stopped = client.post(f"/meetings/{meeting_id}/plan-items/{others['id']}/status", headers=BBA,
+                          json={"status": "planned"})
+    assert stopped.status_code == 409 and "cancelled" in stopped.json()["detail"]
 
 
 def test_a_follow_up_is_a_meeting_of_its_own_held_once(
