@@ -669,8 +669,8 @@ def reschedule_meeting(session: Session, *, settings: ServiceSettings, access: p
     if as_utc(meeting.scheduled_at) == data.scheduled_at and meeting.location == data.location:
         policy.audit_access(session, access, "meeting.schedule", purpose=PURPOSE)
         return meeting_view(session, meeting)
-    # The room is free text that leaves without consent (and goes into calendar files): it must not
-    # identify the child. Only the free text is screened: a timestamp's digits can look like a phone number.
+    # The room goes into this organisation's calendar files as well as to the invited organisations (for a
+    # protected child only the former), so it is screened here, for both, and not only as a message leaves.
     screen_fields({"location": data.location}, names=[meeting.child_name])
     meeting.scheduled_at = data.scheduled_at
     meeting.location = data.location
@@ -788,8 +788,6 @@ def answer_invitation(session: Session, *, settings: ServiceSettings, principal:
             raise InvalidField("participants", "name each user once")
     else:
         answer, reason, people = Answer.DECLINED, data.reason, []
-    # The reason leaves this organisation without consent: it must not identify the child in any form.
-    screen_fields({"reason": reason}, names=[row.child_name])
     audit(session, principal, f"received_invitation.{answer.value}", case_id=row.case_id or None, purpose=PURPOSE,
           record_id=row.id, basis="role:" + principal.role.value, protected=row.protected_identity)
     if (row.answer, row.answer_reason, row.participants) != (answer, reason, people):
@@ -798,12 +796,13 @@ def answer_invitation(session: Session, *, settings: ServiceSettings, principal:
         row.answered_by = principal.user
         row.reply_sequence += 1
         session.add(row)
-        # The reply names no child (its reason was screened above).
-        send_receipt(session, InvitationReplied(
+        # The reason leaves without consent: screened on the way out (422 naming it, and nothing is written)
+        # so that it cannot identify the child in any form.
+        send_anonymous(session, InvitationReplied(
             invitation_id=row.id, meeting_id=row.meeting_id, inviting_org=row.from_org, replying_org=settings.org,
             answer=answer.value, reason=reason, participants=[Participant(**p) for p in people],
             sequence=row.reply_sequence, replied_at=row.answered_at,
-        ), settings=settings, to_org=row.from_org, subject=row.meeting_id)
+        ), settings=settings, to_org=row.from_org, subject=row.meeting_id, names=[row.child_name])
     return _received_view(row)
 
 

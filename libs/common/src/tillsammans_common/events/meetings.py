@@ -186,10 +186,12 @@ class InvitationReplied(Event):
     replied_at: datetime
 
 
-class MeetingRescheduled(Event):
-    """The inviter moved a meeting (a new time or room); sent to each invited organisation, naming no child."""
+class MeetingChange(Event):
+    """A change the inviter sends each invited organisation about one invitation, naming no child.
 
-    type: ClassVar[str] = "meetings.meeting.rescheduled.v1"
+    ``sequence`` is the meeting's change count: a receiver applies changes in order and ignores a stale one.
+    """
+
     sender_fields: ClassVar[tuple[str, ...]] = ("inviting_org",)
     receiver_fields: ClassVar[tuple[str, ...]] = ("invited_org",)
     invitation_id: str
@@ -197,21 +199,20 @@ class MeetingRescheduled(Event):
     inviting_org: str
     invited_org: str
     sequence: int
+
+
+class MeetingRescheduled(MeetingChange):
+    """The inviter moved a meeting (a new time or room)."""
+
+    type: ClassVar[str] = "meetings.meeting.rescheduled.v1"
     scheduled_at: datetime
     location: str | None = None
 
 
-class MeetingCancelled(Event):
-    """The inviter cancelled a meeting; sent to each invited organisation, naming no child and giving no reason."""
+class MeetingCancelled(MeetingChange):
+    """The inviter cancelled a meeting; the reason stays with the inviter."""
 
     type: ClassVar[str] = "meetings.meeting.cancelled.v1"
-    sender_fields: ClassVar[tuple[str, ...]] = ("inviting_org",)
-    receiver_fields: ClassVar[tuple[str, ...]] = ("invited_org",)
-    invitation_id: str
-    meeting_id: str
-    inviting_org: str
-    invited_org: str
-    sequence: int
     cancelled_at: datetime
 
 
